@@ -1,0 +1,54 @@
+"""The Python API for notebooks and benchmarks: load a job, build and apply a step, run a job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.batch import Verdict
+from engine.spec import JobSpec, load_job
+from engine.stats import Stats
+from engine.steps.base import Step
+from engine.steps.base import build_step as _build_step
+
+
+def build_step(mapping: Mapping[str, Any] | str, **parameters: Any) -> Step:
+    """A step from its YAML mapping, or from its type name and keyword parameters.
+
+    >>> build_step({"type": "doc_length", "min_words": 50})
+    >>> build_step("doc_length", min_words=50)
+    """
+    if isinstance(mapping, str):
+        mapping = {"type": mapping, **parameters}
+    return _build_step(mapping)
+
+
+def apply_step(step: Step, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+    """Apply one step to a table with `id` and `text`: the (possibly rewritten) table and the verdict."""
+    return step.apply(batch)
+
+
+def run_job(
+    job: JobSpec | str | Path,
+    *,
+    output: str | None = None,
+    address: str | None = None,
+    show_progress: bool = False,
+) -> Stats:
+    """Run a job (a `JobSpec` or a YAML path) on Ray: embedded by default, or joining `address`.
+
+    Returns the run's total stats; raises `RunFailed` if any shard failed (the others finish).
+    """
+    from engine.runner.ray import run_on_ray
+
+    if not isinstance(job, JobSpec):
+        job = load_job(job, output=output)
+    elif output is not None:
+        job = job.model_copy(update={"output": job.output.model_copy(update={"path": output})})
+    return run_on_ray(job, address=address, show_progress=show_progress)
+
+
+__all__ = ["apply_step", "build_step", "load_job", "run_job"]

@@ -1,0 +1,1 @@
+"""Global near-duplicate removal: MinHash signatures, band shuffle, connected components, removal."""

@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each message says what happened, where, and how to fix it."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine reports to a user without a traceback."""
+
+
+class SpecError(EngineError):
+    """The job file is invalid: the message names the key path and what is allowed."""
+
+
+class InputError(EngineError):
+    """An input path or shard cannot be used (missing, empty, wrong schema, corrupt)."""
+
+
+class ConservationError(EngineError):
+    """Documents in != kept + dropped + duplicates: a bug, never ignored."""
+
+
+class RunFailed(EngineError):
+    """Some units failed; the others finished. Carries the failed shards and their errors."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        lines = "\n".join(f"  {path}: {error}" for path, error in sorted(failures.items()))
+        msg = f"{len(failures)} shard(s) failed; every other shard finished and is reusable by the next run:\n{lines}"
+        super().__init__(msg)

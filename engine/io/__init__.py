@@ -1,0 +1,1 @@
+"""Storage: fsspec paths, streaming Parquet, the output layout, atomic commits and markers."""

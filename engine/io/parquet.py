@@ -1,0 +1,199 @@
+"""Streaming Parquet through fsspec: read a shard batch by batch, write shards atomically."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine.errors import InputError
+from engine.io.layout import shard_file
+from engine.io.paths import filesystem
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+@contextmanager
+def open_parquet(url: str, storage_options: dict[str, Any]) -> Iterator[pq.ParquetFile]:
+    """Open a Parquet file for streaming reads.
+
+    Raises:
+        InputError: the file is missing or is not readable Parquet, naming the file.
+    """
+    fs, path = filesystem(url, storage_options)
+    try:
+        handle = fs.open(path, "rb")
+    except FileNotFoundError:
+        msg = f"shard {url} does not exist (it was listed, then removed?)"
+        raise InputError(msg) from None
+    with handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pa.ArrowInvalid, OSError) as error:
+            msg = f"shard {url} is not a readable Parquet file: {error}"
+            raise InputError(msg) from None
+        yield parquet
+
+
+def stream_batches(
+    parquet: pq.ParquetFile, url: str, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Batches of an open Parquet file, row group by row group (bounded memory).
+
+    Raises:
+        InputError: the file is corrupt part-way, naming the file.
+    """
+    try:
+        for group in range(parquet.num_row_groups):
+            yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
+    except (pa.ArrowInvalid, OSError) as error:
+        msg = f"shard {url} is corrupt: {error}"
+        raise InputError(msg) from None
+
+
+def iter_batches(
+    url: str, storage_options: dict[str, Any], batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stream a Parquet file `batch_rows` rows at a time.
+
+    Raises:
+        InputError: the file is missing, not Parquet, or corrupt part-way, naming the file.
+    """
+    with open_parquet(url, storage_options) as parquet:
+        yield from stream_batches(parquet, url, batch_rows, columns)
+
+
+def read_table(url: str, storage_options: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
+    """A whole (small) Parquet file as a table."""
+    with open_parquet(url, storage_options) as parquet:
+        return parquet.read(columns=columns)
+
+
+def write_table(table: pa.Table, url: str, storage_options: dict[str, Any], compression: str = "zstd") -> None:
+    """Write a table as one Parquet file, atomically (temporary name, then rename)."""
+    writer = StreamWriter(url, table.schema, storage_options=storage_options, compression=compression)
+    writer.write(table)
+    writer.close()
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in order: missing columns as nulls, others cast."""
+    arrays = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table[field.name]
+            arrays.append(column if column.type == field.type else column.cast(field.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def partition_dir(column: str, value: object) -> str:
+    """Hive-style directory name for one partition value (`language=en`)."""
+    text = HIVE_NULL if value is None else str(value)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or HIVE_NULL
+    return f"{column}={safe}"
+
+
+class StreamWriter:
+    """Streams tables into one Parquet file at `url`, under a temporary name until `close` commits it."""
+
+    def __init__(
+        self,
+        url: str,
+        schema: pa.Schema,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        compression: str = "zstd",
+    ) -> None:
+        self.url, self.schema = url, schema
+        self.storage_options = storage_options or {}
+        fs, path = filesystem(url, self.storage_options)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self._fs, self._path = fs, path
+        self._tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        self._handle = fs.open(self._tmp, "wb")
+        self._writer = pq.ParquetWriter(self._handle, schema, compression=compression)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(conform(table, self.schema))
+
+    def close(self) -> str:
+        """Finish the file and rename it into place; its URL."""
+        self._writer.close()
+        self._handle.close()
+        self._fs.mv(self._tmp, self._path)
+        return self.url
+
+    def abort(self) -> None:
+        """Drop the temporary file (the unit failed)."""
+        try:
+            self._writer.close()
+            self._handle.close()
+            self._fs.rm(self._tmp)
+        except OSError:
+            pass
+
+
+class PartitionedWriter:
+    """Streams one shard's output into `root/area[/col=value]/rel.parquet`, committed on `close`.
+
+    Every batch is conformed to `schema` (the unit's output schema). Without a partition column the file
+    is always written, even empty, so each input shard has its outputs; with one, a file per value present.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        area: str,
+        rel: str,
+        schema: pa.Schema,
+        *,
+        partition_column: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        compression: str = "zstd",
+    ) -> None:
+        self.root, self.area, self.rel, self.schema = root, area, rel, schema
+        self.partition_column = partition_column
+        self.storage_options = storage_options or {}
+        self.compression = compression
+        self._open: dict[str | None, StreamWriter] = {}
+
+    def _writer(self, partition: str | None) -> StreamWriter:
+        if partition not in self._open:
+            url = shard_file(self.root, self.area, self.rel, partition)
+            self._open[partition] = StreamWriter(
+                url, self.schema, storage_options=self.storage_options, compression=self.compression
+            )
+        return self._open[partition]
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self.partition_column is None:
+            self._writer(None).write(table)
+            return
+        column = table[self.partition_column]
+        for value in pc.unique(column).to_pylist():
+            mask = pc.is_null(column) if value is None else pc.fill_null(pc.equal(column, value), False)
+            self._writer(partition_dir(self.partition_column, value)).write(table.filter(mask))
+
+    def close(self) -> list[str]:
+        """Finish every file and rename it into place; the URLs written, sorted."""
+        if self.partition_column is None and not self._open:
+            self._writer(None)
+        written = sorted(writer.close() for writer in self._open.values())
+        self._open.clear()
+        return written
+
+    def abort(self) -> None:
+        """Drop every temporary file (the unit failed)."""
+        for writer in self._open.values():
+            writer.abort()
+        self._open.clear()

@@ -1,0 +1,79 @@
+"""fsspec paths: listing input shards, their relative names and fingerprints."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from engine.errors import InputError
+
+PARQUET_SUFFIX = ".parquet"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file: its full URL and its name relative to the input root (no `.parquet` suffix)."""
+
+    url: str
+    rel: str
+
+
+def filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem serving `url` and the path within it (credentials from options or the environment)."""
+    fs, path = url_to_fs(url, **storage_options)
+    return fs, path
+
+
+def has_protocol(url: str) -> bool:
+    return "://" in url
+
+
+def absolute(url: str) -> str:
+    """Local paths made absolute (Ray workers may run elsewhere in the tree); URLs unchanged."""
+    return url if has_protocol(url) else os.path.abspath(url)
+
+
+def full_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """A path within `fs` as a URL that `url_to_fs` opens again (local paths stay plain)."""
+    return path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)
+
+
+def list_shards(url: str, storage_options: dict[str, Any], pattern: str) -> list[Shard]:
+    """Every shard under `url` (or `url` itself if it is a file), sorted by relative name.
+
+    Raises:
+        InputError: the path does not exist, or holds no file matching `pattern`.
+    """
+    try:
+        fs, root = filesystem(url, storage_options)
+        if not fs.exists(root):
+            msg = f"input.path {url!r} does not exist; check the path (and storage_options for object storage)"
+            raise InputError(msg)
+        if fs.isfile(root):
+            name = root.rsplit("/", 1)[-1]
+            return [Shard(full_url(fs, root), name.removesuffix(PARQUET_SUFFIX))]
+        root = root.rstrip("/")
+        paths = sorted(p for p in fs.glob(f"{root}/{pattern}") if fs.isfile(p))
+    except InputError:
+        raise
+    except (OSError, ValueError) as error:
+        msg = f"input.path {url!r} cannot be listed: {error}"
+        raise InputError(msg) from None
+    if not paths:
+        msg = f"input.path {url!r} holds no shard matching {pattern!r}; point it at a folder of Parquet files"
+        raise InputError(msg)
+    return [Shard(full_url(fs, p), p[len(root) + 1 :].removesuffix(PARQUET_SUFFIX)) for p in paths]
+
+
+def fingerprint(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a shard's content without reading it: size plus etag, or mtime where no etag."""
+    fs, path = filesystem(url, storage_options)
+    info = fs.info(path)
+    version = (
+        info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("created") or info.get("LastModified")
+    )
+    return {"size": int(info.get("size") or 0), "version": str(version)}

@@ -1,0 +1,97 @@
+"""The core of every unit: run a batch through the steps and account for every row."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.batch import Verdict, take
+from engine.schema import INPUT_STEP, REASON, TEXT
+from engine.stats import Stats
+from engine.steps.base import Step
+
+
+class StepContractError(RuntimeError):
+    """A step broke the interface (wrong verdict length, changed row count): a bug in that step."""
+
+
+@dataclass
+class BatchResult:
+    """What one batch became: kept rows, rejected rows (with `reason`), and the counters."""
+
+    kept: pa.Table
+    rejected: pa.Table
+    stats: Stats
+
+
+def _with_reason(rows: pa.Table, reasons: np.ndarray) -> pa.Table:
+    return rows.append_column(REASON, pa.array(reasons.tolist(), type=pa.string()))
+
+
+def _text_bytes(batch: pa.Table) -> int:
+    if batch.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.fill_null(pc.binary_length(batch[TEXT]), 0)).as_py() or 0)
+
+
+def process_batch(batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verdict | None = None) -> BatchResult:
+    """Run `batch` through `steps` in order; every row ends kept or rejected with one reason.
+
+    `input_verdict` (from the reader) drops bad documents before any step sees them, with reasons
+    `input/<code>`. A rejected row carries the text as it was when its step saw it.
+    """
+    stats = Stats(docs_in=batch.num_rows, bytes_in=_text_bytes(batch))
+    rejected: list[pa.Table] = []
+    current = batch
+
+    def reject(label: str, rows: pa.Table, verdict: Verdict) -> None:
+        dropped = ~verdict.keep
+        if dropped.any():
+            reasons = verdict.prefixed(label).reason[dropped]
+            stats.dropped.update(Counter(reasons.tolist()))
+            rejected.append(_with_reason(take(rows, dropped), reasons))
+
+    if input_verdict is not None:
+        reject(INPUT_STEP, current, input_verdict)
+        current = take(current, input_verdict.keep)
+    for step in steps:
+        if current.num_rows == 0:
+            break
+        started = time.perf_counter()
+        try:
+            result, verdict = step.apply(current)
+        except Exception as error:
+            error.add_note(f"in step {step.label!r}")
+            raise
+        stats.step_seconds[step.label] += time.perf_counter() - started
+        stats.step_docs[step.label] += current.num_rows
+        if len(verdict) != current.num_rows or result.num_rows != current.num_rows:
+            msg = (
+                f"step {step.label!r} returned {result.num_rows} rows and {len(verdict)} verdicts "
+                f"for {current.num_rows} rows; a step must keep rows in place"
+            )
+            raise StepContractError(msg)
+        # Rejected rows keep the text their step saw (before a transform rewrote it).
+        reject(step.label, current, verdict)
+        current = take(result, verdict.keep)
+    stats.docs_kept = current.num_rows
+    stats.bytes_kept = _text_bytes(current)
+    if rejected:
+        rejected_table = pa.concat_tables(rejected, promote_options="default")
+    else:
+        rejected_table = _with_reason(batch.slice(0, 0), np.array([], dtype=object))
+    return BatchResult(current, rejected_table, stats)
+
+
+def output_schema(input_schema: pa.Schema, steps: Sequence[Step]) -> pa.Schema:
+    """The schema kept rows have after `steps`: found by running the steps on an empty batch."""
+    current = input_schema.empty_table()
+    for step in steps:
+        current, _ = step.apply(current)
+    return current.schema

@@ -1,0 +1,208 @@
+"""One unit of work: one input shard -> steps -> kept, rejected, stats, then the completion marker.
+
+Pure of Ray: `run_unit` can be called from a notebook or a test. Outputs are written under temporary names and
+renamed into place; the marker is written last, so a shard is complete exactly when its marker says so. A rerun
+skips a shard whose marker records the same input fingerprint and the same phase-A configuration hash.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from engine import __version__
+from engine.errors import EngineError, InputError
+from engine.io.documents import canonical_batch, check_schema
+from engine.io.layout import KEPT, REJECTED, STAGE, join, unit_marker_file, unit_stats_file
+from engine.io.markers import read_json, write_json
+from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
+from engine.io.paths import Shard, filesystem, fingerprint
+from engine.pipeline import output_schema, process_batch
+from engine.schema import REASON
+from engine.spec import JobSpec
+from engine.stats import Stats
+
+Status = Literal["processed", "skipped"]
+
+
+class UnitError(EngineError):
+    """A shard failed for a reason other than bad input (a bug in a step, say); names the shard."""
+
+
+@dataclass
+class UnitResult:
+    """What a unit reports back to the driver (small: no data)."""
+
+    rel: str
+    status: Status
+    stats: dict[str, Any]
+    outputs: list[str] = field(default_factory=list)
+
+
+def partition_column(job: JobSpec) -> str | None:
+    """The column kept output is partitioned by (asked by a step, e.g. language id), if any."""
+    for step in job.steps:
+        column = step.output_partition()
+        if column is not None:
+            return column
+    return None
+
+
+def kept_area(job: JobSpec) -> str:
+    """Phase-A kept output goes to `kept/`, or to `_stage/kept/` when dedup still has to run."""
+    return KEPT if job.dedup is None else join(STAGE, KEPT)
+
+
+def _outputs_exist(outputs: list[str], storage_options: dict[str, Any]) -> bool:
+    for url in outputs:
+        fs, path = filesystem(url, storage_options)
+        if not fs.exists(path):
+            return False
+    return True
+
+
+def remove_outputs(urls: list[str], storage_options: dict[str, Any]) -> None:
+    """Delete output files (ignoring those already gone)."""
+    for url in urls:
+        fs, path = filesystem(url, storage_options)
+        if fs.exists(path):
+            fs.rm(path)
+
+
+def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
+    """Process one shard, or skip it if its marker matches the input and the configuration.
+
+    Raises:
+        InputError: the shard is unreadable or lacks a text column (names the file).
+        UnitError: anything else went wrong (names the file and the step).
+        OSError: a storage error, left as is so that the scheduler retries it.
+    """
+    out, out_options = job.output.path, job.output.storage_options
+    marker_url = unit_marker_file(out, shard.rel)
+    input_print = fingerprint(shard.url, job.input.storage_options)
+    config_hash = job.phase_a_hash()
+    previous = read_json(marker_url, out_options)
+    if (
+        previous is not None
+        and previous.get("fingerprint") == input_print
+        and previous.get("config_hash") == config_hash
+        and _outputs_exist(previous.get("outputs", []), out_options)
+    ):
+        return UnitResult(shard.rel, "skipped", previous["stats"], previous["outputs"])
+
+    started = time.perf_counter()
+    try:
+        stats, outputs = _process(job, shard)
+    except (EngineError, OSError):
+        raise
+    except Exception as error:
+        where = "; ".join(getattr(error, "__notes__", [])) or "outside any step"
+        msg = f"shard {shard.url} failed ({where}): {type(error).__name__}: {error}\n{traceback.format_exc()}"
+        raise UnitError(msg) from error
+    stats.seconds = time.perf_counter() - started
+    stats.check_conservation(f"shard {shard.url}")
+
+    stats_dict = stats.to_dict()
+    write_json(unit_stats_file(out, shard.rel), stats_dict, out_options)
+    if previous is not None:
+        remove_outputs([u for u in previous.get("outputs", []) if u not in outputs], out_options)
+    marker = {
+        "input": shard.url,
+        "rel": shard.rel,
+        "fingerprint": input_print,
+        "config_hash": config_hash,
+        "outputs": outputs,
+        "stats": stats_dict,
+        "engine_version": __version__,
+    }
+    write_json(marker_url, marker, out_options)
+    return UnitResult(shard.rel, "processed", stats_dict, outputs)
+
+
+def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
+    """Stream the shard through the steps into its writers; the stats and the files written."""
+    spec, out, options = job.input, job.output.path, job.output.storage_options
+    writers: list[PartitionedWriter | StreamWriter] = []
+    stats = Stats(shards_total=1, shards_processed=1)
+    try:
+        with open_parquet(shard.url, spec.storage_options) as parquet:
+            check_schema(parquet.schema_arrow, text_column=spec.text_column, shard=shard.url)
+            empty = pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
+            canonical, _ = canonical_batch(
+                empty,
+                text_column=spec.text_column,
+                id_column=spec.id_column,
+                rel=shard.rel,
+                first_row=0,
+                max_text_bytes=spec.max_text_bytes,
+            )
+            kept_schema = output_schema(canonical.schema, job.steps)
+            kept = PartitionedWriter(
+                out,
+                kept_area(job),
+                shard.rel,
+                kept_schema,
+                partition_column=partition_column(job) if job.dedup is None else None,
+                storage_options=options,
+                compression=job.output.compression,
+            )
+            writers.append(kept)
+            rejected = None
+            if job.output.write_rejected:
+                rejected_schema = kept_schema.append(pa.field(REASON, pa.string()))
+                rejected = PartitionedWriter(
+                    out,
+                    REJECTED,
+                    shard.rel,
+                    rejected_schema,
+                    storage_options=options,
+                    compression=job.output.compression,
+                )
+                writers.append(rejected)
+            signatures = None
+            if job.dedup is not None:
+                from engine.dedup.phases import signature_table, signatures_file
+
+                signature_schema = signature_table(kept_schema.empty_table(), job.dedup).schema
+                signatures = StreamWriter(
+                    signatures_file(out, job.dedup, shard.rel),
+                    signature_schema,
+                    storage_options=options,
+                    compression=job.output.compression,
+                )
+                writers.append(signatures)
+
+            row = 0
+            for raw in stream_batches(parquet, shard.url, spec.batch_rows):
+                batch, input_verdict = canonical_batch(
+                    raw,
+                    text_column=spec.text_column,
+                    id_column=spec.id_column,
+                    rel=shard.rel,
+                    first_row=row,
+                    max_text_bytes=spec.max_text_bytes,
+                )
+                row += raw.num_rows
+                result = process_batch(batch, job.steps, input_verdict=input_verdict)
+                stats = stats + result.stats
+                kept.write(result.kept)
+                if rejected is not None:
+                    rejected.write(result.rejected)
+                if signatures is not None and result.kept.num_rows:
+                    signatures.write(signature_table(result.kept, job.dedup))
+        outputs: list[str] = []
+        for writer in writers:
+            closed = writer.close()
+            outputs.extend([closed] if isinstance(closed, str) else closed)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    return stats, sorted(outputs)
+
+
+__all__ = ["InputError", "UnitError", "UnitResult", "kept_area", "partition_column", "run_unit"]

@@ -1,0 +1,79 @@
+"""Mergeable run counters (`a + b`) and the conservation check every run must pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine.errors import ConservationError
+
+
+@dataclass
+class Stats:
+    """Counters of one unit, or the sum of many. Plain numbers and maps, JSON in and out.
+
+    `dropped` maps `step/rule` to a count; `step_seconds` and `step_docs` are the time spent in each
+    step and the documents it saw, from which `to_dict` derives docs/s per step.
+    """
+
+    docs_in: int = 0
+    docs_kept: int = 0
+    duplicates: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+    bytes_kept: int = 0
+    seconds: float = 0.0
+    step_seconds: Counter[str] = field(default_factory=Counter)
+    step_docs: Counter[str] = field(default_factory=Counter)
+    shards_total: int = 0
+    shards_processed: int = 0
+    shards_skipped: int = 0
+    shards_failed: int = 0
+
+    def __add__(self, other: Stats) -> Stats:
+        merged = Stats()
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            setattr(merged, f.name, Counter(a) + Counter(b) if isinstance(a, dict) else a + b)
+        return merged
+
+    @property
+    def docs_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def is_conserved(self) -> bool:
+        """Documents in = kept + dropped (by reason) + duplicates removed."""
+        return self.docs_in == self.docs_kept + self.docs_dropped + self.duplicates
+
+    def check_conservation(self, where: str) -> None:
+        """Raise `ConservationError` naming `where` if documents went missing or appeared."""
+        if not self.is_conserved():
+            msg = (
+                f"conservation violated in {where}: docs_in={self.docs_in} != docs_kept={self.docs_kept}"
+                f" + dropped={self.docs_dropped} + duplicates={self.duplicates}; this is a bug, please report it"
+            )
+            raise ConservationError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with derived per-step docs/s."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = dict(sorted(value.items())) if isinstance(value, Counter) else value
+        data["docs_dropped"] = self.docs_dropped
+        data["step_docs_per_second"] = {
+            step: round(self.step_docs[step] / secs, 1) if secs > 0 else None
+            for step, secs in sorted(self.step_seconds.items())
+        }
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stats:
+        """Inverse of `to_dict` (derived keys ignored)."""
+        stats = cls()
+        for f in fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                setattr(stats, f.name, Counter(value) if isinstance(getattr(stats, f.name), Counter) else value)
+        return stats

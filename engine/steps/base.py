@@ -1,0 +1,169 @@
+"""The step interface: filters, transforms and annotators, and the registry of step types.
+
+Every step is a frozen pydantic model: its fields are its parameters (validated from the job's YAML),
+calling it is its behaviour. Steps are pure: no I/O, no state kept between calls, no knowledge of Ray.
+The runner only calls `apply`, which every kind of step implements:
+
+- `Filter.__call__(batch) -> Verdict`: keeps or drops rows, never changes them.
+- `Transform.__call__(batch) -> (batch, Verdict)`: rewrites `text` (same rows, same order) and may drop.
+- `Annotator.__call__(batch) -> (batch, Verdict)`: adds columns (e.g. `language`) and may drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.batch import Verdict
+from engine.errors import SpecError
+
+
+class Step(BaseModel):
+    """Base of every step. `type` is the registry key; `name` (optional) overrides it in reason codes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    name: str | None = Field(
+        None,
+        description="Label used in reason codes and stats; defaults to `type`. Set it to run a step twice.",
+    )
+
+    # Kind of step, for documentation and `validate` output.
+    kind: ClassVar[str] = "step"
+
+    @property
+    def label(self) -> str:
+        """The prefix of this step's reason codes: `name` if given, else `type`."""
+        return self.name or self.type
+
+    def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        """Run the step on a batch: the (possibly rewritten or annotated) batch and the verdict."""
+        raise NotImplementedError
+
+    def output_partition(self) -> str | None:
+        """Column by which this step asks kept output to be partitioned (`kept/<col>=<value>/`), if any."""
+        return None
+
+    def check(self) -> None:
+        """Fail early (at `validate`) if the step cannot run here: a missing model file, say.
+
+        Raises:
+            SpecError: naming the parameter and the fix.
+        """
+
+
+class Filter(Step):
+    """A step that keeps or drops rows and never changes them."""
+
+    kind: ClassVar[str] = "filter"
+
+    def __call__(self, batch: pa.Table) -> Verdict:
+        raise NotImplementedError
+
+    def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        return batch, self(batch)
+
+
+class Transform(Step):
+    """A step that rewrites `text` (same rows in the same order) and may drop rows."""
+
+    kind: ClassVar[str] = "transform"
+
+    def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        raise NotImplementedError
+
+    def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        return self(batch)
+
+
+class Annotator(Step):
+    """A step that adds columns (same rows in the same order) and may drop rows."""
+
+    kind: ClassVar[str] = "annotator"
+
+    def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        raise NotImplementedError
+
+    def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        return self(batch)
+
+
+_REGISTRY: dict[str, type[Step]] = {}
+
+StepType = TypeVar("StepType", bound=type[Step])
+
+
+def register(cls: StepType) -> StepType:
+    """Class decorator: make a step available to job files under its `type` literal."""
+    key = cls.model_fields["type"].default
+    if not isinstance(key, str) or not key:
+        msg = f"{cls.__name__} must declare `type: Literal[...] = '<name>'` to be registered"
+        raise TypeError(msg)
+    if key in _REGISTRY:
+        msg = f"step type {key!r} is registered twice ({_REGISTRY[key].__name__} and {cls.__name__})"
+        raise ValueError(msg)
+    _REGISTRY[key] = cls
+    return cls
+
+
+def known_step_types() -> list[str]:
+    """Sorted names of every registered step type."""
+    return sorted(_REGISTRY)
+
+
+def step_class(type_name: str) -> type[Step]:
+    """The class registered under `type_name`.
+
+    Raises:
+        SpecError: for an unknown name, listing the known ones.
+    """
+    try:
+        return _REGISTRY[type_name]
+    except KeyError:
+        known = ", ".join(known_step_types())
+        msg = f"unknown step type {type_name!r}; known step types: {known}"
+        raise SpecError(msg) from None
+
+
+def format_validation_error(error: ValidationError, location: str) -> str:
+    """One line per problem, each naming the full key path (`steps[2].min_ratio`) and what is allowed."""
+    lines = []
+    for item in error.errors():
+        path = location
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        detail = item["msg"]
+        if item["type"] == "extra_forbidden":
+            detail = "unknown key"
+        lines.append(f"{path}: {detail}")
+    return "\n".join(lines)
+
+
+def build_step(mapping: Mapping[str, Any], location: str = "step") -> Step:
+    """Build a step from its YAML mapping (`{type: ..., **parameters}`).
+
+    Raises:
+        SpecError: naming `location` (e.g. `steps[2]`), the bad key, and what is allowed.
+    """
+    if not isinstance(mapping, Mapping):
+        msg = f"{location}: expected a mapping with a `type` key, got {type(mapping).__name__}"
+        raise SpecError(msg)
+    type_name = mapping.get("type")
+    if not isinstance(type_name, str):
+        msg = f"{location}.type: missing; every step needs `type` (known: {', '.join(known_step_types())})"
+        raise SpecError(msg)
+    try:
+        cls = step_class(type_name)
+    except SpecError as error:
+        msg = f"{location}.type: {error}"
+        raise SpecError(msg) from None
+    try:
+        return cls.model_validate(dict(mapping))
+    except ValidationError as error:
+        allowed = ", ".join(sorted(cls.model_fields))
+        msg = f"{format_validation_error(error, location)}\n(keys allowed for {type_name}: {allowed})"
+        raise SpecError(msg) from None

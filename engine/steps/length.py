@@ -1,0 +1,49 @@
+"""Document length filter: the simplest real filter, and a cheap first pass before costlier steps."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from engine.batch import Verdict, text_column, utf8_lengths
+from engine.steps.base import Filter, register
+
+
+def whitespace_word_counts(batch: pa.Table) -> np.ndarray:
+    """Whitespace-separated tokens per document (0 for null or blank)."""
+    words = pc.utf8_split_whitespace(text_column(batch))
+    counts = pc.fill_null(pc.list_value_length(words), 0)
+    return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+@register
+class DocLength(Filter):
+    """Drop documents outside a character and whitespace-word length range.
+
+    Defaults keep everything with at least one word; set bounds to taste (e.g. `min_words: 50` as in
+    Gopher's quality rules).
+    Drops with: ``too_few_chars``, ``too_many_chars``, ``too_few_words``, ``too_many_words``.
+    """
+
+    type: Literal["doc_length"] = "doc_length"
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(None, ge=1)
+    min_words: int = Field(1, ge=0)
+    max_words: int | None = Field(None, ge=1)
+
+    def __call__(self, batch: pa.Table) -> Verdict:
+        chars = utf8_lengths(batch)
+        words = whitespace_word_counts(batch)
+        max_chars = self.max_chars if self.max_chars is not None else np.iinfo(np.int64).max
+        max_words = self.max_words if self.max_words is not None else np.iinfo(np.int64).max
+        return Verdict.from_rules(
+            too_few_chars=chars < self.min_chars,
+            too_many_chars=chars > max_chars,
+            too_few_words=words < self.min_words,
+            too_many_words=words > max_words,
+            scores={"chars": chars, "words": words},
+        )

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny batches, an in-memory filesystem, one local Ray per test session, sample data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pytest
+
+from engine.batch import make_batch
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "data" / "sample"
+SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+
+
+@pytest.fixture
+def tiny_batch() -> Callable[..., pa.Table]:
+    """Build a batch from texts (and optional extra columns): `tiny_batch(["a b", "c"], url=[...])`."""
+
+    def build(texts: list[str | None], **columns: list[object]) -> pa.Table:
+        return make_batch({"text": texts, **columns})
+
+    return build
+
+
+@pytest.fixture
+def memfs() -> Iterator[fsspec.AbstractFileSystem]:
+    """The fsspec memory filesystem, emptied before and after the test."""
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    yield fs
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A local Ray with 2 CPUs, started once per test session (ray.init takes seconds)."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    """The sample corpus shipped in the repo (4 Parquet shards of real Common Crawl text)."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    """../shared/corpora (real data for tests); the test is skipped when it is not beside the repo."""
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"{SHARED_CORPORA} not found (the shared corpora live beside the repo)")
+    return SHARED_CORPORA

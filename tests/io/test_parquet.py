@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.errors import InputError
+from engine.io.parquet import PartitionedWriter, iter_batches, write_table
+from engine.io.paths import fingerprint, list_shards
+
+
+def test_partitioned_writer_splits_by_value(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.string()), ("language", pa.string())])
+    writer = PartitionedWriter(str(tmp_path), "kept", "sub/part", schema, partition_column="language")
+    writer.write(pa.table({"id": ["1", "2", "3"], "language": ["en", "fr", None]}))
+    writer.write(pa.table({"id": ["4"], "language": ["en"]}))
+    written = writer.close()
+    names = sorted(str(Path(p).relative_to(tmp_path)) for p in written)
+    assert names == [
+        "kept/language=__HIVE_DEFAULT_PARTITION__/sub/part.parquet",
+        "kept/language=en/sub/part.parquet",
+        "kept/language=fr/sub/part.parquet",
+    ]
+    assert pq.read_table(tmp_path / "kept/language=en/sub/part.parquet")["id"].to_pylist() == ["1", "4"]
+    assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+def test_unpartitioned_writer_always_writes_a_file(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.string()), ("text", pa.large_string())])
+    written = PartitionedWriter(str(tmp_path), "kept", "p", schema).close()
+    assert pq.read_table(written[0]).schema == schema
+
+
+def test_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
+    writer = PartitionedWriter(str(tmp_path), "kept", "p", pa.schema([("id", pa.string())]))
+    writer.write(pa.table({"id": ["1"]}))
+    writer.abort()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_corrupt_parquet_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"this is not parquet at all")
+    with pytest.raises(InputError, match=r"bad\.parquet is not a readable Parquet file"):
+        list(iter_batches(str(bad), {}, 10))
+
+
+def test_truncated_parquet_names_the_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": ["x" * 1000] * 100}), good)
+    (tmp_path / "cut.parquet").write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(InputError, match=r"cut\.parquet"):
+        list(iter_batches(str(tmp_path / "cut.parquet"), {}, 10))
+
+
+def test_streaming_reads_row_group_by_row_group(tmp_path: Path) -> None:
+    path = tmp_path / "rg.parquet"
+    pq.write_table(pa.table({"text": [str(i) for i in range(100)]}), path, row_group_size=10)
+    sizes = [b.num_rows for b in iter_batches(str(path), {}, 1000)]
+    assert sizes == [10] * 10
+    assert [b.num_rows for b in iter_batches(str(path), {}, 4)] == [4, 4, 2] * 10
+
+
+def test_list_shards_local(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    write_table(pa.table({"text": ["x"]}), str(tmp_path / "a" / "one.parquet"), {})
+    write_table(pa.table({"text": ["x"]}), str(tmp_path / "two.parquet"), {})
+    (tmp_path / "notes.txt").write_text("not a shard")
+    shards = list_shards(str(tmp_path), {}, "**/*.parquet")
+    assert [s.rel for s in shards] == ["a/one", "two"]
+    assert list_shards(str(tmp_path / "two.parquet"), {}, "**/*.parquet")[0].rel == "two"
+
+
+def test_list_shards_memory(memfs: fsspec.AbstractFileSystem) -> None:
+    write_table(pa.table({"text": ["x"]}), "memory://corpus/p0.parquet", {})
+    shards = list_shards("memory://corpus", {}, "**/*.parquet")
+    assert [s.rel for s in shards] == ["p0"]
+    assert next(iter_batches(shards[0].url, {}, 10)).num_rows == 1
+    assert fingerprint(shards[0].url, {})["size"] > 0
+
+
+def test_missing_and_empty_inputs_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        list_shards(str(tmp_path / "nope"), {}, "**/*.parquet")
+    with pytest.raises(InputError, match="holds no shard matching"):
+        list_shards(str(tmp_path), {}, "**/*.parquet")
+
+
+def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    write_table(pa.table({"text": ["x"]}), str(path), {})
+    before = fingerprint(str(path), {})
+    write_table(pa.table({"text": ["xy", "z"]}), str(path), {})
+    assert fingerprint(str(path), {}) != before

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.batch import Verdict
+from engine.errors import ConservationError
+from engine.stats import Stats
+
+
+def test_first_rule_in_order_is_the_reason() -> None:
+    verdict = Verdict.from_rules(a=[True, False, False], b=[True, True, False], scores={"x": [1, 2, 3]})
+    assert verdict.keep.tolist() == [False, False, True]
+    assert verdict.reason.tolist() == ["a", "b", None]
+    assert verdict.scores["x"].dtype == np.float64
+
+
+def test_prefixed_reasons() -> None:
+    verdict = Verdict.from_rules(short=[True, False]).prefixed("doc_length")
+    assert verdict.reason.tolist() == ["doc_length/short", None]
+
+
+def test_nan_comparisons_do_not_drop() -> None:
+    ratio = np.array([np.nan, 0.5])
+    assert Verdict.from_rules(low=ratio < 0.6).keep.tolist() == [True, False]
+
+
+def test_length_mismatch_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="disagree in length"):
+        Verdict(np.ones(2, dtype=bool), np.full(3, None, dtype=object))
+
+
+def test_stats_add_and_conservation() -> None:
+    a = Stats(docs_in=3, docs_kept=2, dropped={"s/r": 1})  # type: ignore[arg-type]
+    b = Stats(docs_in=2, docs_kept=0, duplicates=1, dropped={"s/r": 1})  # type: ignore[arg-type]
+    total = a + b
+    assert (total.docs_in, total.docs_kept, total.dropped["s/r"], total.duplicates) == (5, 2, 2, 1)
+    total.check_conservation("test")
+    assert Stats.from_dict(total.to_dict()) == total
+    with pytest.raises(ConservationError, match="conservation violated in broken"):
+        Stats(docs_in=3, docs_kept=1).check_conservation("broken")
