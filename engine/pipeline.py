@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.batch import Verdict, take
-from engine.schema import INPUT_STEP, REASON, TEXT
+from engine.schema import ID, INPUT_STEP, REASON, TEXT
 from engine.stats import Stats
 from engine.steps.base import Step
 
@@ -28,6 +28,28 @@ class BatchResult:
     kept: pa.Table
     rejected: pa.Table
     stats: Stats
+    scores: pa.Table | None = None
+
+
+class _ScoreSheet:
+    """Every step's measured values for every row of a batch (NaN where a step did not see the row)."""
+
+    def __init__(self, ids: pa.ChunkedArray) -> None:
+        self.ids = ids
+        self.reason = np.full(len(ids), None, dtype=object)
+        self.columns: dict[str, np.ndarray] = {}
+
+    def record(self, label: str, positions: np.ndarray, verdict: Verdict) -> None:
+        for name, values in verdict.scores.items():
+            column = self.columns.setdefault(f"{label}.{name}", np.full(len(self.ids), np.nan))
+            column[positions] = values
+        dropped = ~verdict.keep
+        self.reason[positions[dropped]] = verdict.prefixed(label).reason[dropped]
+
+    def table(self) -> pa.Table:
+        arrays = {ID: self.ids, REASON: pa.array(self.reason.tolist(), type=pa.string())}
+        arrays.update({name: pa.array(values, type=pa.float64()) for name, values in self.columns.items()})
+        return pa.table(arrays)
 
 
 def _with_reason(rows: pa.Table, reasons: np.ndarray) -> pa.Table:
@@ -40,15 +62,20 @@ def _text_bytes(batch: pa.Table) -> int:
     return int(pc.sum(pc.fill_null(pc.binary_length(batch[TEXT]), 0)).as_py() or 0)
 
 
-def process_batch(batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verdict | None = None) -> BatchResult:
+def process_batch(
+    batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verdict | None = None, keep_scores: bool = False
+) -> BatchResult:
     """Run `batch` through `steps` in order; every row ends kept or rejected with one reason.
 
     `input_verdict` (from the reader) drops bad documents before any step sees them, with reasons
-    `input/<code>`. A rejected row carries the text as it was when its step saw it.
+    `input/<code>`. A rejected row carries the text as it was when its step saw it. With `keep_scores`, the
+    result also holds a score sheet: `id`, final `reason`, and one `<step>.<score>` column per measured value.
     """
     stats = Stats(docs_in=batch.num_rows, bytes_in=_text_bytes(batch))
     rejected: list[pa.Table] = []
     current = batch
+    positions = np.arange(batch.num_rows)
+    sheet = _ScoreSheet(batch[ID]) if keep_scores else None
 
     def reject(label: str, rows: pa.Table, verdict: Verdict) -> None:
         dropped = ~verdict.keep
@@ -59,7 +86,10 @@ def process_batch(batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verd
 
     if input_verdict is not None:
         reject(INPUT_STEP, current, input_verdict)
+        if sheet is not None:
+            sheet.record(INPUT_STEP, positions, input_verdict)
         current = take(current, input_verdict.keep)
+        positions = positions[input_verdict.keep]
     for step in steps:
         if current.num_rows == 0:
             break
@@ -79,14 +109,17 @@ def process_batch(batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verd
             raise StepContractError(msg)
         # Rejected rows keep the text their step saw (before a transform rewrote it).
         reject(step.label, current, verdict)
+        if sheet is not None:
+            sheet.record(step.label, positions, verdict)
         current = take(result, verdict.keep)
+        positions = positions[verdict.keep]
     stats.docs_kept = current.num_rows
     stats.bytes_kept = _text_bytes(current)
     if rejected:
         rejected_table = pa.concat_tables(rejected, promote_options="default")
     else:
         rejected_table = _with_reason(batch.slice(0, 0), np.array([], dtype=object))
-    return BatchResult(current, rejected_table, stats)
+    return BatchResult(current, rejected_table, stats, sheet.table() if sheet is not None else None)
 
 
 def output_schema(input_schema: pa.Schema, steps: Sequence[Step]) -> pa.Schema:

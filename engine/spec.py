@@ -52,6 +52,9 @@ class OutputSpec(_Strict):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     write_rejected: bool = Field(True, description="Write dropped documents with their reason to rejected/.")
     compression: str = Field("zstd", pattern="^(zstd|snappy|gzip|lz4|none)$")
+    keep_scores: bool = Field(
+        False, description="Write every step's measured values per document to scores/ (for what-if and reports)."
+    )
 
 
 class RunSpec(_Strict):
@@ -90,6 +93,7 @@ class JobSpec(_Strict):
             "steps": [s.model_dump() for s in self.steps],
             "write_rejected": self.output.write_rejected,
             "compression": self.output.compression,
+            "keep_scores": self.output.keep_scores,
             "signatures": self.dedup.model_dump() if self.dedup is not None else None,
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -102,3 +102,20 @@ def test_exceptions_name_the_step(tiny_batch) -> None:
 def test_output_schema_includes_step_columns(tiny_batch) -> None:
     schema = output_schema(tiny_batch(["a"]).schema, [Shout()])
     assert schema.names == ["text", "id"]
+
+
+def test_score_sheet_has_every_row_and_step(tiny_batch) -> None:
+    steps = [build_step({"type": "doc_length", "min_words": 2}), Shout()]
+    result = process_batch(tiny_batch(["one", "one two", "x y z"]), steps, keep_scores=True)
+    sheet = result.scores.to_pydict()
+    assert sheet["id"] == ["0", "1", "2"]
+    assert sheet["reason"] == ["doc_length/too_few_words", None, "shout_test/has_x"]
+    assert sheet["doc_length.words"] == [1.0, 2.0, 3.0]
+
+
+def test_decide_from_scores_matches_the_step(tiny_batch) -> None:
+    batch = tiny_batch(["one", "one two three", ""])
+    step = build_step({"type": "doc_length", "min_words": 2, "max_chars": 10})
+    verdict = step(batch)
+    again = step.decide(verdict.scores)
+    assert again.reason.tolist() == verdict.reason.tolist()

@@ -5,6 +5,7 @@ Public contract (README, "Output layout"):
     OUT/kept/<rel>.parquet            documents kept (after dedup, when dedup runs)
     OUT/kept/<col>=<value>/<rel>.parquet   the same, when a step partitions kept output (language)
     OUT/rejected/<rel>.parquet        dropped documents with `reason` = step/rule
+    OUT/scores/<rel>.parquet          with `output.keep_scores`: id, reason, `<step>.<score>` per document
     OUT/stats.json                    totals of the run
     OUT/job.resolved.yaml             the job with defaults filled in, and the engine's git revision
     OUT/_units/<rel>.stats.json       per-shard stats
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 KEPT = "kept"
 REJECTED = "rejected"
+SCORES = "scores"
 UNITS = "_units"
 STAGE = "_stage"
 DEDUP = "_dedup"

@@ -52,6 +52,44 @@ def _call(fn: Callable[[Item], Result], item: Item) -> Result:
     return fn(item)
 
 
+@functools.cache
+def _metrics() -> dict[str, Any]:
+    """Ray metrics of this worker process (exported to the dashboard / Prometheus of a cluster)."""
+    from ray.util.metrics import Counter
+
+    tags = ("job",)
+    return {
+        "docs": Counter("corpus_engine_docs_processed", "Documents read by phase-A units.", tag_keys=tags),
+        "kept": Counter("corpus_engine_docs_kept", "Documents kept by phase-A units.", tag_keys=tags),
+        "dropped": Counter(
+            "corpus_engine_docs_dropped", "Documents dropped, by step/rule.", tag_keys=("job", "reason")
+        ),
+        "bytes_read": Counter("corpus_engine_bytes_read", "Text bytes read.", tag_keys=tags),
+        "bytes_kept": Counter("corpus_engine_bytes_kept", "Text bytes kept.", tag_keys=tags),
+        "shards": Counter("corpus_engine_shards", "Shards finished, by status.", tag_keys=("job", "status")),
+    }
+
+
+def run_unit_task(job: JobSpec, shard: Shard) -> UnitResult:
+    """`run_unit` as a Ray task: also records the unit's counters as Ray metrics."""
+    result = run_unit(job, shard)
+    metrics, tags = _metrics(), {"job": job.name}
+    metrics["shards"].inc(1, tags={**tags, "status": result.status})
+    if result.status == "processed":
+        stats = result.stats
+        counts = [
+            ("docs", stats["docs_in"], tags),
+            ("kept", stats["docs_kept"], tags),
+            ("bytes_read", stats["bytes_in"], tags),
+            ("bytes_kept", stats["bytes_kept"], tags),
+        ]
+        counts += [("dropped", n, {**tags, "reason": reason}) for reason, n in stats["dropped"].items()]
+        for name, value, metric_tags in counts:
+            if value > 0:  # Ray counters accept only positive increments
+                metrics[name].inc(value, tags=metric_tags)
+    return result
+
+
 def _describe(error: BaseException) -> str:
     """The user-facing message of a task failure (the original exception, not Ray's wrapper)."""
     cause = getattr(error, "cause", None)
@@ -210,7 +248,7 @@ def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool 
         stats = result.stats
         progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=result.status == "skipped")
 
-    results = executor.map_settled(functools.partial(run_unit, job), shards, on_result=on_result)
+    results = executor.map_settled(functools.partial(run_unit_task, job), shards, on_result=on_result)
     progress.finish()
 
     total = Stats(shards_total=len(shards))

@@ -17,12 +17,12 @@ import pyarrow as pa
 from engine import __version__
 from engine.errors import EngineError, InputError
 from engine.io.documents import canonical_batch, check_schema
-from engine.io.layout import KEPT, REJECTED, STAGE, join, unit_marker_file, unit_stats_file
+from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
 from engine.io.paths import Shard, filesystem, fingerprint
 from engine.pipeline import output_schema, process_batch
-from engine.schema import REASON
+from engine.schema import ID, REASON
 from engine.spec import JobSpec
 from engine.stats import Stats
 
@@ -123,10 +123,17 @@ def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
     return UnitResult(shard.rel, "processed", stats_dict, outputs)
 
 
+_EMPTY_SCORES = pa.schema([pa.field(ID, pa.string()), pa.field(REASON, pa.string())])
+
+
 def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
     """Stream the shard through the steps into its writers; the stats and the files written."""
     spec, out, options = job.input, job.output.path, job.output.storage_options
     writers: list[PartitionedWriter | StreamWriter] = []
+
+    def _writer(url: str, schema: pa.Schema) -> StreamWriter:
+        return StreamWriter(url, schema, storage_options=options, compression=job.output.compression)
+
     stats = Stats(shards_total=1, shards_processed=1)
     try:
         with open_parquet(shard.url, spec.storage_options) as parquet:
@@ -168,14 +175,10 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                 from engine.dedup.phases import signature_table, signatures_file
 
                 signature_schema = signature_table(kept_schema.empty_table(), job.dedup).schema
-                signatures = StreamWriter(
-                    signatures_file(out, job.dedup, shard.rel),
-                    signature_schema,
-                    storage_options=options,
-                    compression=job.output.compression,
-                )
+                signatures = _writer(signatures_file(out, job.dedup, shard.rel), signature_schema)
                 writers.append(signatures)
 
+            scores: StreamWriter | None = None
             row = 0
             for raw in stream_batches(parquet, shard.url, spec.batch_rows):
                 batch, input_verdict = canonical_batch(
@@ -187,13 +190,22 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                     max_text_bytes=spec.max_text_bytes,
                 )
                 row += raw.num_rows
-                result = process_batch(batch, job.steps, input_verdict=input_verdict)
+                result = process_batch(
+                    batch, job.steps, input_verdict=input_verdict, keep_scores=job.output.keep_scores
+                )
                 stats = stats + result.stats
+                if result.scores is not None and result.scores.num_rows:
+                    if scores is None:
+                        scores = _writer(shard_file(out, SCORES, shard.rel), result.scores.schema)
+                        writers.append(scores)
+                    scores.write(result.scores)
                 kept.write(result.kept)
                 if rejected is not None:
                     rejected.write(result.rejected)
                 if signatures is not None and result.kept.num_rows:
                     signatures.write(signature_table(result.kept, job.dedup))
+        if job.output.keep_scores and scores is None:
+            writers.append(_writer(shard_file(out, SCORES, shard.rel), _EMPTY_SCORES))
         outputs: list[str] = []
         for writer in writers:
             closed = writer.close()

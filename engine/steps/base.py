@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -66,6 +68,15 @@ class Filter(Step):
 
     def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
         return batch, self(batch)
+
+    def decide(self, scores: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
+        """The verdict from already measured `scores` (as this step returned them) and this step's thresholds.
+
+        Lets `what-if` re-try thresholds from a run's score sidecar without re-reading text. Filters whose
+        rules are all thresholds on their scores implement it; the others raise NotImplementedError.
+        """
+        msg = f"step {self.type!r} cannot re-decide from stored scores"
+        raise NotImplementedError(msg)
 
 
 class Transform(Step):

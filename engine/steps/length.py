@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -36,8 +37,10 @@ class DocLength(Filter):
     max_words: int | None = Field(None, ge=1)
 
     def __call__(self, batch: pa.Table) -> Verdict:
-        chars = utf8_lengths(batch)
-        words = whitespace_word_counts(batch)
+        return self.decide({"chars": utf8_lengths(batch), "words": whitespace_word_counts(batch)})
+
+    def decide(self, scores: Mapping[str, np.ndarray]) -> Verdict:
+        chars, words = scores["chars"], scores["words"]
         max_chars = self.max_chars if self.max_chars is not None else np.iinfo(np.int64).max
         max_words = self.max_words if self.max_words is not None else np.iinfo(np.int64).max
         return Verdict.from_rules(

@@ -162,3 +162,12 @@ def test_kept_output_partitioned_when_a_step_asks(one_shard: Path, tmp_path: Pat
     assert set(even["bucket"].to_pylist()) == {"even"}
     assert even.num_rows + odd.num_rows == result.stats["docs_kept"]
     assert "bucket" in pq.read_table(tmp_path / "out/rejected/part-000.parquet").column_names
+
+
+def test_scores_sidecar_when_asked(one_shard: Path, tmp_path: Path) -> None:
+    job = make_job(str(one_shard), str(tmp_path / "out"), output={"path": str(tmp_path / "out"), "keep_scores": True})
+    result = run_only(job)
+    sheet = pq.read_table(tmp_path / "out/scores/part-000.parquet")
+    assert sheet.num_rows == result.stats["docs_in"]
+    assert {"id", "reason", "doc_length.words", "doc_length.chars"} <= set(sheet.column_names)
+    assert sheet["reason"].null_count == result.stats["docs_kept"]
