@@ -15,6 +15,13 @@ class InputError(EngineError):
     """An input path or shard cannot be used (missing, empty, wrong schema, corrupt)."""
 
 
+class StorageError(EngineError, OSError):
+    """Storage failed for an object even after the client's retries; names the object.
+
+    An `OSError`, so the scheduler retries the unit a few more times before reporting it.
+    """
+
+
 class ConservationError(EngineError):
     """Documents in != kept + dropped + duplicates: a bug, never ignored."""
 

@@ -34,7 +34,7 @@ def open_parquet(url: str, storage_options: dict[str, Any]) -> Iterator[pq.Parqu
     with handle:
         try:
             parquet = pq.ParquetFile(handle)
-        except (pa.ArrowInvalid, OSError) as error:
+        except pa.ArrowException as error:  # pyarrow's own errors: the bytes are not valid Parquet
             msg = f"shard {url} is not a readable Parquet file: {error}"
             raise InputError(msg) from None
         yield parquet
@@ -51,7 +51,7 @@ def stream_batches(
     try:
         for group in range(parquet.num_row_groups):
             yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
-    except (pa.ArrowInvalid, OSError) as error:
+    except pa.ArrowException as error:  # storage errors (plain OSError) pass through to be retried
         msg = f"shard {url} is corrupt: {error}"
         raise InputError(msg) from None
 

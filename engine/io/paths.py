@@ -22,9 +22,25 @@ class Shard:
     rel: str
 
 
+# Object stores throttle (503 SlowDown) and drop connections: retry with backoff, never wait forever.
+S3_CLIENT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 120,
+    "retries": {"max_attempts": 10, "mode": "adaptive"},
+}
+
+
+def with_storage_defaults(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """`storage_options` plus the engine's retry and timeout defaults for object stores (user keys win)."""
+    if not url.startswith(("s3://", "s3a://")):
+        return storage_options
+    config = {**S3_CLIENT_DEFAULTS, **storage_options.get("config_kwargs", {})}
+    return {**storage_options, "config_kwargs": config}
+
+
 def filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem serving `url` and the path within it (credentials from options or the environment)."""
-    fs, path = url_to_fs(url, **storage_options)
+    fs, path = url_to_fs(url, **with_storage_defaults(url, storage_options))
     return fs, path
 
 

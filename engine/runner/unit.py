@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from engine import __version__
-from engine.errors import EngineError, InputError
+from engine.errors import EngineError, InputError, StorageError
 from engine.io.documents import canonical_batch, check_schema
 from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
 from engine.io.markers import read_json, write_json
@@ -79,8 +79,18 @@ def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
     Raises:
         InputError: the shard is unreadable or lacks a text column (names the file).
         UnitError: anything else went wrong (names the file and the step).
-        OSError: a storage error, left as is so that the scheduler retries it.
+        StorageError: storage failed even after the client's retries (an OSError: the scheduler retries it).
     """
+    try:
+        return _run_unit(job, shard)
+    except StorageError:
+        raise
+    except OSError as error:
+        msg = f"shard {shard.url}: storage error after retries: {type(error).__name__}: {error}"
+        raise StorageError(msg) from error
+
+
+def _run_unit(job: JobSpec, shard: Shard) -> UnitResult:
     out, out_options = job.output.path, job.output.storage_options
     marker_url = unit_marker_file(out, shard.rel)
     input_print = fingerprint(shard.url, job.input.storage_options)
