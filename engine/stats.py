@@ -14,7 +14,8 @@ class Stats:
     """Counters of one unit, or the sum of many. Plain numbers and maps, JSON in and out.
 
     `dropped` maps `step/rule` to a count; `step_seconds` and `step_docs` are the time spent in each
-    step and the documents it saw, from which `to_dict` derives docs/s per step.
+    step and the documents it saw, from which `to_dict` derives docs/s per step. Everything adds up,
+    except `peak_rss_bytes`, which keeps the maximum.
     """
 
     docs_in: int = 0
@@ -30,12 +31,16 @@ class Stats:
     shards_processed: int = 0
     shards_skipped: int = 0
     shards_failed: int = 0
+    peak_rss_bytes: int = 0  # the largest resident memory of any worker process that ran a unit (merged by max)
 
     def __add__(self, other: Stats) -> Stats:
         merged = Stats()
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            setattr(merged, f.name, Counter(a) + Counter(b) if isinstance(a, dict) else a + b)
+            if f.name == "peak_rss_bytes":
+                merged.peak_rss_bytes = max(a, b)
+            else:
+                setattr(merged, f.name, Counter(a) + Counter(b) if isinstance(a, dict) else a + b)
         return merged
 
     @property

@@ -7,6 +7,7 @@ skips a shard whose marker records the same input fingerprint and the same phase
 
 from __future__ import annotations
 
+import resource
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ def _run_unit(job: JobSpec, shard: Shard) -> UnitResult:
         msg = f"shard {shard.url} failed ({where}): {type(error).__name__}: {error}\n{traceback.format_exc()}"
         raise UnitError(msg) from error
     stats.seconds = time.perf_counter() - started
+    stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     stats.check_conservation(f"shard {shard.url}")
 
     stats_dict = stats.to_dict()
