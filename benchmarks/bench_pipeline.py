@@ -49,8 +49,12 @@ def main() -> None:
     record = {
         "benchmark": "pipeline",
         "git": git_revision(),
-        "machine": {"cpus": cpus, "python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or os.uname().machine},
+        "machine": {
+            "cpus": cpus,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or os.uname().machine,
+        },
         "job": args.job,
         "docs": stats.docs_in,
         "parquet_mb": round(megabytes, 1),

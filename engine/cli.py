@@ -12,9 +12,14 @@ from collections.abc import Sequence
 
 import yaml
 
+from engine.bench import add_bench_command
 from engine.errors import EngineError, InputError, RunFailed, SpecError
+from engine.quality import add_train_quality_command
+from engine.report import add_report_command
 from engine.spec import JobSpec, load_job
 from engine.stats import Stats
+from engine.submit import add_submit_commands
+from engine.whatif import add_what_if_command
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -24,16 +29,17 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def validate_job(job: JobSpec) -> list[str]:
+def validate_job(job: JobSpec, *, check_input: bool = True, on_cluster: bool = False) -> list[str]:
     """Everything `validate` checks before a run: inputs exist, models load, resources fit.
 
+    `check_input=False` skips listing the input (storage only the cluster can read); `on_cluster=True` leaves
+    `run.cpus_per_task` to the cluster's scheduler instead of comparing it with this machine's CPUs.
     Returns lines describing the job; raises `EngineError` subclasses naming what is wrong.
     """
     import os
 
     from engine.io.paths import list_shards
 
-    shards = list_shards(job.input.path, job.input.storage_options, job.input.glob)
     for index, step in enumerate(job.steps):
         try:
             step.check()
@@ -41,10 +47,14 @@ def validate_job(job: JobSpec) -> list[str]:
             msg = f"steps[{index}] ({step.type}): {error}"
             raise SpecError(msg) from None
     cpus = os.cpu_count() or 1
-    if job.run.cpus_per_task > cpus and not os.environ.get("RAY_ADDRESS"):
+    if not on_cluster and job.run.cpus_per_task > cpus and not os.environ.get("RAY_ADDRESS"):
         msg = f"run.cpus_per_task={job.run.cpus_per_task} exceeds the {cpus} CPUs of this machine"
         raise SpecError(msg)
-    lines = [f"job {job.name!r}: {len(shards)} shard(s) under {job.input.path}"]
+    if check_input:
+        shards = list_shards(job.input.path, job.input.storage_options, job.input.glob)
+        lines = [f"job {job.name!r}: {len(shards)} shard(s) under {job.input.path}"]
+    else:
+        lines = [f"job {job.name!r}: input {job.input.path} not checked"]
     lines += [f"  {i}. {step.type}" + (f" (as {step.name})" if step.name else "") for i, step in enumerate(job.steps)]
     if job.dedup is not None:
         lines.append(f"  then dedup: {job.dedup.type}")
@@ -104,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.set_defaults(handler=cmd_run)
+    add_bench_command(commands)
+    add_what_if_command(commands)
+    add_report_command(commands)
+    add_train_quality_command(commands)
+    add_submit_commands(commands)
     return parser
 
 

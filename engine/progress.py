@@ -18,8 +18,11 @@ def _eta(seconds: float) -> str:
 class Progress:
     """Shards done / total, docs/s, docs dropped so far and an ETA for one phase of a run."""
 
-    def __init__(self, label: str, total: int, *, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, label: str, total: int, *, stream: TextIO | None = None, enabled: bool = True, counts_docs: bool = True
+    ) -> None:
         self.label, self.total = label, total
+        self.counts_docs = counts_docs
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -49,6 +52,8 @@ class Progress:
                 f", {self.failed} FAILED" if self.failed else "",
             ]
         )
+        if not self.counts_docs:
+            return f"[{self.label}] tasks {self.done}/{self.total}{extra} | ETA {_eta(remaining)}"
         return (
             f"[{self.label}] shards {self.done}/{self.total}{extra} | {self.docs:,} docs, {rate:,.0f} docs/s"
             f" | dropped {self.dropped:,} ({share}) | ETA {_eta(remaining)}"

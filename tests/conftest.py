@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from engine.batch import make_batch
+from tests.fasttext_fixtures import tiny_fasttext_model  # noqa: F401  (a fixture shared by every test module)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "data" / "sample"

@@ -44,6 +44,14 @@ class MinhashDedup(_DedupBase):
     seed: int = Field(1, ge=0)
     max_chars: int = Field(500_000, ge=1, description="Characters of text used for shingling.")
     partitions: int | None = Field(None, ge=1, le=100_000, description="Shuffle partitions; auto when unset.")
+    exact_first: bool = Field(
+        default=False,
+        description="Report removed documents whose normalised text equals the kept one's as "
+        "`exact/duplicate` (the others stay `minhash/duplicate`).",
+    )
+    backend: Literal["rensa", "numpy"] = Field(
+        "rensa", description="MinHash implementation: rensa's R-MinHash (fast) or the NumPy reference."
+    )
 
 
 class ExactDedup(_DedupBase):

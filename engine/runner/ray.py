@@ -45,6 +45,8 @@ def init_ray(address: str | None = None) -> None:
         options["include_dashboard"] = False
         # Ray's default for a new local cluster (token auth on) is right; its notice about it is noise here.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # One task per CPU: keep polars inside a task to one thread instead of every core.
+        options["runtime_env"] = {"env_vars": {"POLARS_MAX_THREADS": "1"}}
     ray.init(address=address, **options)
 
 
@@ -149,7 +151,7 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Item], Result], items: Sequence[Item], *, label: str) -> list[Result]:
         """Run every task and return results in item order; raise `RunFailed` if any task failed."""
-        progress = Progress(label, len(items), enabled=self.show_progress)
+        progress = Progress(label, len(items), enabled=self.show_progress, counts_docs=False)
         results = self.map_settled(fn, items, on_result=lambda r: progress.update(failed=isinstance(r, BaseException)))
         progress.finish()
         failures = {f"{label}[{i}]": _describe(r) for i, r in enumerate(results) if isinstance(r, BaseException)}
@@ -266,6 +268,7 @@ def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool 
     if failures:
         total.seconds = time.perf_counter() - started
         _write_stats(job, total, failures)
+        _write_report(job)
         raise RunFailed(failures)
 
     if job.dedup is not None:
@@ -278,7 +281,18 @@ def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool 
     total.seconds = time.perf_counter() - started
     total.check_conservation(f"run {job.name!r}")
     _write_stats(job, total, failures)
+    _write_report(job)
     return total
+
+
+def _write_report(job: JobSpec) -> None:
+    """OUT/report.html from the stats just written; a report problem never fails a finished run."""
+    from engine.report import write_report
+
+    try:
+        write_report(job.output.path, job.output.storage_options)
+    except Exception as error:  # noqa: BLE001 - the report is a view of results already committed
+        log.warning("report not written: %s: %s", type(error).__name__, error)
 
 
 def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:

@@ -214,7 +214,7 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                 kept.write(result.kept)
                 if rejected is not None:
                     rejected.write(result.rejected)
-                if signatures is not None and result.kept.num_rows:
+                if signatures is not None and job.dedup is not None and result.kept.num_rows:
                     signatures.write(signature_table(result.kept, job.dedup))
         if job.output.keep_scores and scores is None:
             writers.append(_writer(shard_file(out, SCORES, shard.rel), _EMPTY_SCORES))

@@ -43,8 +43,10 @@ def test_driver_killed_mid_job_resumes_with_identical_output(ray_local: None, tm
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["shards_skipped"] == finished_before
-    assert stats["shards_processed"] == SHARDS - finished_before
+    # A worker may finish the shard it was running after the driver died: more may be skipped, never fewer.
+    assert stats["shards_skipped"] >= finished_before
+    assert stats["shards_processed"] >= 1
+    assert stats["shards_processed"] + stats["shards_skipped"] == SHARDS
     assert stats["conserved"] is True
     assert (stats["docs_in"], stats["docs_kept"]) == (undisturbed.docs_in, undisturbed.docs_kept)
     assert final_files(out) == final_files(tmp_path / "reference")

@@ -92,3 +92,20 @@ def test_corrupt_shard_fails_alone(ray_local: None, corpus: Path, tmp_path: Path
 def test_missing_input_is_a_clear_error(ray_local: None, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         run_job(job_for(tmp_path / "nope", tmp_path / "out"))
+
+
+@pytest.mark.parametrize("name", ["multilingual", "gopher-c4"])
+def test_example_jobs_run(ray_local: None, tmp_path: Path, name: str) -> None:
+    from engine import load_job
+
+    repo = Path(__file__).resolve().parents[2]
+    job = load_job(repo / "jobs" / "examples" / f"{name}.yaml", output=str(tmp_path / "out"))
+    job = job.model_copy(update={"input": job.input.model_copy(update={"path": str(repo / "data" / "sample")})})
+    stats = run_job(job)
+    assert stats.is_conserved()
+    kept = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "out" / "kept").rglob("*.parquet"))
+    assert kept == stats.docs_kept
+    if name == "multilingual":
+        languages = {p.name for p in (tmp_path / "out" / "kept").iterdir()}
+        assert {"language=en", "language=es", "language=fr"} <= languages
+        assert stats.duplicates >= 1  # the sample holds exact copies

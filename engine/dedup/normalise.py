@@ -1,0 +1,124 @@
+"""Text normalisation before shingling or exact hashing, vectorised with `pyarrow.compute` (RE2 regexes).
+
+Steps, in order (the same as datatrove's `simplify_text` used by FineWeb's MinHash stage, done per batch):
+cap to `max_chars` characters, NFKD + strip combining marks (diacritics), lowercase, every Unicode digit to
+`0`, punctuation and symbols to spaces, runs of whitespace to one space, trimmed.
+
+`normalised_words` gives the words of the same normalised text faster, for shingling: the text is split once
+on runs of punctuation, symbols and whitespace, and the per-character folding (NFKD, diacritics, case,
+digits) runs on the batch's distinct words only. The two agree except for the rare characters that NFKD turns
+into punctuation (`½` is one word `00` there, two words `0 0` in `normalise_texts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_DIACRITICS = r"\p{Mn}+"
+_DIGITS = r"\p{Nd}"
+# Punctuation, symbols and whitespace in one pass: a run of them becomes one space.
+_SEPARATORS = r"[\p{P}\p{S}\p{Z}\p{Cc}\s\x{180e}\x{200b}\x{feff}]+"
+
+
+def normalise_texts(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None = None) -> pa.Array:
+    """Normalised copies of `texts` (nulls become empty strings), one large_string per input row.
+
+    Args:
+        texts: string or large_string values.
+        max_chars: keep only the first `max_chars` characters before normalising (None: all), so that one
+            giant document cannot collide with everything.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.large_string())
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    texts = pc.fill_null(texts, "")
+    if max_chars is not None:
+        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    texts = pc.utf8_normalize(texts, "NFKD")
+    texts = pc.replace_substring_regex(texts, _DIACRITICS, "")
+    texts = pc.utf8_lower(texts)
+    texts = pc.replace_substring_regex(texts, _DIGITS, "0")
+    texts = pc.replace_substring_regex(texts, _SEPARATORS, " ")
+    return pc.utf8_trim(texts, " ")
+
+
+@dataclass(frozen=True)
+class Words:
+    """The normalised words of a batch, dictionary-encoded.
+
+    Word `k` of document `d` is `vocabulary[indices[offsets[d] + k]]`.
+    """
+
+    vocabulary: pa.Array
+    indices: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]
+
+
+def fold_words(words: pa.Array) -> pa.Array:
+    """The per-character part of the normalisation, for single words (no separators left inside)."""
+    words = pc.utf8_normalize(words, "NFKD")
+    words = pc.replace_substring_regex(words, _DIACRITICS, "")
+    words = pc.utf8_lower(words)
+    words = pc.replace_substring_regex(words, _DIGITS, "0")
+    return pc.replace_substring_regex(words, _SEPARATORS, "")
+
+
+def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None = None) -> Words:
+    """The words of every normalised text of a batch (see the module docstring).
+
+    The text is split on whitespace (fast, no regex); only the batch's distinct tokens are then split on
+    punctuation and symbols and folded, and every occurrence of a token expands into its pieces.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.large_string())
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    texts = pc.fill_null(texts, "")
+    if max_chars is not None:
+        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    split = pc.utf8_split_whitespace(texts)
+    doc_offsets = np.asarray(split.offsets.to_numpy(), dtype=np.int64)
+    doc_offsets = doc_offsets - doc_offsets[0]
+    tokens = pc.dictionary_encode(pc.list_flatten(split))
+    occurrences = np.asarray(tokens.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    # Pieces of each distinct token between separators, empty pieces dropped.
+    pieces = pc.split_pattern_regex(tokens.dictionary, _SEPARATORS)
+    piece_offsets = np.asarray(pieces.offsets.to_numpy(), dtype=np.int64)
+    piece_offsets = piece_offsets - piece_offsets[0]
+    flat_pieces = pc.list_flatten(pieces)
+    non_empty = np.asarray(pc.greater(pc.binary_length(flat_pieces), 0).to_numpy(zero_copy_only=False), bool)
+    before = _prefix_counts(non_empty)
+    token_first = before[piece_offsets[:-1]]
+    token_count = before[piece_offsets[1:]] - token_first
+    encoded = pc.dictionary_encode(flat_pieces.filter(pa.array(non_empty)))
+    piece_words = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    vocabulary = fold_words(encoded.dictionary)
+
+    # Every occurrence of a token becomes its pieces' words.
+    counts = token_count[occurrences]
+    occurrence_offsets = _prefix_counts(counts)
+    total = int(occurrence_offsets[-1])
+    first = np.repeat(token_first[occurrences], counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(occurrence_offsets[:-1], counts)
+    indices = piece_words[first + within]
+    offsets = occurrence_offsets[doc_offsets]
+
+    vanished = np.asarray(pc.equal(vocabulary, "").to_numpy(zero_copy_only=False), dtype=bool)
+    if vanished.any():  # words made only of combining marks fold to nothing
+        keep = ~vanished[indices]
+        indices, offsets = indices[keep], _prefix_counts(keep)[offsets]
+    return Words(vocabulary, indices, offsets)
+
+
+def _prefix_counts(values: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """`[0, v0, v0 + v1, ...]`: maps positions before filtering/expanding to positions after."""
+    out = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, out=out[1:])
+    return out

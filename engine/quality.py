@@ -1,0 +1,459 @@
+"""fastText quality classifiers: score documents (`type: quality_classifier`) and train the model.
+
+DCLM's quality stage scores every document with a binary fastText classifier (`__label__hq`, trained on
+OpenHermes-2.5 and ELI5 answers, against `__label__cc`, random Common Crawl) and keeps the best-scored
+ones. The engine trains such classifiers itself (`train_quality_classifier`, CLI `train-quality`) from
+positive and negative Parquet sources, and applies them with the step below. Nothing is specific to
+"quality": any binary fastText classifier (toxicity, domain, ...) is trained and applied the same way,
+with its own label and column names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.batch import Verdict
+from engine.errors import InputError, SpecError
+from engine.fasttext_loader import LABEL_PREFIX, check_model, import_fasttext, load_model
+from engine.langid import DEFAULT_MAX_CHARS, prepare_texts, with_column
+from engine.schema import ID, QUALITY_SCORE, TEXT
+from engine.steps.base import Annotator, register
+
+DEFAULT_POSITIVE_LABEL = "hq"  # DCLM's label names (mlfoundations/dclm baselines/README.md)
+DEFAULT_NEGATIVE_LABEL = "cc"
+
+
+def positive_probability(
+    labels: list[list[str]], probs: list[np.ndarray], positive: str, *, binary: bool
+) -> np.ndarray:
+    """Probability of `positive` (a full `__label__x` string) per row, from fastText's list `predict`.
+
+    For a two-label model predicted with k=1 this is DCLM's rule (`p` if the top label is positive,
+    else `1 - p`); otherwise the rows come from k=-1 and the positive label's entry is looked up
+    (0 where absent). fastText's probabilities carry a +1e-5 smoothing term, so scores are clipped to
+    [0, 1].
+    """
+    n = len(labels)
+    if binary and all(len(p) == 1 for p in probs):
+        top = np.fromiter((row[0] == positive for row in labels), dtype=bool, count=n)
+        p = np.concatenate(probs).astype(np.float64) if n else np.zeros(0)
+        scores = np.where(top, p, 1.0 - p)
+    else:
+        scores = np.array(
+            [dict(zip(row, p, strict=True)).get(positive, 0.0) for row, p in zip(labels, probs, strict=True)],
+            dtype=np.float64,
+        )
+    return np.clip(scores, 0.0, 1.0)
+
+
+def top_fraction_mask(scores: np.ndarray, ids: pa.ChunkedArray | pa.Array, fraction: float) -> np.ndarray:
+    """Rows among the `ceil(fraction * n)` best scores; ties broken by `id` (then position): deterministic."""
+    n = len(scores)
+    keep = np.zeros(n, dtype=bool)
+    count = min(n, math.ceil(fraction * n - 1e-9))
+    if count == 0:
+        return keep
+    table = pa.table({"score": pa.array(scores), "id": ids, "row": pa.array(np.arange(n))})
+    order = pc.sort_indices(table, sort_keys=[("score", "descending"), ("id", "ascending"), ("row", "ascending")])
+    keep[np.asarray(order.to_numpy())[:count]] = True
+    return keep
+
+
+@register
+class QualityClassifier(Annotator):
+    """Score each document with a binary fastText classifier; keep by threshold or by top fraction.
+
+    Adds `score_column` (default `quality_score`): the probability of `positive_label`, in [0, 1];
+    blank text scores 0. Texts are prepared as DCLM's enricher does (newlines joined with spaces),
+    the same preparation `train_quality_classifier` applies to its training data.
+
+    Keeping (at most one of):
+    - `min_score`: keep documents scoring at least this (DCLM-Baseline used a fixed threshold,
+      0.018112 for its OH-2.5+ELI5 model, chosen as a percentile of the score distribution).
+    - `keep_top_fraction`: keep the `ceil(f * n)` best-scored documents **of each batch** (a batch is
+      one row group of a shard as the unit reads it), ties broken by `id`. This is deterministic for a
+      given input and reader, but only approximates a global top fraction: for an exact corpus-wide
+      percentile, score once without a threshold, pick the threshold, then rerun with `min_score`.
+    - neither: annotate only.
+
+    Drops with: ``low_score``.
+    """
+
+    type: Literal["quality_classifier"] = "quality_classifier"
+    model: str = Field(description="fastText classifier path or fsspec URL (e.g. from `train-quality`)")
+    positive_label: str = Field(default=DEFAULT_POSITIVE_LABEL, description="label whose probability is the score")
+    score_column: str = Field(default=QUALITY_SCORE, min_length=1)
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    keep_top_fraction: float | None = Field(default=None, gt=0, le=1)
+    max_chars: int | None = Field(default=DEFAULT_MAX_CHARS, ge=1)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> QualityClassifier:
+        if self.min_score is not None and self.keep_top_fraction is not None:
+            msg = "give either min_score or keep_top_fraction, not both"
+            raise ValueError(msg)
+        if self.positive_label.startswith(LABEL_PREFIX):
+            msg = f"positive_label: write it without {LABEL_PREFIX!r} (e.g. 'hq')"
+            raise ValueError(msg)
+        return self
+
+    def check(self) -> None:
+        """The model loads and has `positive_label` among its labels."""
+        labels = check_model(self.model)
+        if self.positive_label not in labels:
+            msg = (
+                f"positive_label {self.positive_label!r} is not a label of the model {self.model!r}; "
+                f"its labels are: {', '.join(labels)}"
+            )
+            raise SpecError(msg)
+
+    def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
+        prepared, blank = prepare_texts(batch, self.max_chars)
+        if prepared:
+            model = load_model(self.model)
+            binary = len(model.labels) == 2
+            labels, probs = model.predict(prepared, k=1 if binary else -1)
+            scores = positive_probability(labels, probs, LABEL_PREFIX + self.positive_label, binary=binary)
+        else:
+            scores = np.zeros(0)
+        scores[blank] = 0.0
+        annotated = with_column(batch, self.score_column, pa.array(scores, type=pa.float64()))
+        if self.min_score is not None:
+            low = scores < self.min_score
+        elif self.keep_top_fraction is not None:
+            low = ~top_fraction_mask(scores, batch[ID], self.keep_top_fraction)
+        else:
+            low = np.zeros(len(scores), dtype=bool)
+        return annotated, Verdict.from_rules(low_score=low, scores={self.score_column: scores})
+
+
+class TrainConfig(BaseModel):
+    """How `train_quality_classifier` reads, splits and trains.
+
+    Hyper-parameter defaults are DCLM's OH-2.5+ELI5 classifier: fastText's supervised defaults
+    (lr 0.1, dim 100, ws 5, epoch 5, minCount 1, softmax loss) plus word bigrams, `wordNgrams 2`
+    (mlfoundations/dclm `baselines/README.md`, "Training your own fasttext classifiers", and
+    `baselines/train_fasttext_classifier.py`). Unlike DCLM (all cores), training uses one thread by
+    default, which with the fixed seed makes the model and its metrics reproducible.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text_column: str = TEXT
+    positive_label: str = DEFAULT_POSITIVE_LABEL
+    negative_label: str = DEFAULT_NEGATIVE_LABEL
+    test_fraction: float = Field(default=0.1, ge=0, lt=1)
+    max_examples_per_class: int | None = Field(default=None, ge=1)
+    seed: int = Field(default=42, ge=0)
+    max_chars: int | None = Field(default=DEFAULT_MAX_CHARS, ge=1)
+    lr: float = Field(default=0.1, gt=0)
+    dim: int = Field(default=100, ge=1)
+    ws: int = Field(default=5, ge=1)
+    epoch: int = Field(default=5, ge=1)
+    min_count: int = Field(default=1, ge=1)
+    word_ngrams: int = Field(default=2, ge=1)
+    bucket: int = Field(default=2_000_000, ge=0)
+    minn: int = Field(default=0, ge=0)
+    maxn: int = Field(default=0, ge=0)
+    loss: Literal["softmax", "hs", "ns", "ova"] = "softmax"
+    thread: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True)
+class TrainMetrics:
+    """What training reports: examples used, split sizes, and held-out metrics for the positive class."""
+
+    model: str
+    positive_examples: int
+    negative_examples: int
+    train_size: int
+    test_size: int
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one fact per line."""
+        return [
+            f"model: {self.model}",
+            f"examples: {self.positive_examples} positive, {self.negative_examples} negative",
+            f"split: {self.train_size} train, {self.test_size} held out",
+            f"held-out: precision {self.precision:.4f}  recall {self.recall:.4f}  F1 {self.f1:.4f}  "
+            f"accuracy {self.accuracy:.4f}",
+        ]
+
+
+def read_texts(source: str, text_column: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Texts of `text_column` from a Parquet file, a folder of them (recursive), or a glob; fsspec URLs.
+
+    Raises:
+        InputError: the path matches no Parquet file, a file cannot be read, or lacks the column.
+    """
+    from fsspec.core import url_to_fs
+
+    options = storage_options or {}
+    try:
+        fs, root = url_to_fs(source, **options)
+        if fs.isfile(root):
+            paths = [root]
+        elif fs.isdir(root):
+            paths = sorted(p for p in fs.glob(f"{root.rstrip('/')}/**/*.parquet") if fs.isfile(p))
+        else:
+            paths = sorted(p for p in fs.glob(root) if fs.isfile(p))
+    except (OSError, ValueError) as error:
+        msg = f"{source!r} cannot be listed: {error}"
+        raise InputError(msg) from None
+    if not paths:
+        msg = f"{source!r} does not exist or holds no .parquet file; give a Parquet file, a folder or a glob"
+        raise InputError(msg)
+    texts: list[str] = []
+    for path in paths:
+        try:
+            schema = pq.read_schema(path, filesystem=fs)
+            if text_column not in schema.names:
+                msg = (
+                    f"{path!r} has no column {text_column!r} (columns: {', '.join(schema.names)}); "
+                    "name the text column with --text-column"
+                )
+                raise InputError(msg)
+            column = pq.read_table(path, columns=[text_column], filesystem=fs)[text_column]
+        except InputError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as error:
+            msg = f"{path!r} cannot be read as Parquet: {error}"
+            raise InputError(msg) from None
+        texts.extend(column.to_pylist())
+    return texts
+
+
+def _clean(texts: list[Any], max_chars: int | None) -> list[str]:
+    """Training lines: text with newlines as spaces, cut to `max_chars`, blank and non-string dropped."""
+    batch = pa.table({TEXT: pa.array([t if isinstance(t, str) else None for t in texts], type=pa.large_string())})
+    prepared, blank = prepare_texts(batch, max_chars)
+    return [t for t, is_blank in zip(prepared, blank, strict=True) if not is_blank]
+
+
+def _split(texts: list[str], config: TrainConfig, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Sample (if capped), shuffle and split one class into train and held-out texts."""
+    order = rng.permutation(len(texts))
+    if config.max_examples_per_class is not None:
+        order = order[: config.max_examples_per_class]
+    chosen = [texts[i] for i in order]
+    held_out = int(round(len(chosen) * config.test_fraction))
+    return chosen[held_out:], chosen[:held_out]
+
+
+def train_quality_classifier(
+    positive: list[str],
+    negative: list[str],
+    output: str,
+    config: TrainConfig | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> TrainMetrics:
+    """Train a binary fastText classifier from positive and negative Parquet sources and save it.
+
+    Each class is shuffled with `config.seed` and split (the same fraction held out per class); the
+    model is trained on the rest and evaluated on the held-out texts. With `thread=1` the same data
+    and seed give the same model bytes and metrics.
+
+    Args:
+        positive: Parquet files, folders or globs (any fsspec URL) of positive examples.
+        negative: the same, for negative examples.
+        output: where to write the model (`.bin`; any fsspec URL).
+        config: columns, labels, split, and fastText hyper-parameters (DCLM's by default).
+        storage_options: fsspec options for the sources and the output.
+
+    Raises:
+        InputError: a source is missing or unreadable, lacks the text column, or yields no text.
+    """
+    config = config or TrainConfig()
+    if config.positive_label == config.negative_label:
+        msg = f"positive and negative labels are both {config.positive_label!r}; give two different labels"
+        raise SpecError(msg)
+    classes = {}
+    for name, sources in (("positive", positive), ("negative", negative)):
+        if not sources:
+            msg = f"no {name} source given"
+            raise InputError(msg)
+        texts = [
+            t
+            for source in sources
+            for t in _clean(read_texts(source, config.text_column, storage_options), config.max_chars)
+        ]
+        if not texts:
+            msg = f"the {name} sources {sources} hold no non-blank text in column {config.text_column!r}"
+            raise InputError(msg)
+        classes[name] = texts
+    rng = np.random.default_rng(config.seed)
+    pos_train, pos_test = _split(classes["positive"], config, rng)
+    neg_train, neg_test = _split(classes["negative"], config, rng)
+    pos, neg = LABEL_PREFIX + config.positive_label, LABEL_PREFIX + config.negative_label
+    rows = [f"{pos} {t}" for t in pos_train] + [f"{neg} {t}" for t in neg_train]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    import_fasttext()
+    test_texts = pos_test + neg_test
+    truth = np.array([True] * len(pos_test) + [False] * len(neg_test), dtype=bool)
+    with tempfile.TemporaryDirectory(prefix="train-quality-") as workdir:
+        train_file = os.path.join(workdir, "train.txt")
+        with open(train_file, "w", encoding="utf-8", newline="") as handle:
+            handle.write("\n".join(rows) + "\n")
+        test_file = os.path.join(workdir, "test.txt")
+        with open(test_file, "w", encoding="utf-8", newline="") as handle:
+            handle.write("".join(t + "\n" for t in test_texts))
+        local_model = os.path.join(workdir, "model.bin")
+        predicted_labels = _train_in_child(config, train_file, test_file, local_model)
+        _upload(local_model, output, storage_options or {})
+    predicted = np.array([label == pos for label in predicted_labels], dtype=bool)
+    if len(predicted) != len(truth):
+        msg = f"fastText returned {len(predicted)} predictions for {len(truth)} held-out texts"
+        raise RuntimeError(msg)
+    true_pos = int(np.sum(predicted & truth))
+    precision = true_pos / max(int(predicted.sum()), 1)
+    recall = true_pos / max(int(truth.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = float(np.mean(predicted == truth)) if len(truth) else 0.0
+    return TrainMetrics(
+        model=output,
+        positive_examples=len(pos_train) + len(pos_test),
+        negative_examples=len(neg_train) + len(neg_test),
+        train_size=len(rows),
+        test_size=len(test_texts),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        accuracy=accuracy,
+    )
+
+
+# Training runs in a fresh Python process. fastText (as built by fasttext-numpy2-wheel 0.9.2) can read
+# stale memory during training in a process that loaded and freed another model (a quantized one such
+# as lid.176.ftz): training then fails with "Encountered NaN." or gives different weights run to run.
+# A clean child process makes training independent of what the caller did before, hence reproducible.
+_TRAIN_CHILD = """
+import json, sys
+import fasttext
+job = json.loads(sys.argv[1])
+model = fasttext.train_supervised(input=job["train"], verbose=0, **job["params"])
+model.save_model(job["model"])
+with open(job["test"], encoding="utf-8", newline="") as handle:
+    lines = handle.read().split("\\n")[:-1]
+labels = model.predict(lines, k=1)[0] if lines else []
+with open(job["predictions"], "w", encoding="utf-8") as handle:
+    json.dump([row[0] if row else "" for row in labels], handle)
+"""
+
+
+def _train_in_child(config: TrainConfig, train_file: str, test_file: str, model_file: str) -> list[str]:
+    """Train with fastText in a child process; the top label it predicts for each held-out line."""
+    import json
+    import subprocess
+
+    params = {
+        "lr": config.lr,
+        "dim": config.dim,
+        "ws": config.ws,
+        "epoch": config.epoch,
+        "minCount": config.min_count,
+        "wordNgrams": config.word_ngrams,
+        "bucket": config.bucket,
+        "minn": config.minn,
+        "maxn": config.maxn,
+        "loss": config.loss,
+        "thread": config.thread,
+        "seed": config.seed,
+    }
+    predictions = model_file + ".predictions.json"
+    job = {"train": train_file, "test": test_file, "model": model_file, "predictions": predictions, "params": params}
+    done = subprocess.run(
+        [sys.executable, "-c", _TRAIN_CHILD, json.dumps(job)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        msg = f"fastText training failed: {last}; try a lower --lr (now {config.lr}) or check the data"
+        raise InputError(msg)
+    with open(predictions, encoding="utf-8") as handle:
+        labels: list[str] = json.load(handle)
+    return labels
+
+
+def _upload(local: str, output: str, storage_options: dict[str, Any]) -> None:
+    """Write the trained model to `output` (local path or fsspec URL), creating parent folders."""
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, path = url_to_fs(output, **storage_options)
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        fs.put_file(local, path)
+    except (OSError, ValueError) as error:
+        msg = f"cannot write the model to {output!r}: {error}"
+        raise InputError(msg) from None
+
+
+def add_train_quality_command(subparsers: Any) -> None:
+    """Register `train-quality` on the CLI's subparsers (`corpus-engine train-quality ...`)."""
+    defaults = TrainConfig()
+    parser = subparsers.add_parser(
+        "train-quality",
+        help="train a binary fastText classifier (quality, toxicity, domain) from Parquet sources",
+        description=(
+            "Train a fastText classifier from positive and negative Parquet sources (files, folders, globs, "
+            "fsspec URLs), hold out a split, print precision/recall/F1. Defaults: DCLM's recipe (word bigrams)."
+        ),
+    )
+    parser.add_argument("--positive", action="append", required=True, help="positive source (repeatable)")
+    parser.add_argument("--negative", action="append", required=True, help="negative source (repeatable)")
+    parser.add_argument("--output", required=True, help="where to write the model (.bin)")
+    parser.add_argument("--text-column", default=defaults.text_column)
+    parser.add_argument("--positive-label", default=defaults.positive_label)
+    parser.add_argument("--negative-label", default=defaults.negative_label)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    parser.add_argument("--max-examples-per-class", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    for name in ("lr",):
+        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    for name in ("dim", "ws", "epoch", "min-count", "word-ngrams", "bucket", "minn", "maxn", "thread"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name.replace("-", "_")))
+    parser.add_argument("--loss", choices=["softmax", "hs", "ns", "ova"], default=defaults.loss)
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.set_defaults(handler=run_train_quality)
+
+
+def run_train_quality(args: argparse.Namespace) -> int:
+    """Handler of `train-quality`: train, print the metrics, return 0.
+
+    Raises:
+        InputError, SpecError: bad sources or options (the CLI prints them as one paragraph, exit 2).
+    """
+    import json
+
+    from pydantic import ValidationError
+
+    fields = set(TrainConfig.model_fields)
+    try:
+        config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    except ValidationError as error:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        raise SpecError(problems) from None
+    metrics = train_quality_classifier(args.positive, args.negative, args.output, config)
+    if args.json:
+        print(json.dumps(asdict(metrics)))
+    else:
+        for line in metrics.lines():
+            print(line)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,531 @@
+"""`OUT/report.html`: what a run did, as one self-contained page (plots embedded as PNG, no script, no server).
+
+Sections, each present when its data exists in the output folder:
+
+- totals and the conservation line (`stats.json`);
+- drops per step and rule, as a bar chart and a table (`stats.json`);
+- histograms of every step's scores with the job's thresholds marked (`scores/`, written with
+  `output.keep_scores`; at most `MAX_SCORE_ROWS` rows are read, file by file, so the page stays cheap on huge
+  runs); thresholds are the parameters `engine.bench.score_thresholds` pairs with each score;
+- language distribution of the kept documents (`kept/language=<code>/` row counts from Parquet metadata, or the
+  `language` column of the kept files);
+- dedup cluster sizes (`_dedup/<parameters>/work/clusters/`, when a dedup phase ran);
+- per-shard timing and the slowest shards (`_units/<rel>.stats.json`).
+
+`write_report(output_path, storage_options)` writes the page and returns its URL; `corpus-engine report RUN_DIR`
+regenerates it from what the run left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import io
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from engine.errors import EngineError, InputError
+from engine.io.layout import DEDUP, KEPT, RESOLVED_JOB_FILE, STATS_FILE, UNITS, join
+from engine.io.markers import read_json
+from engine.io.paths import filesystem, full_url
+from engine.schema import CLUSTER_ID, CLUSTER_SIZE, LANGUAGE, REASON
+from engine.spec import JobSpec
+
+REPORT_FILE = "report.html"
+MAX_SCORE_ROWS = 1_000_000
+MAX_SCORE_PLOTS = 40
+SLOWEST_SHARDS = 10
+MAX_LANGUAGES = 30
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _png(fig: Any) -> str:
+    """A matplotlib figure as an <img> tag with the PNG inline (base64)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _figure(width: float, height: float) -> Any:
+    """A figure drawn by the Agg canvas, without pyplot's global state (safe in any thread, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], *, xlabel: str, log: bool = False, fmt: str = ",.0f"
+) -> str:
+    """Horizontal bars, largest first at the top."""
+    fig = _figure(8, max(1.5, 0.28 * len(labels) + 0.8))
+    ax = fig.add_subplot()
+    positions = np.arange(len(labels))
+    ax.barh(positions, values, color="#4c78a8")
+    ax.set_yticks(positions, labels=list(labels), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if log:
+        ax.set_xscale("log")
+    for y, value in zip(positions, values, strict=True):
+        ax.text(value, y, f" {value:{fmt}}", va="center", fontsize=7)
+    return _png(fig)
+
+
+def histogram(
+    values: np.ndarray,
+    *,
+    title: str,
+    thresholds: Sequence[tuple[str, float]] = (),
+    dropped: np.ndarray | None = None,
+    log_y: bool = False,
+    bins: Any = 40,
+    xlabel: str = "",
+) -> str:
+    """A histogram with each threshold drawn as a labelled vertical line.
+
+    With `dropped` (a mask), the bars are stacked: documents the step kept, and those it dropped. A long tail is
+    cut at the 99.5th percentile (thresholds stay in view) and the title says so.
+    """
+    fig = _figure(4.2, 2.6)
+    ax = fig.add_subplot()
+    finite = np.isfinite(values)
+    shown = values[finite]
+    low, high = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
+    cut = float(np.percentile(shown, 99.5)) if len(shown) >= 200 else high
+    limit = max([cut, *(v for _, v in thresholds)])
+    if limit < high and isinstance(bins, int):
+        title += f" (cut at {limit:.4g}; max {high:.4g})"
+        bins = np.linspace(low, limit, bins + 1)
+    if dropped is not None:
+        mask = dropped[finite]
+        ax.hist(
+            [shown[~mask], shown[mask]],
+            bins=bins,
+            stacked=True,
+            color=["#72b7b2", "#f58518"],
+            label=["kept by the step", "dropped by the step"],
+        )
+        ax.legend(fontsize=6, loc="best")
+    else:
+        ax.hist(shown, bins=bins, color="#72b7b2")
+    left, right = ax.get_xlim()
+    for name, value in thresholds:
+        ax.axvline(value, color="#e45756", linestyle="--", linewidth=1.2)
+        on_right = value > (left + right) / 2
+        ax.text(
+            value,
+            0.6,
+            f" {name}={value:g} ",
+            transform=ax.get_xaxis_transform(),
+            color="#e45756",
+            fontsize=7,
+            va="top",
+            ha="right" if on_right else "left",
+        )
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading what a run left
+
+
+def _glob(root: str, pattern: str, storage_options: dict[str, Any]) -> list[str]:
+    fs, path = filesystem(root, storage_options)
+    if not fs.exists(path):
+        return []
+    return sorted(p for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if fs.isfile(p))
+
+
+def run_job_and_header(output_path: str, storage_options: dict[str, Any]) -> tuple[JobSpec | None, str]:
+    """The run's resolved job (None if missing or unreadable) and its header comment (engine/git revision)."""
+    from engine.whatif import load_run_job
+
+    fs, path = filesystem(join(output_path, RESOLVED_JOB_FILE), storage_options)
+    header = ""
+    if fs.exists(path):
+        with fs.open(path, "r") as handle:
+            first = handle.readline()
+        header = first.lstrip("# ").strip() if first.startswith("#") else ""
+    try:
+        _, job = load_run_job(output_path, storage_options)
+    except (EngineError, yaml.YAMLError, OSError):
+        return None, header  # an old or edited run: the report still shows what it can
+    return job, header
+
+
+def unit_stats(output_path: str, storage_options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(shard rel, stats) of every finished unit."""
+    units = join(output_path, UNITS)
+    fs, root = filesystem(units, storage_options)
+    found = []
+    for path in _glob(units, "**/*.stats.json", storage_options):
+        rel = path[len(root.rstrip("/")) + 1 :].removesuffix(".stats.json")
+        data = read_json(full_url(fs, path), storage_options)
+        if data is not None:
+            found.append((rel, data))
+    return found
+
+
+def score_sample(output_path: str, storage_options: dict[str, Any], limit: int = MAX_SCORE_ROWS) -> dict[str, Any]:
+    """Up to `limit` rows of the score sidecar: every `<step>.<score>` column and the `reason` column."""
+    from engine.whatif import iter_score_batches, score_files
+
+    columns: dict[str, list[np.ndarray]] = {}
+    reasons: list[pa.ChunkedArray] = []
+    rows = 0
+    for table in iter_score_batches(score_files(output_path, storage_options), storage_options):
+        take = min(table.num_rows, limit - rows)
+        table = table.slice(0, take)
+        for name in table.column_names:
+            if "." in name:
+                columns.setdefault(name, []).append(
+                    np.asarray(pc.fill_null(table[name], np.nan).to_numpy(), dtype=np.float64)
+                )
+        reasons.append(table[REASON])
+        rows += take
+        if rows >= limit:
+            break
+    reason = pa.chunked_array([c for r in reasons for c in r.chunks], type=pa.string())
+    return {"rows": rows, "columns": {k: np.concatenate(v) for k, v in columns.items()}, "reasons": reason}
+
+
+def language_counts(output_path: str, storage_options: dict[str, Any]) -> Counter[str]:
+    """Kept documents per language: from `language=<code>` folders' row counts, else the `language` column."""
+    kept = join(output_path, KEPT)
+    fs, _ = filesystem(kept, storage_options)
+    counts: Counter[str] = Counter()
+    for path in _glob(kept, "**/*.parquet", storage_options):
+        parts = [p for p in path.split("/") if p.startswith(f"{LANGUAGE}=")]
+        with fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            if parts:
+                counts[parts[-1].split("=", 1)[1]] += parquet.metadata.num_rows
+            elif LANGUAGE in parquet.schema_arrow.names:
+                column = parquet.read(columns=[LANGUAGE])[LANGUAGE]
+                for value, count in zip(*_value_counts(column), strict=True):
+                    counts[str(value)] += count
+    return counts
+
+
+def _value_counts(column: Any) -> tuple[list[Any], list[int]]:
+    counted = pc.value_counts(column)
+    return counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+
+
+def cluster_sizes(output_path: str, storage_options: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per dedup parameter folder, the size of every duplicate cluster (documents sharing a representative)."""
+    dedup = join(output_path, DEDUP)
+    fs, root = filesystem(dedup, storage_options)
+    found: dict[str, np.ndarray] = {}
+    if not fs.exists(root):
+        return found
+    for folder in sorted(fs.ls(root, detail=False)):
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        sizes: dict[str, int] = {}
+        for path in _glob(join(dedup, name, "work", "clusters"), "**/*.parquet", storage_options):
+            with fs.open(path, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                if not {CLUSTER_ID, CLUSTER_SIZE} <= set(parquet.schema_arrow.names):
+                    continue
+                table = parquet.read(columns=[CLUSTER_ID, CLUSTER_SIZE])
+            for cluster, size in zip(table[CLUSTER_ID].to_pylist(), table[CLUSTER_SIZE].to_pylist(), strict=True):
+                sizes[cluster] = size
+        if sizes:
+            found[name] = np.asarray(list(sizes.values()), dtype=np.int64)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The page
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    body: str
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def _totals(stats: dict[str, Any]) -> list[Section]:
+    docs_in, kept = stats.get("docs_in", 0), stats.get("docs_kept", 0)
+    dropped = stats.get("docs_dropped", sum(stats.get("dropped", {}).values()))
+    duplicates = stats.get("duplicates", 0)
+    rows = [
+        ("documents read", docs_in),
+        ("kept", kept),
+        ("dropped by filters", dropped),
+        ("duplicates removed", duplicates),
+        (
+            "shards",
+            f"{stats.get('shards_total', 0):,} ({stats.get('shards_processed', 0):,} processed, "
+            f"{stats.get('shards_skipped', 0):,} skipped, {stats.get('shards_failed', 0):,} failed)",
+        ),
+        ("text MB read / kept", f"{stats.get('bytes_in', 0) / 1e6:,.1f} / {stats.get('bytes_kept', 0) / 1e6:,.1f}"),
+        ("seconds", float(stats.get("seconds", 0.0))),
+        ("documents per second", stats.get("docs_per_second")),
+    ]
+    total = kept + dropped + duplicates
+    holds = total == docs_in
+    verdict = "holds" if holds else "VIOLATED"
+    line = (
+        f'<p class="conservation {"ok" if holds else "bad"}">kept {kept:,} + dropped {dropped:,} + duplicates '
+        f"{duplicates:,} = {total:,} {'=' if holds else '≠'} {docs_in:,} documents read (conservation {verdict})</p>"
+    )
+    failed = stats.get("failed_shards") or {}
+    if failed:
+        line += "<p>Failed shards:</p>" + _table(["shard", "error"], sorted(failed.items()))
+    return [
+        Section("totals", "Totals", _table(["", "value"], rows)),
+        Section("conservation", "Conservation", line),
+    ]
+
+
+def _drops(stats: dict[str, Any]) -> Section | None:
+    dropped = Counter(stats.get("dropped", {}))
+    if stats.get("duplicates"):
+        dropped["dedup/duplicate"] += int(stats["duplicates"])
+    if not dropped:
+        return Section("drops", "Drops per step and rule", "<p>No document was dropped.</p>")
+    docs_in = max(int(stats.get("docs_in", 0)), 1)
+    ordered = dropped.most_common()
+    chart = bar_chart([r for r, _ in ordered], [c for _, c in ordered], xlabel="documents dropped")
+    by_step: Counter[str] = Counter()
+    for reason, count in ordered:
+        by_step[reason.split("/", 1)[0]] += count
+    steps = _table(
+        ["step", "dropped", "share of documents read"],
+        [(s, c, f"{100 * c / docs_in:.2f}%") for s, c in by_step.most_common()],
+    )
+    rules = _table(
+        ["step/rule", "dropped", "share of documents read"], [(r, c, f"{100 * c / docs_in:.2f}%") for r, c in ordered]
+    )
+    speed = stats.get("step_docs_per_second") or {}
+    timing = ""
+    if speed:
+        timing = "<h3>Step throughput (documents per second of step time, per core)</h3>" + _table(
+            ["step", "documents seen", "seconds", "docs/s"],
+            [
+                (s, stats.get("step_docs", {}).get(s), float(stats.get("step_seconds", {}).get(s, 0.0)), v)
+                for s, v in speed.items()
+            ],
+        )
+    return Section("drops", "Drops per step and rule", chart + steps + rules + timing)
+
+
+def _scores(output_path: str, storage_options: dict[str, Any], job: JobSpec | None) -> Section | None:
+    from engine.bench import score_thresholds
+
+    sample = score_sample(output_path, storage_options)
+    if not sample["columns"]:
+        return None
+    steps = {step.label: step for step in job.steps} if job is not None else {}
+    figures = []
+    reasons_by_step: dict[str, np.ndarray] = {}
+    for name in list(sample["columns"])[:MAX_SCORE_PLOTS]:
+        label, _, score = name.partition(".")
+        values = sample["columns"][name]
+        if not np.isfinite(values).any():
+            continue
+        step = steps.get(label)
+        marks = score_thresholds(step, [score]).get(score, []) if step is not None else []
+        dropped = reasons_by_step.get(label)
+        if dropped is None:
+            hit = pc.fill_null(pc.starts_with(sample["reasons"], f"{label}/"), False)
+            dropped = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+            reasons_by_step[label] = dropped
+        reached = ~np.isnan(values)
+        figures.append(histogram(values[reached], title=name, thresholds=marks, dropped=dropped[reached], log_y=True))
+    more = len(sample["columns"]) - MAX_SCORE_PLOTS
+    note = (
+        f"<p>{sample['rows']:,} documents from the score sidecar; each histogram holds the documents that reached "
+        "the step and have a value (log scale), split into those the step kept and those it dropped. Dashed lines: "
+        "the job's thresholds for that score, where a parameter is known to bound it.</p>"
+    )
+    if more > 0:
+        note += f"<p>{more} more score columns not plotted.</p>"
+    return Section("scores", "Scores", note + '<div class="grid">' + "".join(figures) + "</div>")
+
+
+def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | None:
+    counts = language_counts(output_path, storage_options)
+    if not counts:
+        return None
+    top = counts.most_common(MAX_LANGUAGES)
+    rest = sum(counts.values()) - sum(c for _, c in top)
+    labels, values = [k for k, _ in top], [c for _, c in top]
+    if rest:
+        labels.append("(others)")
+        values.append(rest)
+    total = sum(counts.values())
+    chart = bar_chart(labels, values, xlabel="kept documents")
+    table = _table(["language", "kept documents", "share"], [(k, c, f"{100 * c / total:.1f}%") for k, c in top])
+    return Section("languages", f"Languages of kept documents ({len(counts)} languages)", chart + table)
+
+
+def _dedup(output_path: str, storage_options: dict[str, Any]) -> Section | None:
+    found = cluster_sizes(output_path, storage_options)
+    if not found:
+        return None
+    parts = []
+    for name, sizes in found.items():
+        rows = [
+            ("clusters", len(sizes)),
+            ("documents in clusters", int(sizes.sum())),
+            ("duplicates removed (members minus one per cluster)", int(sizes.sum() - len(sizes))),
+            ("largest cluster", int(sizes.max())),
+            ("median cluster size", float(np.median(sizes))),
+        ]
+        bins = np.arange(2, int(sizes.max()) + 2) - 0.5 if sizes.max() <= 60 else 40
+        chart = histogram(
+            sizes.astype(np.float64),
+            title=f"cluster sizes ({name})",
+            log_y=True,
+            bins=bins,
+            xlabel="documents per cluster",
+        )
+        parts.append(f"<h3>{html.escape(name)}</h3>" + _table(["", "value"], rows) + chart)
+    return Section("dedup", "Duplicate clusters", "".join(parts))
+
+
+def _shards(units: list[tuple[str, dict[str, Any]]]) -> Section | None:
+    if not units:
+        return None
+    seconds = np.asarray([float(u.get("seconds", 0.0)) for _, u in units])
+    if len(units) <= 60:
+        order = np.argsort(-seconds, kind="stable")
+        chart = bar_chart([units[i][0] for i in order], [seconds[i] for i in order], xlabel="seconds", fmt=".2f")
+    else:
+        chart = histogram(seconds, title="seconds per shard", xlabel="seconds")
+    slowest = sorted(units, key=lambda u: -float(u[1].get("seconds", 0.0)))[:SLOWEST_SHARDS]
+    rows = []
+    for rel, unit in slowest:
+        secs = float(unit.get("seconds", 0.0))
+        docs = int(unit.get("docs_in", 0))
+        rows.append((rel, docs, secs, round(docs / secs, 1) if secs > 0 else None, unit.get("docs_kept")))
+    summary = (
+        f"<p>{len(units):,} shards; seconds per shard: median {np.median(seconds):.2f}, "
+        f"max {seconds.max():.2f}, total {seconds.sum():.2f}.</p>"
+    )
+    table = "<h3>Slowest shards</h3>" + _table(["shard", "documents", "seconds", "docs/s", "kept"], rows)
+    return Section("shards", "Per-shard timing", summary + chart + table)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+td:not(:first-child) { text-align: right; font-variant-numeric: tabular-nums; }
+.conservation { font-weight: bold; } .ok { color: #2a7a2a; } .bad { color: #b00020; }
+.grid { display: flex; flex-wrap: wrap; gap: .5em; } img { max-width: 100%; }
+nav a { margin-right: 1em; } .meta { color: #666; font-size: .85em; }
+"""
+
+
+def render(output_path: str, storage_options: dict[str, Any]) -> str:
+    """The report page of the run in `output_path`, as HTML text.
+
+    Raises:
+        InputError: the folder holds no `stats.json` (the run never finished a first pass).
+    """
+    stats = read_json(join(output_path, STATS_FILE), storage_options)
+    if stats is None:
+        msg = f"{join(output_path, STATS_FILE)} does not exist: {output_path!r} holds no finished run to report on"
+        raise InputError(msg)
+    job, header = run_job_and_header(output_path, storage_options)
+    units = unit_stats(output_path, storage_options)
+    sections = [
+        *_totals(stats),
+        _drops(stats),
+        _scores(output_path, storage_options, job),
+        _languages(output_path, storage_options),
+        _dedup(output_path, storage_options),
+        _shards(units),
+    ]
+    present = [s for s in sections if s is not None]
+    nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in present)
+    body = "".join(f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in present)
+    name = stats.get("job") or (job.name if job is not None else "run")
+    steps = ", ".join(s.label for s in job.steps) if job is not None else "unknown"
+    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    meta = (
+        f'<p class="meta">output {html.escape(output_path)} · steps: {html.escape(steps)} · '
+        f"{html.escape(header or 'engine version unknown')} · generated {generated}</p>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>corpus-engine report: {html.escape(str(name))}</title><style>{_STYLE}</style></head>"
+        f"<body><h1>corpus-engine report: {html.escape(str(name))}</h1>{meta}<nav>{nav}</nav>{body}</body></html>\n"
+    )
+
+
+def write_report(output_path: str, storage_options: dict[str, Any]) -> str:
+    """Write `OUT/report.html` for the run in `output_path` (atomically); its URL.
+
+    Raises:
+        InputError: the folder holds no finished run (no `stats.json`).
+    """
+    page = render(output_path, storage_options)
+    url = join(output_path, REPORT_FILE)
+    fs, path = filesystem(url, storage_options)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    fs.mv(tmp, path)
+    return url
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    url = write_report(args.run_dir, {})
+    print(f"report written: {url}")
+    return 0
+
+
+def add_report_command(commands: Any) -> None:
+    """Register `report` on the CLI's subcommands (`commands` from `add_subparsers`)."""
+    parser = commands.add_parser(
+        "report",
+        help="(re)write RUN_DIR/report.html from the run's stats (and scores, if kept)",
+        description=(__doc__ or "").splitlines()[0],
+    )
+    parser.add_argument("run_dir", help="output folder of a run (holds stats.json)")
+    parser.set_defaults(handler=cmd_report)

@@ -1,0 +1,365 @@
+"""Gopher's quality and repetition rules (Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights
+from Training Gopher", appendix A.1.1 and table A1), as implemented by datatrove 0.10.1 for FineWeb.
+
+Both steps reproduce datatrove's `GopherQualityFilter` and `GopherRepetitionFilter` decisions (same thresholds,
+same line/paragraph splitting, same ratios and denominators) over a whole batch at once. Words come from
+`engine.steps.text.words`, an approximation of datatrove's spaCy English tokenizer; the agreement with
+datatrove is measured by benchmarks/compare_datatrove_filters.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from pydantic import Field
+
+from engine.batch import Verdict
+from engine.steps import text as tx
+from engine.steps.base import Filter, register
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+_NON_SYMBOL = "[^" + tx.char_class(tx.PUNCTUATION_SET) + "]"
+_LINE_SPACE = r"[[\s\x1c-\x1f]&&[^\n]]"
+_BULLET_LINE = rf"(?m)^{_LINE_SPACE}*[•\-]"
+_ELLIPSIS_LINE = rf"(?m)(?:\.\.\.|…){_LINE_SPACE}*$"
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0 (datatrove would divide by zero there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+@register
+class GopherQuality(Filter):
+    """Drop documents that fail Gopher's quality rules (datatrove `GopherQualityFilter`).
+
+    Thresholds: Gopher paper appendix A.1.1 (Rae et al. 2021), as set by default in datatrove 0.10.1 and used
+    for FineWeb: 50..100,000 words that are not pure symbols; mean word length 3..10; `#` and ellipses
+    (`...` and `…`, counted in the raw text) at most 0.1 per word; at most 90% of lines (`str.splitlines`)
+    starting with `•` or `-`; at most 30% of lines ending with an ellipsis; at least 80% of words containing an
+    alphabetic character; at least 2 distinct stop words (case-sensitive, as in datatrove). Setting a bound to
+    None disables that rule. Ratios per word use all tokens (symbols included), as datatrove does.
+
+    Drops with: ``too_few_words``, ``too_many_words``, ``mean_word_length_low``, ``mean_word_length_high``,
+    ``too_many_hashes``, ``too_many_ellipses``, ``too_many_bullet_lines``, ``too_many_ellipsis_lines``,
+    ``too_few_alpha_words``, ``too_few_stop_words``.
+    """
+
+    type: Literal["gopher_quality"] = "gopher_quality"
+    min_doc_words: int | None = Field(50, ge=0)
+    max_doc_words: int | None = Field(100_000, ge=0)
+    min_avg_word_length: float | None = Field(3, ge=0)
+    max_avg_word_length: float | None = Field(10, ge=0)
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0)
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1)
+    min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1)
+    min_stop_words: int | None = Field(2, ge=0)
+    stop_words: tuple[str, ...] = STOP_WORDS
+
+    def __call__(self, batch: pa.Table) -> Verdict:
+        texts = tx._texts(batch)
+        n = len(texts)
+        words = tx.batch_words(batch)
+        n_words = words.counts.astype(np.float64)
+        lengths = words.lengths()
+        non_symbol = tx.to_numpy(words.values.str.contains(_NON_SYMBOL), bool)
+        alpha = tx.to_numpy(words.values.str.contains(r"\p{L}"), bool)
+        n_non_symbol = tx.per_row_sum(words.row, non_symbol, n)
+        mean_length = _ratio(tx.per_row_sum(words.row, np.where(non_symbol, lengths, 0), n), n_non_symbol)
+        hashes = tx.count_matches(texts, "#", literal=True)
+        ellipses = tx.count_matches(texts, "...", literal=True) + tx.count_matches(texts, "…", literal=True)
+        normalised = tx.splitlines_normalised(texts)
+        n_lines = tx.splitlines_count(normalised)
+        bullet_ratio = _ratio(tx.count_matches(normalised, _BULLET_LINE), n_lines)
+        ellipsis_line_ratio = _ratio(tx.count_matches(normalised, _ELLIPSIS_LINE), n_lines)
+        alpha_ratio = _ratio(tx.per_row_sum(words.row, alpha, n), n_words)
+        stop_words = np.zeros(n, dtype=np.float64)
+        for word in set(self.stop_words):
+            hits = tx.to_numpy(words.values == word, bool)
+            stop_words += np.bincount(words.row[hits], minlength=n) > 0
+        hash_ratio = _ratio(hashes, n_words)
+        ellipsis_ratio = _ratio(ellipses, n_words)
+
+        return self.decide(
+            {
+                "words": n_non_symbol,
+                "mean_word_length": mean_length,
+                "hash_ratio": hash_ratio,
+                "ellipsis_ratio": ellipsis_ratio,
+                "bullet_lines_ratio": bullet_ratio,
+                "ellipsis_lines_ratio": ellipsis_line_ratio,
+                "alpha_words_ratio": alpha_ratio,
+                "stop_words": stop_words,
+            }
+        )
+
+    def decide(self, scores: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
+        """The verdict from this step's measured scores and thresholds (rules in datatrove's order)."""
+
+        def above(name: str, bound: float | None) -> np.ndarray:
+            value = np.asarray(scores[name], dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                return np.zeros(len(value), dtype=bool) if not bound else value > bound
+
+        def below(name: str, bound: float | None) -> np.ndarray:
+            value = np.asarray(scores[name], dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                return np.zeros(len(value), dtype=bool) if not bound else value < bound
+
+        return Verdict.from_rules(
+            too_few_words=below("words", self.min_doc_words),
+            too_many_words=above("words", self.max_doc_words),
+            mean_word_length_low=below("mean_word_length", self.min_avg_word_length),
+            mean_word_length_high=above("mean_word_length", self.max_avg_word_length),
+            too_many_hashes=above("hash_ratio", self.max_symbol_word_ratio),
+            too_many_ellipses=above("ellipsis_ratio", self.max_symbol_word_ratio),
+            too_many_bullet_lines=above("bullet_lines_ratio", self.max_bullet_lines_ratio),
+            too_many_ellipsis_lines=above("ellipsis_lines_ratio", self.max_ellipsis_lines_ratio),
+            too_few_alpha_words=below("alpha_words_ratio", self.min_alpha_words_ratio),
+            too_few_stop_words=below("stop_words", self.min_stop_words),
+            scores=scores,
+        )
+
+
+@dataclass(frozen=True)
+class _NGrams:
+    """The n-grams of a batch grouped by (row, n-gram): one entry per group, plus which n-grams repeat one before."""
+
+    row: np.ndarray  # per group
+    count: np.ndarray  # per group
+    first: np.ndarray  # per group: flat word index of the first occurrence
+    later: np.ndarray  # flat word indices of occurrences that repeat an earlier one (any row order)
+    repeated: np.ndarray  # flat word indices of every occurrence of an n-gram seen at least twice in its row
+
+
+def _ngram_keys(hashes: np.ndarray, word_row: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit key per n-gram starting at `positions` (word hashes combined in order, mixed with the row)."""
+    key = np.zeros(len(positions), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            key = (key * np.uint64(0x9E3779B97F4A7C15)) ^ (hashes[positions + k] + np.uint64(k + 1))
+            key ^= key >> np.uint64(29)
+        key ^= word_row[positions].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+    return key
+
+
+def _group_ngrams(hashes: np.ndarray, word_row: np.ndarray, positions: np.ndarray, n: int) -> _NGrams:
+    """Group the n-grams starting at `positions` (each must lie within its row); keeps groups seen twice or more."""
+    if len(positions) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _NGrams(empty, empty, empty, empty, empty)
+    key = _ngram_keys(hashes, word_row, positions, n)
+    order = np.argsort(key)
+    k = key[order]
+    boundary = np.ones(len(k), dtype=bool)
+    boundary[1:] = k[1:] != k[:-1]
+    group_start = np.flatnonzero(boundary)
+    count = np.diff(np.append(group_start, len(k)))
+    sorted_pos = positions[order]
+    first = np.minimum.reduceat(sorted_pos, group_start)
+    group_of = np.cumsum(boundary) - 1
+    in_repeat = count[group_of] > 1
+    later = sorted_pos[in_repeat & (sorted_pos != first[group_of])]
+    repeated = sorted_pos[in_repeat]
+    multi = count > 1
+    return _NGrams(word_row[first[multi]], count[multi], first[multi], later, np.sort(repeated))
+
+
+def _all_ngram_starts(word_row: np.ndarray, n: int) -> np.ndarray:
+    """Flat indices of every word that starts an n-gram lying within its row."""
+    total = len(word_row)
+    if total < n:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(total - n + 1, dtype=np.int64)
+    within: np.ndarray = starts[word_row[starts] == word_row[starts + n - 1]]
+    return within
+
+
+def _extend(word_row: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """Of the (n-1)-gram starts `positions`, those that also start an n-gram within the row."""
+    positions = positions[positions + n - 1 < len(word_row)]
+    within: np.ndarray = positions[word_row[positions] == word_row[positions + n - 1]]
+    return within
+
+
+def _top_ngram_chars(grams: _NGrams, word_row: np.ndarray, cumulative: np.ndarray, n: int, n_rows: int) -> np.ndarray:
+    """datatrove's `find_top_duplicate`: count x length of each row's most common n-gram (0 without n-grams).
+
+    Ties go to the n-gram seen first, as `Counter.most_common` does; n-gram length is the words joined by spaces.
+    Rows whose n-grams are all distinct score their first n-gram.
+    """
+    result = np.zeros(n_rows, dtype=np.float64)
+    counts = np.bincount(word_row, minlength=n_rows)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    best = np.where(counts >= n, 1, 0).astype(np.int64)
+    earliest = offsets[:-1].copy()
+    if len(grams.row):
+        np.maximum.at(best, grams.row, grams.count)
+        candidate = grams.count == best[grams.row]
+        repeated_rows = np.unique(grams.row)
+        earliest[repeated_rows] = np.iinfo(np.int64).max
+        np.minimum.at(earliest, grams.row[candidate], grams.first[candidate])
+    has = best > 0
+    first = earliest[has]
+    result[has] = best[has] * (cumulative[first + n] - cumulative[first] + (n - 1))
+    return result
+
+
+def _covered_chars(
+    positions: np.ndarray, cumulative: np.ndarray, word_row: np.ndarray, n: int, n_rows: int
+) -> np.ndarray:
+    """Characters of the words covered by the n-word windows starting at `positions`, per row."""
+    total = len(word_row)
+    diff = np.zeros(total + 1, dtype=np.int64)
+    np.add.at(diff, positions, 1)
+    np.add.at(diff, positions + n, -1)
+    covered = np.cumsum(diff[:-1]) > 0
+    lengths = np.diff(cumulative)
+    return tx.per_row_sum(word_row[covered], lengths[covered], n_rows)
+
+
+def _walk_duplicates(
+    grams: _NGrams,
+    hashes: np.ndarray,
+    word_row: np.ndarray,
+    cumulative: np.ndarray,
+    n: int,
+    rows: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """datatrove's `find_all_duplicate`, exactly, for `rows`: writes the repeated characters into `out[rows]`.
+
+    The reference walks the n-grams left to right and, after a repeat, jumps n words ahead, so the result
+    depends on order. Only n-grams seen at least twice can repeat, so the walk visits just those positions.
+    """
+    selected = np.zeros(len(out), dtype=bool)
+    selected[rows] = True
+    positions = grams.repeated[selected[word_row[grams.repeated]]]
+    out[rows] = 0.0
+    if len(positions) == 0:
+        return
+    values = _ngram_keys(hashes, word_row, positions, n).tolist()
+    pos_row = word_row[positions].tolist()
+    chars = (cumulative[positions + n] - cumulative[positions]).tolist()
+    current, next_allowed, total = -1, 0, 0
+    seen: set[int] = set()
+    for r_i, s_i, h_i, c_i in zip(pos_row, positions.tolist(), values, chars, strict=True):
+        if r_i != current:
+            if current >= 0:
+                out[current] = total
+            current, seen, next_allowed, total = r_i, set(), 0, 0
+        if s_i < next_allowed:
+            continue
+        if h_i in seen:
+            total += c_i
+            next_allowed = s_i + n
+        else:
+            seen.add(h_i)
+    out[current] = total
+
+
+@register
+class GopherRepetition(Filter):
+    """Drop documents with too much repeated content (datatrove `GopherRepetitionFilter`).
+
+    Thresholds: Gopher paper table A1 (Rae et al. 2021), datatrove 0.10.1 defaults, used for FineWeb.
+    Paragraphs are `text.strip()` split on 2+ newlines; lines are `text` split on 1+ newlines; fractions of
+    characters use `len(text)` as denominator. Top n-gram fractions count the most common n-gram (ties: the
+    first seen) times its length (words joined by spaces); duplicate n-gram fractions follow the reference's
+    greedy left-to-right walk exactly. Rules are checked in the reference's order; the n-gram walk is only
+    run for documents no earlier rule dropped (their score is NaN otherwise).
+
+    Drops with: ``empty``, ``dup_para_frac``, ``dup_para_char_frac``, ``dup_line_frac``, ``dup_line_char_frac``,
+    ``top_<n>_gram`` (n in `top_n_grams`), ``duplicated_<n>_n_grams`` (n in `dup_n_grams`).
+    """
+
+    type: Literal["gopher_repetition"] = "gopher_repetition"
+    dup_line_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_para_frac: float | None = Field(0.3, ge=0, le=1)
+    dup_line_char_frac: float | None = Field(0.2, ge=0, le=1)
+    dup_para_char_frac: float | None = Field(0.2, ge=0, le=1)
+    top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
+    dup_n_grams: tuple[tuple[int, float], ...] = (
+        (5, 0.15),
+        (6, 0.14),
+        (7, 0.13),
+        (8, 0.12),
+        (9, 0.11),
+        (10, 0.10),
+    )
+
+    def __call__(self, batch: pa.Table) -> Verdict:
+        texts = tx._texts(batch)
+        n = len(texts)
+        length = tx.char_lengths(texts).astype(np.float64)
+        rules: dict[str, np.ndarray] = {"empty": length == 0}
+        scores: dict[str, np.ndarray] = {}
+
+        paragraphs = tx.split_pieces(texts.str.strip_chars(tx.PY_SPACE).str.replace_all(r"\n{2,}", "\n\n"), "\n\n")
+        para_dups, para_dup_chars = tx.duplicate_stats(paragraphs.row, paragraphs.hashes(), paragraphs.lengths(), n)
+        scores["dup_para_frac"] = tx_ratio(para_dups, paragraphs.counts)
+        scores["dup_para_char_frac"] = tx_ratio(para_dup_chars, length)
+        rules["dup_para_frac"] = _above(scores["dup_para_frac"], self.dup_para_frac)
+        rules["dup_para_char_frac"] = _above(scores["dup_para_char_frac"], self.dup_para_char_frac)
+
+        lines = tx.split_pieces(texts.str.replace_all(r"\n+", "\n"), "\n")
+        line_dups, line_dup_chars = tx.duplicate_stats(lines.row, lines.hashes(), lines.lengths(), n)
+        scores["dup_line_frac"] = tx_ratio(line_dups, lines.counts)
+        scores["dup_line_char_frac"] = tx_ratio(line_dup_chars, length)
+        rules["dup_line_frac"] = _above(scores["dup_line_frac"], self.dup_line_frac)
+        rules["dup_line_char_frac"] = _above(scores["dup_line_char_frac"], self.dup_line_char_frac)
+
+        words = tx.batch_words(batch)
+        hashes = words.hashes()
+        cumulative = np.concatenate([[0], np.cumsum(words.lengths())])
+        # An n-gram can only repeat where its (n-1)-gram prefix repeats: each size only groups the starts that
+        # repeated at the size below (sizes in increasing order), so only the smallest size sorts every word.
+        grouped: dict[int, _NGrams] = {}
+        previous_size, previous = 0, np.zeros(0, dtype=np.int64)
+        for size in sorted({s for s, _ in (*self.top_n_grams, *self.dup_n_grams)}):
+            if previous_size == size - 1:
+                positions = _extend(words.row, previous, size)
+            else:
+                positions = _all_ngram_starts(words.row, size)
+            grouped[size] = _group_ngrams(hashes, words.row, positions, size)
+            previous_size, previous = size, grouped[size].repeated
+        for size, fraction in self.top_n_grams:
+            name = f"top_{size}_gram"
+            grams = grouped[size]
+            scores[name] = tx_ratio(_top_ngram_chars(grams, words.row, cumulative, size, n), length)
+            rules[name] = _above(scores[name], fraction)
+
+        undecided = ~np.logical_or.reduce(list(rules.values()))
+        for size, fraction in self.dup_n_grams:
+            name = f"duplicated_{size}_n_grams"
+            grams = grouped[size]
+            # Upper bound: the counted repeats are disjoint windows starting at later occurrences; the exact
+            # walk runs only where the bound could cross the threshold (the score is the bound elsewhere).
+            chars = _covered_chars(grams.later, cumulative, words.row, size, n)
+            exact_rows = np.flatnonzero(undecided & (tx_ratio(chars, length) > (fraction or 0)))
+            _walk_duplicates(grams, hashes, words.row, cumulative, size, exact_rows, chars)
+            scores[name] = tx_ratio(chars, length)
+            rules[name] = _above(scores[name], fraction)
+            undecided &= ~rules[name]
+        return Verdict.from_rules(scores=scores, **rules)
+
+
+def _above(value: np.ndarray, bound: float | None) -> np.ndarray:
+    """value > bound, all False when the rule is disabled (None or 0, as datatrove's truthiness test)."""
+    if not bound:
+        return np.zeros(len(value), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(value > bound, dtype=bool)
+
+
+def tx_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator as floats, NaN where the denominator is 0."""
+    return _ratio(np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64))

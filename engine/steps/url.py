@@ -1,0 +1,157 @@
+"""URL blocklist filter (FineWeb section 3.1, "URL filtering"), as implemented by datatrove 0.10.1's `URLFilter`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from pydantic import Field
+
+from engine.batch import Verdict
+from engine.errors import SpecError
+from engine.schema import URL
+from engine.steps import text as tx
+from engine.steps.base import Filter, register
+
+_DATA = "url"
+
+
+def _normalize(word: str) -> str:
+    """datatrove's `normalize`: drop every character outside [a-zA-Z0-9], lowercase."""
+    import re
+
+    return re.sub(r"[^a-zA-Z0-9]+", "", word).lower()
+
+
+def _read_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@lru_cache(maxsize=8)
+def _shipped_words(name: str) -> frozenset[str]:
+    path = resources.files("engine") / "data" / _DATA / name
+    return frozenset(_normalize(w) for w in _read_lines(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=8)
+def _file_entries(path: str) -> frozenset[str]:
+    return frozenset(line.strip() for line in _read_lines(Path(path).read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=1)
+def _extractor() -> Any:
+    try:
+        from tldextract import TLDExtract
+    except ImportError as error:
+        msg = "url_filter needs tldextract for domain blocklists: pip install tldextract"
+        raise ImportError(msg) from error
+    # The public-suffix snapshot shipped inside tldextract: no download, no cache directory.
+    return TLDExtract(cache_dir=None, suffix_list_urls=())
+
+
+@register
+class URLFilter(Filter):
+    """Drop documents whose URL is blocklisted (datatrove `URLFilter`, FineWeb's URL filtering).
+
+    Rules, in datatrove's order: registered domain (public-suffix aware, via tldextract's shipped snapshot) in
+    the domain blocklist; full host name in the domain blocklist; exact URL in the URL blocklist; any banned
+    word among the URL's alphanumeric runs (case-sensitive runs against lowercased list words, as in datatrove);
+    at least `soft_word_threshold` distinct soft-banned words; a banned subword inside the URL stripped of
+    non-alphanumerics and lowercased. Documents without a URL (no `url` column, null or empty) pass.
+    Default word lists are datatrove 0.10.1's assets (engine/data/url/SOURCE.md). The domain and URL blocklists
+    (datatrove uses the UT1 blacklists, 123 MB) are not shipped: give them with `domains_file` / `urls_file`
+    (one entry per line, `#` comments) or inline with `extra_domains` / `extra_urls`.
+
+    Drops with: ``blocked_domain``, ``blocked_subdomain``, ``blocked_url``, ``banned_word``,
+    ``soft_banned_words``, ``banned_subword``.
+    """
+
+    type: Literal["url_filter"] = "url_filter"
+    domains_file: str | None = None
+    urls_file: str | None = None
+    extra_domains: tuple[str, ...] = ()
+    extra_urls: tuple[str, ...] = ()
+    banned_words: tuple[str, ...] = ()
+    banned_subwords: tuple[str, ...] = ()
+    soft_banned_words: tuple[str, ...] = ()
+    use_integrated_lists: bool = Field(True, description="Add the shipped banned/soft-banned/subword lists.")
+    soft_word_threshold: int = Field(2, ge=1)
+
+    def check(self) -> None:
+        for field in ("domains_file", "urls_file"):
+            path = getattr(self, field)
+            if path is not None and not Path(path).is_file():
+                msg = f"url_filter.{field}: {path!r} is not a readable file; give a text file with one entry per line"
+                raise SpecError(msg)
+
+    def _lists(self) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+        domains = set(d.strip() for d in self.extra_domains)
+        urls = set(u.strip() for u in self.extra_urls)
+        if self.domains_file:
+            domains |= _file_entries(self.domains_file)
+        if self.urls_file:
+            urls |= _file_entries(self.urls_file)
+        banned = {_normalize(w) for w in self.banned_words}
+        subwords = {_normalize(w) for w in self.banned_subwords}
+        soft = {_normalize(w) for w in self.soft_banned_words}
+        if self.use_integrated_lists:
+            banned |= _shipped_words("banned_words.txt")
+            subwords |= _shipped_words("banned_subwords.txt")
+            soft |= _shipped_words("soft_banned_words.txt")
+        subwords.discard("")
+        return frozenset(domains), frozenset(urls), frozenset(banned), frozenset(subwords), frozenset(soft)
+
+    def __call__(self, batch: pa.Table) -> Verdict:
+        n = batch.num_rows
+        if URL not in batch.column_names:
+            return Verdict.keep_all(n)
+        urls = pl.Series("url", batch[URL]).cast(pl.String).fill_null("")
+        has_url = tx.to_numpy(urls.str.len_bytes() > 0, bool)
+        domains, blocked_urls, banned, subwords, soft = self._lists()
+        domain_hit = np.zeros(n, dtype=bool)
+        subdomain_hit = np.zeros(n, dtype=bool)
+        if domains:
+            extract = _extractor()
+            unique = urls.filter(pl.Series(has_url)).unique().to_list()
+            hits = {}
+            for url in unique:
+                info = extract(url)
+                hits[url] = (info.top_domain_under_public_suffix in domains, info.fqdn in domains)
+            values = urls.to_list()
+            domain_hit = np.array([hits.get(u, (False, False))[0] for u in values], dtype=bool)
+            subdomain_hit = np.array([hits.get(u, (False, False))[1] for u in values], dtype=bool)
+        url_hit = tx.to_numpy(urls.is_in(list(blocked_urls)), bool) if blocked_urls else np.zeros(n, bool)
+        runs = tx.flatten(urls.str.extract_all(r"[a-zA-Z0-9]+"))
+        banned_hit = np.zeros(n, dtype=bool)
+        soft_count = np.zeros(n, dtype=np.float64)
+        if len(runs.values):
+            if banned:
+                is_banned = tx.to_numpy(runs.values.is_in(list(banned)), bool)
+                banned_hit = np.bincount(runs.row[is_banned], minlength=n) > 0
+            if soft:
+                is_soft = tx.to_numpy(runs.values.is_in(list(soft)), bool)
+                distinct = (
+                    pl.DataFrame({"row": runs.row[is_soft], "word": runs.values.filter(pl.Series(is_soft))})
+                    .unique()
+                    .get_column("row")
+                    .to_numpy()
+                )
+                soft_count = np.bincount(distinct, minlength=n).astype(np.float64)
+        subword_hit = np.zeros(n, dtype=bool)
+        if subwords:
+            normalised = urls.str.replace_all(r"[^a-zA-Z0-9]+", "").str.to_lowercase()
+            subword_hit = tx.to_numpy(normalised.str.contains_any(sorted(subwords)), bool)
+        return Verdict.from_rules(
+            blocked_domain=domain_hit & has_url,
+            blocked_subdomain=subdomain_hit & has_url,
+            blocked_url=url_hit & has_url,
+            banned_word=banned_hit & has_url,
+            soft_banned_words=(soft_count >= self.soft_word_threshold) & has_url,
+            banned_subword=subword_hit & has_url,
+            scores={"soft_banned_words": soft_count},
+        )

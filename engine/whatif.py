@@ -1,0 +1,457 @@
+"""`corpus-engine what-if RUN_DIR --set STEP.PARAM=VALUE`: re-try thresholds from a run's score sidecar.
+
+A run made with `output: {keep_scores: true}` wrote `OUT/scores/<rel>.parquet`: per document its `id`, its final
+phase-A `reason` (null where kept) and every measured value as `<step label>.<score>` (NaN where the step did not
+see the document). `what_if` rebuilds the run's steps with the changed parameters (validated like a job) and
+re-decides every document from those values with the steps' `decide`, without reading text or running a model.
+
+The rule (steps s_0 .. s_{n-1} in job order; the first changed step is s_c):
+
+- A document's original *reach* is known from its reason: a document dropped by s_d was seen by s_0 .. s_d; a
+  kept document was seen by every step; a document dropped by the reader (`input/...`) by none.
+- Documents dropped before s_c keep their original reason: the steps before s_c are unchanged and saw the same
+  documents, so they decide the same.
+- Every other document is walked from s_c onwards. A changed step re-decides it with `decide(scores)` from the
+  stored scores; an unchanged step keeps its original decision (it dropped the document exactly when the
+  original reason names it), so unchanged steps need no `decide`.
+- A document that the change lets through a step that originally dropped it was never measured by the steps
+  after that one. Its fate there is *unknown* without a rerun: it is counted apart (with the step where what is
+  known ends), and the kept total is reported as a range.
+
+Only phase A (the filters) is re-decided; duplicates removed by a dedup phase are reported as they were.
+Only parameters that `decide` reads may be changed: a step may list them in a `decide_fields` class variable,
+and what-if refuses the others (a changed measurement parameter, e.g. a stop-word list, would need a rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from engine.errors import InputError, SpecError
+from engine.io.layout import RESOLVED_JOB_FILE, SCORES, STATS_FILE, join
+from engine.io.markers import read_json
+from engine.io.paths import filesystem, full_url
+from engine.schema import INPUT_STEP, REASON
+from engine.spec import JobSpec, parse_job
+from engine.steps.base import Filter, Step
+
+KEPT_LABEL = "kept"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One `--set STEP.PARAM=VALUE`: the step's index in the job, the parameter and the new value."""
+
+    text: str
+    index: int
+    label: str
+    param: str
+    value: Any
+    old: Any
+
+
+@dataclass
+class WhatIf:
+    """What the changes would do, counted over every document of the run.
+
+    `original` and `new` map a final reason (`step/rule`, or "kept") to a document count; `moves` counts
+    documents whose fate changed, by (original, new); `unknown` counts documents whose new fate is not known
+    without a rerun, by (original reason, step they would reach next but never did).
+    """
+
+    run_dir: str
+    changes: list[Change]
+    docs: int = 0
+    files: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    original: Counter[str] = field(default_factory=Counter)
+    new: Counter[str] = field(default_factory=Counter)
+    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def kept_range(self) -> tuple[int, int]:
+        """Fewest and most documents the changed job would keep (they differ only by unknown documents)."""
+        known = self.new[KEPT_LABEL]
+        return known, known + sum(self.unknown.values())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading a run
+
+
+def load_run_job(run_dir: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, Any], JobSpec]:
+    """The run's job as written in `OUT/job.resolved.yaml`: the raw mapping and the validated spec.
+
+    Raises:
+        InputError: the folder holds no `job.resolved.yaml` (not a run's output folder).
+    """
+    options = storage_options or {}
+    url = join(run_dir, RESOLVED_JOB_FILE)
+    fs, path = filesystem(url, options)
+    try:
+        with fs.open(path, "r") as handle:
+            raw = yaml.safe_load(handle.read())
+    except FileNotFoundError:
+        msg = f"{url} does not exist: {run_dir!r} is not the output folder of a run (OUT/job.resolved.yaml missing)"
+        raise InputError(msg) from None
+    if not isinstance(raw, dict):
+        msg = f"{url}: not a job mapping; the run's output folder looks damaged"
+        raise InputError(msg)
+    raw = dict(raw)
+    raw["preset"] = None  # the resolved job already lists the preset's steps
+    return raw, parse_job(raw, source=url)
+
+
+def score_files(run_dir: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Every score sidecar file of a run, sorted; empty when the run kept no scores."""
+    fs, root = filesystem(join(run_dir, SCORES), storage_options or {})
+    if not fs.exists(root):
+        return []
+    return sorted(full_url(fs, p) for p in fs.glob(f"{root.rstrip('/')}/**/*.parquet") if fs.isfile(p))
+
+
+def require_score_files(run_dir: str, job: JobSpec, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The run's score files, or a clear error saying how to get them.
+
+    Raises:
+        InputError: the run was made without `output.keep_scores`, or its sidecar is missing.
+    """
+    files = score_files(run_dir, storage_options)
+    if not files:
+        how = (
+            "the run was made without `output: {keep_scores: true}`"
+            if not job.output.keep_scores
+            else "the run's scores/ folder is empty or missing"
+        )
+        msg = (
+            f"{join(run_dir, SCORES)} holds no score sidecar: {how}. Set `keep_scores: true` under `output:` in "
+            "the job and run it again (finished shards are redone once, since the setting changes their outputs)."
+        )
+        raise InputError(msg)
+    return files
+
+
+def iter_score_batches(files: Sequence[str], storage_options: dict[str, Any] | None = None) -> Iterator[pa.Table]:
+    """The sidecar, one file at a time (what-if is row-local, so memory stays bounded by the largest shard)."""
+    for url in files:
+        fs, path = filesystem(url, storage_options or {})
+        with fs.open(path, "rb") as handle:
+            yield pq.read_table(handle)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parsing and applying --set
+
+
+def parse_setting(text: str) -> tuple[str, str, Any]:
+    """`STEP.PARAM=VALUE` -> (step, param, value); the value is read as YAML (`0.2`, `null`, `[a, b]`).
+
+    Raises:
+        SpecError: the text is not of that form.
+    """
+    key, sep, value_text = text.partition("=")
+    step, dot, param = key.strip().rpartition(".")
+    if not sep or not dot or not step or not param:
+        msg = f"--set {text!r}: expected STEP.PARAM=VALUE, e.g. --set doc_length.min_words=100"
+        raise SpecError(msg)
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError as error:
+        msg = f"--set {text!r}: the value is not valid YAML: {error}"
+        raise SpecError(msg) from None
+    return step, param, value
+
+
+def step_index(steps: Sequence[Step], step: str, *, setting: str) -> int:
+    """The index of the step called `step` (its label, i.e. `name` or `type`, or `steps[i]`).
+
+    Raises:
+        SpecError: no such step, or the label is ambiguous.
+    """
+    labels = [s.label for s in steps]
+    if step.startswith("steps[") and step.endswith("]"):
+        try:
+            index = int(step[len("steps[") : -1])
+        except ValueError:
+            index = -1
+        if 0 <= index < len(steps):
+            return index
+    matches = [i for i, label in enumerate(labels) if label == step]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(f"steps[{i}]={label}" for i, label in enumerate(labels)) or "(none)"
+    if matches:
+        msg = f"--set {setting!r}: several steps are labelled {step!r}; use steps[i] ({listed})"
+    else:
+        msg = f"--set {setting!r}: the run's job has no step {step!r}; its steps: {listed}"
+    raise SpecError(msg)
+
+
+def apply_settings(raw: dict[str, Any], job: JobSpec, settings: Sequence[str]) -> tuple[JobSpec, list[Change]]:
+    """The job with every `--set` applied, validated like a job file, and the changes that differ.
+
+    Raises:
+        SpecError: a bad step or parameter name or value, naming the key path and what is allowed.
+    """
+    changed = copy.deepcopy(raw)
+    parsed: list[tuple[str, int, str, Any]] = []
+    for text in settings:
+        step, param, value = parse_setting(text)
+        index = step_index(job.steps, step, setting=text)
+        if param in ("type", "name"):
+            msg = f"--set {text!r}: `{param}` cannot be changed by what-if (it names the step); rerun the job instead"
+            raise SpecError(msg)
+        changed["steps"][index][param] = value
+        parsed.append((text, index, param, value))
+    try:
+        new_job = parse_job(changed, source="what-if")
+    except SpecError as error:
+        sets = " ".join(f"--set {t}" for t, *_ in parsed)
+        msg = f"{sets}: {error}"
+        raise SpecError(msg) from None
+    changes = []
+    for text, index, param, _ in parsed:
+        before, after = job.steps[index], new_job.steps[index]
+        old, new = getattr(before, param), getattr(after, param)
+        if old != new:
+            changes.append(Change(text, index, before.label, param, new, old))
+    for change in changes:
+        _check_decidable(job.steps[change.index], change)
+    return new_job, changes
+
+
+def can_decide(step: Step) -> bool:
+    """Whether the step re-decides from stored scores (it overrides `Filter.decide`)."""
+    method = getattr(type(step), "decide", None)
+    return method is not None and method is not getattr(Filter, "decide", None)
+
+
+def _check_decidable(step: Step, change: Change) -> None:
+    if not can_decide(step):
+        msg = (
+            f"--set {change.text!r}: step {step.label!r} ({step.type}, {step.kind}) cannot re-decide from stored "
+            "scores (it does not implement `decide`), so what-if cannot try this change; rerun the job (e.g. "
+            "`corpus-engine bench` on a sample) to see its effect"
+        )
+        raise SpecError(msg)
+    fields = getattr(type(step), "decide_fields", None)
+    if fields is not None and change.param not in fields:
+        allowed = ", ".join(sorted(fields)) or "(none)"
+        msg = (
+            f"--set {change.text!r}: {step.type}.{change.param} changes what the step measures, not only its "
+            f"thresholds, so the stored scores cannot answer; parameters what-if can change here: {allowed}"
+        )
+        raise SpecError(msg)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Re-deciding
+
+
+def _reach(reasons: pa.ChunkedArray | pa.Array, labels: Sequence[str]) -> np.ndarray:
+    """Per row, the index of the step whose reason it carries (-1: the reader; len(labels): kept).
+
+    Raises:
+        InputError: a reason names no step of the job (the sidecar does not belong to this job).
+    """
+    n = len(reasons)
+    reach = np.full(n, len(labels), dtype=np.int64)
+    is_kept = np.asarray(pc.is_null(reasons).to_numpy(zero_copy_only=False), dtype=bool)
+    matched = is_kept.copy()
+    # Longer labels first so that a label that prefixes another (`a` vs `a/b`) cannot steal its rows.
+    prefixes = [(INPUT_STEP, -1), *sorted(((label, i) for i, label in enumerate(labels)), key=lambda x: -len(x[0]))]
+    for label, index in prefixes:
+        hit = pc.fill_null(pc.starts_with(reasons, f"{label}/"), False)
+        mask = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool) & ~matched
+        reach[mask] = index
+        matched |= mask
+    if not matched.all():
+        strays = sorted(set(np.asarray(reasons.to_pylist(), dtype=object)[~matched].tolist()))
+        msg = f"score sidecar reasons {strays[:5]} name no step of the run's job (steps: {', '.join(labels)})"
+        raise InputError(msg)
+    return reach
+
+
+def _step_scores(table: pa.Table, label: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    prefix = f"{label}."
+    scores = {}
+    for name in table.column_names:
+        if name.startswith(prefix):
+            column = pc.fill_null(table[name], np.nan).to_numpy()
+            scores[name[len(prefix) :]] = np.asarray(column, dtype=np.float64)[rows]
+    return scores
+
+
+def redecide(
+    table: pa.Table, old_steps: Sequence[Step], new_steps: Sequence[Step], changed: set[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The new fate of every row of one sidecar table, by the rule in the module docstring.
+
+    Returns:
+        Two object arrays: the new final reason (None where kept), and where the new fate is unknown the
+        label of the step the row would reach next but was never measured by (None elsewhere; the reason
+        array then holds the original reason).
+    """
+    labels = [s.label for s in old_steps]
+    reasons = table[REASON]
+    original = np.asarray(reasons.to_pylist(), dtype=object)
+    reach = _reach(reasons, labels)
+    new = original.copy()
+    unknown_at = np.full(len(original), None, dtype=object)
+    if not changed:
+        return new, unknown_at
+    first = min(changed)
+    pending = reach >= first  # rows that reached the first changed step: their fate is walked again
+    new[pending] = None
+    for k in range(first, len(old_steps)):
+        never_seen = pending & (reach < k)
+        new[never_seen] = original[never_seen]
+        unknown_at[never_seen] = labels[k]
+        pending &= ~never_seen
+        if not pending.any():
+            break
+        if k in changed:
+            rows = np.flatnonzero(pending)
+            scores = _step_scores(table, labels[k], rows)
+            try:
+                verdict = new_steps[k].decide(scores)  # type: ignore[attr-defined]
+            except KeyError as error:
+                msg = f"the score sidecar has no score {error} of step {labels[k]!r}; was it written by this job?"
+                raise InputError(msg) from None
+            dropped = rows[~verdict.keep]
+            new[dropped] = verdict.prefixed(labels[k]).reason[~verdict.keep]
+            pending[dropped] = False
+        else:
+            dropped_here = pending & (reach == k)
+            new[dropped_here] = original[dropped_here]
+            pending &= ~dropped_here
+    return new, unknown_at
+
+
+def what_if(run_dir: str, settings: Sequence[str], storage_options: dict[str, Any] | None = None) -> WhatIf:
+    """Answer from the sidecar alone how the `settings` (`STEP.PARAM=VALUE`) would change the run.
+
+    Raises:
+        InputError: `run_dir` is not a run, or has no score sidecar.
+        SpecError: a bad `--set` (unknown step or parameter, invalid value, a step without `decide`).
+    """
+    started = time.perf_counter()
+    raw, job = load_run_job(run_dir, storage_options)
+    labels = Counter(step.label for step in job.steps)
+    twice = sorted(label for label, count in labels.items() if count > 1)
+    if twice:
+        msg = (
+            f"the run's job has several steps labelled {', '.join(twice)}: their reasons and scores cannot be told "
+            "apart in the sidecar, so what-if cannot answer; give each step a distinct `name:` and rerun"
+        )
+        raise SpecError(msg)
+    new_job, changes = apply_settings(raw, job, settings)
+    files = require_score_files(run_dir, job, storage_options)
+    result = WhatIf(run_dir, changes, files=len(files))
+    stats = read_json(join(run_dir, STATS_FILE), storage_options or {}) or {}
+    result.duplicates = int(stats.get("duplicates", 0))
+    changed = {c.index for c in changes}
+    for table in iter_score_batches(files, storage_options):
+        new, unknown_at = redecide(table, job.steps, new_job.steps, changed)
+        result.docs += table.num_rows
+        _count(result, table[REASON], new, unknown_at)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _count(result: WhatIf, original: pa.ChunkedArray, new: np.ndarray, unknown_at: np.ndarray) -> None:
+    """Add one table's (original, new, unknown) outcomes to the counters, grouped in polars (no row loop)."""
+    outcomes = pa.table(
+        {
+            "old": pc.fill_null(original.cast(pa.string()), KEPT_LABEL),
+            "new": pc.fill_null(pa.array(new, type=pa.string(), from_pandas=True), KEPT_LABEL),
+            "unknown_at": pa.array(unknown_at, type=pa.string(), from_pandas=True),
+        }
+    )
+    frame = pl.DataFrame(pl.from_arrow(outcomes))
+    for old, new_key, at, count in frame.group_by(["old", "new", "unknown_at"]).len().iter_rows():
+        result.original[old] += count
+        if at is not None:
+            result.unknown[(old, at)] += count
+            continue
+        result.new[new_key] += count
+        if new_key != old:
+            result.moves[(old, new_key)] += count
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Printing and the command
+
+
+def format_what_if(result: WhatIf) -> str:
+    """The table `what-if` prints: documents per outcome, original vs with the changes, then what moved."""
+    lines = [
+        f"what-if on {result.run_dir}: {result.docs:,} documents from {result.files} score file(s) "
+        f"in {result.seconds:.2f}s (no text read, no model run)"
+    ]
+    if not result.changes:
+        lines.append("no parameter differs from the run's job: nothing changes")
+    for change in result.changes:
+        lines.append(f"  steps[{change.index}] {change.label}.{change.param}: {change.old!r} -> {change.value!r}")
+    keys = sorted(set(result.original) | set(result.new), key=lambda k: (k != KEPT_LABEL, k))
+    width = max([len(k) for k in keys] + [24])
+    lines.append(f"  {'outcome':<{width}} {'original':>10} {'what-if':>10} {'change':>8}")
+    for key in keys:
+        before, after = result.original[key], result.new[key]
+        lines.append(f"  {key:<{width}} {before:>10,} {after:>10,} {after - before:>+8,}")
+    unknown = sum(result.unknown.values())
+    if unknown:
+        low, high = result.kept_range
+        lines.append(
+            f"  {'unknown (needs a rerun)':<{width}} {'':>10} {unknown:>10,}"
+            f"   -> kept would be between {low:,} and {high:,}"
+        )
+        for (was, next_step), count in sorted(result.unknown.items(), key=lambda x: -x[1]):
+            lines.append(f"      {count:>8,}  were {was}; pass the change but were never measured by {next_step}")
+    if result.duplicates:
+        lines.append(f"  duplicates removed by dedup in the run: {result.duplicates:,} (not re-decided)")
+    if result.moves:
+        lines.append("  documents that change fate:")
+        for (was, becomes), count in sorted(result.moves.items(), key=lambda x: (-x[1], x[0])):
+            lines.append(f"      {count:>8,}  {was} -> {becomes}")
+    return "\n".join(lines)
+
+
+def cmd_what_if(args: argparse.Namespace) -> int:
+    result = what_if(args.run_dir, args.set)
+    print(format_what_if(result))
+    return 0
+
+
+def add_what_if_command(commands: Any) -> None:
+    """Register `what-if` on the CLI's subcommands (`commands` from `add_subparsers`)."""
+    parser = commands.add_parser(
+        "what-if",
+        help="re-try thresholds on a finished run from its score sidecar (no text read, no model run)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("run_dir", help="output folder of a run made with `output: {keep_scores: true}`")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        required=True,
+        metavar="STEP.PARAM=VALUE",
+        help="a changed parameter (step label or steps[i]; value read as YAML); repeat for several",
+    )
+    parser.set_defaults(handler=cmd_what_if)

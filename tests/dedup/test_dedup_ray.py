@@ -1,0 +1,51 @@
+"""Dedup inside a whole run on the local Ray (`engine.run_job`): accounting, layout and a skipped rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine import run_job
+from engine.spec import parse_job
+from tests.dedup.staging import corpus, split
+
+pytestmark = pytest.mark.ray
+
+
+def test_run_job_removes_duplicates_across_shards(ray_local: None, tmp_path: Path) -> None:
+    rows = corpus(8, originals=12, copies=2)
+    src = tmp_path / "in"
+    src.mkdir()
+    for rel, table in split(rows, 3).items():
+        pq.write_table(table, src / f"{rel}.parquet")
+    out = tmp_path / "out"
+    job = parse_job(
+        {
+            "name": "dedup",
+            "input": {"path": str(src)},
+            "output": {"path": str(out)},
+            "steps": [{"type": "doc_length", "min_words": 5}],
+            "dedup": {"type": "minhash", "partitions": 2, "in_memory_max_edges": 0},
+        }
+    )
+    stats = run_job(job)
+    kept = pa.concat_tables([pq.read_table(p) for p in sorted((out / "kept").glob("*.parquet"))])
+    dups = pa.concat_tables([pq.read_table(p) for p in sorted((out / "rejected").glob("*.duplicates.parquet"))])
+    assert stats.docs_in == len(rows)
+    assert stats.duplicates == dups.num_rows > 0
+    assert stats.docs_kept == kept.num_rows == len(rows) - stats.duplicates
+    # Exact copies (suffix -2) of originals (suffix -0) never survive next to them.
+    kept_ids = set(kept["id"].to_pylist())
+    for group in range(12):
+        assert not {f"doc-{group:03d}-0", f"doc-{group:03d}-2"} <= kept_ids
+    on_disk = json.loads((out / "stats.json").read_text())
+    assert on_disk["duplicates"] == stats.duplicates
+
+    again = run_job(job)
+    assert again.shards_skipped == 3
+    assert again.duplicates == stats.duplicates
+    assert again.docs_kept == stats.docs_kept

@@ -1,0 +1,48 @@
+"""Presets expand to the published recipes' steps, in order, and validate as a job."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import SpecError
+from engine.presets import PRESETS, expand_preset
+from engine.spec import parse_job
+from engine.steps.base import known_step_types
+
+
+def job(preset: str, steps: list[dict[str, object]] | None = None) -> dict[str, object]:
+    return {"input": {"path": "in"}, "output": {"path": "out"}, "preset": preset, "steps": steps or []}
+
+
+def test_fineweb_preset_order_and_settings() -> None:
+    spec = parse_job(job("fineweb"))
+    types = [s.type for s in spec.steps]
+    expected = ["url_filter", "language_id", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"]
+    if "language_id" not in known_step_types():
+        expected.remove("language_id")
+    assert types == expected
+    c4 = spec.steps[types.index("c4_quality")]
+    assert c4.filter_no_terminal_punct is False  # type: ignore[attr-defined]
+
+
+def test_language_id_listed_only_when_registered() -> None:
+    steps = [s["type"] for s in expand_preset("fineweb")]
+    assert ("language_id" in steps) == ("language_id" in known_step_types())
+    assert any(s["type"] == "language_id" and s["languages"] == ["en"] for s in PRESETS["fineweb"])
+
+
+def test_gopher_and_c4_presets() -> None:
+    assert [s.type for s in parse_job(job("gopher")).steps] == ["gopher_repetition", "gopher_quality"]
+    c4 = parse_job(job("c4")).steps
+    assert [s.type for s in c4] == ["c4_quality", "c4_badwords"]
+    assert c4[0].filter_no_terminal_punct is True  # type: ignore[attr-defined]
+
+
+def test_preset_steps_come_before_job_steps() -> None:
+    spec = parse_job(job("gopher", [{"type": "doc_length", "min_words": 3}]))
+    assert [s.type for s in spec.steps][-1] == "doc_length"
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(SpecError, match="known presets: c4, fineweb, gopher"):
+        expand_preset("nope")
