@@ -65,3 +65,19 @@ def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
         pytest.skip(f"{SHARED_CORPORA} not found (the shared corpora live beside the repo)")
     return SHARED_CORPORA
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 server on a free loopback port (once per session); yields s3fs storage_options for it."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"key": "testing-key", "secret": "s3cr3t-never-logged", "endpoint_url": f"http://127.0.0.1:{port}"}
+    server.stop()

@@ -67,7 +67,7 @@ from engine.dedup.normalise import normalise_texts
 from engine.io.layout import DEDUP, KEPT, REJECTED, STAGE, join, shard_file
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, iter_batches, open_parquet, read_table, write_table
-from engine.io.paths import filesystem, fingerprint, full_url
+from engine.io.paths import all_exist, filesystem, fingerprint, full_url
 from engine.runner.executor import Executor
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON, TEXT
 from engine.spec import JobSpec
@@ -589,7 +589,7 @@ def remove_duplicates(plan: Plan, removal: Removal, item: tuple[int, str]) -> in
     options = plan.storage_options
     marker_url = plan.url("removal", f"{rel}.json")
     previous = read_json(marker_url, options)
-    if previous is not None and previous.get("run") == removal.run and _all_exist(previous["outputs"], options):
+    if previous is not None and previous.get("run") == removal.run and all_exist(previous["outputs"], options):
         return int(previous["duplicates"])
     staged = shard_file(removal.output, _STAGE_KEPT, rel)
     fs, path = filesystem(staged, options)
@@ -688,14 +688,6 @@ def _check_ids(table: pa.Table, local: npt.NDArray[np.int64], fates: pa.Table, r
             "delete the shard's _units marker and rerun so phase A rewrites both"
         )
         raise RuntimeError(msg)
-
-
-def _all_exist(urls: list[str], storage_options: dict[str, Any]) -> bool:
-    for url in urls:
-        fs, path = filesystem(url, storage_options)
-        if not fs.exists(path):
-            return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------------

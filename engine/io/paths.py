@@ -93,3 +93,12 @@ def fingerprint(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
         info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("created") or info.get("LastModified")
     )
     return {"size": int(info.get("size") or 0), "version": str(version)}
+
+
+def all_exist(urls: list[str], storage_options: dict[str, Any]) -> bool:
+    """Whether every one of `urls` exists."""
+    for url in urls:
+        fs, path = filesystem(url, storage_options)
+        if not fs.exists(path):
+            return False
+    return True

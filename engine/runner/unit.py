@@ -21,7 +21,7 @@ from engine.io.documents import canonical_batch, check_schema
 from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
-from engine.io.paths import Shard, filesystem, fingerprint
+from engine.io.paths import Shard, all_exist, filesystem, fingerprint
 from engine.pipeline import output_schema, process_batch
 from engine.schema import ID, REASON
 from engine.spec import JobSpec
@@ -56,14 +56,6 @@ def partition_column(job: JobSpec) -> str | None:
 def kept_area(job: JobSpec) -> str:
     """Phase-A kept output goes to `kept/`, or to `_stage/kept/` when dedup still has to run."""
     return KEPT if job.dedup is None else join(STAGE, KEPT)
-
-
-def _outputs_exist(outputs: list[str], storage_options: dict[str, Any]) -> bool:
-    for url in outputs:
-        fs, path = filesystem(url, storage_options)
-        if not fs.exists(path):
-            return False
-    return True
 
 
 def remove_outputs(urls: list[str], storage_options: dict[str, Any]) -> None:
@@ -101,7 +93,7 @@ def _run_unit(job: JobSpec, shard: Shard) -> UnitResult:
         previous is not None
         and previous.get("fingerprint") == input_print
         and previous.get("config_hash") == config_hash
-        and _outputs_exist(previous.get("outputs", []), out_options)
+        and all_exist(previous.get("outputs", []), out_options)
     ):
         return UnitResult(shard.rel, "skipped", previous["stats"], previous["outputs"])
 

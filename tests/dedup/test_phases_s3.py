@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from engine.dedup.phases import run_dedup
@@ -16,19 +14,9 @@ from tests.dedup.staging import corpus, make_job, split, stage
 pytestmark = [pytest.mark.s3]
 
 
-@pytest.fixture(scope="module")
-def s3_options() -> Iterator[dict[str, str]]:
-    import socket
-
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield {"key": "k", "secret": "s", "endpoint_url": f"http://127.0.0.1:{port}"}
-    server.stop()
+@pytest.fixture
+def s3_options(s3_server: dict[str, str]) -> dict[str, str]:
+    return s3_server
 
 
 def test_dedup_phases_on_s3_match_the_local_run(s3_options: dict[str, str], tmp_path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,6 @@ from engine import run_job
 from engine.spec import parse_job
 
 pytestmark = [pytest.mark.s3]
-
-SECRET = "s3cr3t-never-logged"
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[dict[str, str]]:
-    """A moto S3 server on a free loopback port; yields s3fs storage_options for it."""
-    import socket
-
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield {"key": "testing-key", "secret": SECRET, "endpoint_url": f"http://127.0.0.1:{port}"}
-    server.stop()
 
 
 @pytest.fixture
@@ -76,8 +57,8 @@ def test_job_reads_and_writes_s3(
     everything_written = (
         resolved + json.dumps(saved) + "".join(fs.cat(p).decode() for p in fs.find(f"{bucket}/out/_units"))
     )
-    assert SECRET not in everything_written
-    assert SECRET not in "".join(capfd.readouterr())
+    assert s3_server["secret"] not in everything_written
+    assert s3_server["secret"] not in "".join(capfd.readouterr())
 
     again = run_job(s3_job(bucket, s3_server))
     assert (again.shards_skipped, again.shards_processed) == (4, 0)
