@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,7 +25,7 @@ class Stats:
     bytes_in: int = 0
     bytes_kept: int = 0
     seconds: float = 0.0
-    step_seconds: Counter[str] = field(default_factory=Counter)
+    step_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     step_docs: Counter[str] = field(default_factory=Counter)
     shards_total: int = 0
     shards_processed: int = 0

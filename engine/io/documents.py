@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from engine.batch import Verdict
 from engine.errors import InputError
-from engine.schema import DECODE_ERROR, EMPTY_TEXT, ID, NULL_TEXT, TEXT, TOO_LARGE
+from engine.schema import ID, TEXT
 
 TEXT_TYPES = (
     pa.string(),
@@ -92,12 +92,11 @@ def canonical_batch(
     is_null = np.asarray(pc.is_null(text).to_numpy(zero_copy_only=False), dtype=bool)
     nbytes = np.asarray(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), False)
+    # Reason codes as in engine.schema: NULL_TEXT, DECODE_ERROR, TOO_LARGE, EMPTY_TEXT.
     verdict = Verdict.from_rules(
-        **{
-            NULL_TEXT: is_null,
-            DECODE_ERROR: bad_utf8,
-            TOO_LARGE: nbytes > max_text_bytes,
-            EMPTY_TEXT: np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool),
-        }
+        null_text=is_null,
+        decode_error=bad_utf8,
+        too_large=nbytes > max_text_bytes,
+        empty_text=np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool),
     )
     return table, verdict

@@ -114,10 +114,11 @@ class RayExecutor:
     ) -> None:
         import ray
 
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        cpus = int(resources.get("CPU", 1))
         self.max_in_flight = max_in_flight or max(2, 2 * cpus)
         self.show_progress = show_progress
-        self._remote = ray.remote(_call).options(
+        self._remote: Any = ray.remote(_call).options(
             num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=[OSError]
         )
 

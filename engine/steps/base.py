@@ -110,7 +110,7 @@ StepType = TypeVar("StepType", bound=type[Step])
 
 def register(cls: StepType) -> StepType:
     """Class decorator: make a step available to job files under its `type` literal."""
-    key = cls.model_fields["type"].default
+    key = cls.__pydantic_fields__["type"].default
     if not isinstance(key, str) or not key:
         msg = f"{cls.__name__} must declare `type: Literal[...] = '<name>'` to be registered"
         raise TypeError(msg)
