@@ -140,7 +140,7 @@ def word_ngrams(text: str) -> list[str]:
 
 
 def _sign_all(batches: list[Any], dedup: Any) -> None:
-    from engine.dedup.phases import signature_table
+    from engine.dedup.signatures import signature_table
 
     for batch in batches:
         signature_table(batch, dedup)
@@ -299,7 +299,7 @@ def _phase_a(out: str, batch_rows: int, shard: str) -> int:
     import pyarrow.parquet as pq
 
     from engine.dedup.config import MinhashDedup
-    from engine.dedup.phases import signature_table, signatures_file
+    from engine.dedup.signatures import signature_table, signatures_file
     from engine.io.layout import KEPT, STAGE, join, shard_file
 
     dedup = MinhashDedup(partitions=None)
@@ -579,7 +579,8 @@ def memory(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.dedup.phases import dedup_root, run_dedup
+    from engine.dedup.phases import run_dedup
+    from engine.dedup.signatures import dedup_root
 
     base = Path(args.work)
     for docs in [int(x) for x in args.docs.split(",")]:

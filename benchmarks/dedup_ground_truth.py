@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     import pyarrow as pa
 
     from engine.dedup.config import MinhashDedup
-    from engine.dedup.phases import run_dedup, signature_table
+    from engine.dedup.phases import run_dedup
+    from engine.dedup.signatures import signature_table
     from engine.runner.executor import SerialExecutor
     from tests.dedup.staging import make_job, stage
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 import engine.steps  # noqa: F401  (registers the built-in steps)
 from engine.dedup.config import DedupSpec
+from engine.dedup.signatures import parameters_name  # what stored signatures depend on
 from engine.errors import SpecError
 from engine.presets import expand_preset
 from engine.steps.base import Step, build_step, format_validation_error
@@ -94,7 +95,7 @@ class JobSpec(_Strict):
             "write_rejected": self.output.write_rejected,
             "compression": self.output.compression,
             "keep_scores": self.output.keep_scores,
-            "signatures": signature_parameters(self.dedup) if self.dedup is not None else None,
+            "signatures": parameters_name(self.dedup) if self.dedup is not None else None,
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -105,13 +106,6 @@ class JobSpec(_Strict):
             if data[section]["storage_options"]:
                 data[section]["storage_options"] = {k: "<redacted>" for k in data[section]["storage_options"]}
         return data
-
-
-def signature_parameters(dedup: DedupSpec) -> str:
-    """What a shard's stored signatures depend on (not partitions or the keep policy, used only later)."""
-    from engine.dedup.phases import parameters_name
-
-    return parameters_name(dedup)
 
 
 def parse_job(raw: Any, *, source: str = "job") -> JobSpec:

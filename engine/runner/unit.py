@@ -176,7 +176,7 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                 writers.append(rejected)
             signatures = None
             if job.dedup is not None:
-                from engine.dedup.phases import signature_table, signatures_file
+                from engine.dedup.signatures import signature_table, signatures_file
 
                 signature_schema = signature_table(kept_schema.empty_table(), job.dedup).schema
                 signatures = _writer(signatures_file(out, job.dedup, shard.rel), signature_schema)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.dedup.phases import signature_table, signatures_file
+from engine.dedup.signatures import signature_table, signatures_file
 from engine.io.layout import KEPT, STAGE, join, shard_file
 from engine.io.parquet import write_table
 from engine.spec import JobSpec

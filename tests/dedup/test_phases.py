@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.dedup.config import MinhashDedup
-from engine.dedup.phases import run_dedup, signature_table
+from engine.dedup.phases import run_dedup
+from engine.dedup.signatures import signature_table
 from engine.io.layout import KEPT, REJECTED, join, shard_file
 from engine.io.parquet import read_table
 from engine.runner.executor import SerialExecutor

@@ -1,0 +1,99 @@
+"""Phase A of dedup: what each shard stores of its kept documents (signatures, sort keys), and where.
+
+Called by `engine.runner.unit` in the same pass as the filters; the global phases (`engine.dedup.phases`) read
+these files. The folder name carries every parameter the signatures depend on, so a run with other
+parameters never mixes them.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.batch import utf8_lengths
+from engine.dedup.config import DedupSpec, MinhashDedup
+from engine.dedup.exact import exact_hashes
+from engine.dedup.minhash import EMPTY_SIGNATURE, band_hashes, rensa_version, shingle_hashes, signatures_of
+from engine.dedup.normalise import normalise_texts
+from engine.io.layout import DEDUP, join
+from engine.schema import ID, TEXT
+
+KEYS = "keys"
+LENGTH = "length"
+SCORE = "score"
+EXACT = "exact"
+
+
+def parameters_name(dedup: DedupSpec) -> str:
+    """The folder name under `_dedup/` that carries every parameter the signatures depend on."""
+    if isinstance(dedup, MinhashDedup):
+        backend = f"rensa{rensa_version()}" if dedup.backend == "rensa" else dedup.backend
+        exact = "-exact" if dedup.exact_first else ""
+        return (
+            f"minhash-n{dedup.ngram}-b{dedup.bands}-r{dedup.rows}-s{dedup.seed}-c{dedup.max_chars}"
+            f"-{backend}{exact}-{_score_name(dedup)}"
+        )
+    return f"exact-{_score_name(dedup)}"
+
+
+def _score_name(dedup: DedupSpec) -> str:
+    return f"score_{dedup.score_column}" if dedup.score_column else "noscore"
+
+
+def dedup_root(output_root: str, dedup: DedupSpec) -> str:
+    return join(output_root, DEDUP, parameters_name(dedup))
+
+
+def signatures_file(output_root: str, dedup: DedupSpec, rel: str) -> str:
+    """Where phase A stores the signature table of shard `rel` (kept documents, in kept order)."""
+    return join(dedup_root(output_root, dedup), "signatures", f"{rel}.parquet")
+
+
+def signature_table(kept: pa.Table, dedup: DedupSpec) -> pa.Table:
+    """What later phases need of each kept document, one row per row of `kept`, in order.
+
+    Columns: `id`; `keys` (fixed-size list of uint64: one MinHash band key per band, or the exact hash;
+    null when the normalised text has no word); `length` (characters of `text`); `score` (float64, only
+    when `score_column` is set); `exact` (uint64 hash of the normalised words, only with `exact_first`).
+
+    Raises:
+        ValueError: `score_column` is set but `kept` has no such numeric column.
+    """
+    text_hashes = None
+    if isinstance(dedup, MinhashDedup):
+        shingles = shingle_hashes(
+            kept[TEXT],
+            ngram=dedup.ngram,
+            seed=dedup.seed,
+            max_chars=dedup.max_chars,
+            with_text_hashes=dedup.exact_first,
+        )
+        signatures = signatures_of(shingles, num_perm=dedup.bands * dedup.rows, seed=dedup.seed, backend=dedup.backend)
+        keys = band_hashes(signatures, bands=dedup.bands, rows=dedup.rows)
+        if dedup.exact_first:
+            text_hashes = shingles.text_hashes
+        has_keys = ~(signatures == EMPTY_SIGNATURE).all(axis=1)
+    else:
+        normalised = normalise_texts(kept[TEXT])
+        hashes, has_keys = exact_hashes(normalised)
+        keys = hashes.reshape(-1, 1)
+    flat = pa.array(keys.reshape(-1), type=pa.uint64())
+    mask = pa.array(~has_keys, type=pa.bool_())
+    key_column = pa.FixedSizeListArray.from_arrays(flat, keys.shape[1], mask=mask)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        ID: kept[ID].cast(pa.string()),
+        KEYS: key_column,
+        LENGTH: pa.array(utf8_lengths(kept), type=pa.int64()),
+    }
+    if text_hashes is not None:
+        columns[EXACT] = pa.array(text_hashes, type=pa.uint64())
+    if dedup.score_column:
+        if dedup.score_column not in kept.column_names:
+            have = ", ".join(kept.column_names)
+            msg = (
+                f"dedup keep: {dedup.keep} ranks by column {dedup.score_column!r}, which kept documents "
+                f"do not have (they have: {have}); add the step that writes it or change dedup.score_column"
+            )
+            raise ValueError(msg)
+        columns[SCORE] = pc.cast(kept[dedup.score_column], pa.float64())
+    return pa.table(columns)
