@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -19,10 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import write_corpus  # noqa: E402
+from corpus import job_over, write_corpus  # noqa: E402
 
-from engine import load_job, run_job  # noqa: E402
-from engine.runner.ray import git_revision, init_ray  # noqa: E402
+from engine import run_job  # noqa: E402
+from engine.bench import append_record  # noqa: E402
+from engine.provenance import git_state, machine  # noqa: E402
+from engine.runner.ray import init_ray  # noqa: E402
 
 
 def main() -> None:
@@ -40,21 +40,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = write_corpus(Path(tmp) / "in", docs=args.docs, shards=args.shards)
         megabytes = sum(p.stat().st_size for p in src.glob("*.parquet")) / 1e6
-        job = load_job(args.job, output=str(Path(tmp) / "out"))
-        job = job.model_copy(update={"input": job.input.model_copy(update={"path": str(src)})})
+        job = job_over(args.job, src, Path(tmp) / "out")
         started = time.perf_counter()
         stats = run_job(job)
         wall = time.perf_counter() - started
 
     record = {
         "benchmark": "pipeline",
-        "git": git_revision(),
-        "machine": {
-            "cpus": cpus,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or os.uname().machine,
-        },
+        "git": git_state(),
+        "machine": {**machine(), "ray_cpus": cpus},
         "job": args.job,
         "docs": stats.docs_in,
         "parquet_mb": round(megabytes, 1),
@@ -66,9 +60,7 @@ def main() -> None:
         "duplicates": stats.duplicates,
         "peak_worker_rss_mb": round(stats.peak_rss_bytes / 2**20, 1),
     }
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record(record, args.results)
     print(json.dumps(record, indent=1))
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -19,17 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import write_corpus  # noqa: E402
+from corpus import job_over, write_corpus  # noqa: E402
 
-from engine import load_job, run_job  # noqa: E402
-from engine.runner.ray import git_revision, init_ray  # noqa: E402
+from engine import run_job  # noqa: E402
+from engine.bench import append_record  # noqa: E402
+from engine.provenance import git_state, machine  # noqa: E402
+from engine.runner.ray import init_ray  # noqa: E402
 
 
 def timed_run(job_path: str, src: Path, out: Path) -> tuple[float, dict[str, object]]:
-    job = load_job(job_path, output=str(out))
-    job = job.model_copy(update={"input": job.input.model_copy(update={"path": str(src)})})
     started = time.perf_counter()
-    stats = run_job(job)
+    stats = run_job(job_over(job_path, src, out))
     return time.perf_counter() - started, stats.to_dict()
 
 
@@ -53,8 +51,8 @@ def main() -> None:
 
     record = {
         "benchmark": "rebuild",
-        "git": git_revision(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "git": git_state(),
+        "machine": machine(),
         "job": args.job,
         "docs": args.docs,
         "shards": args.shards,
@@ -67,9 +65,7 @@ def main() -> None:
         "rebuild_shards_processed": incremental_stats["shards_processed"],
         "rebuild_shards_skipped": incremental_stats["shards_skipped"],
     }
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record(record, args.results)
     print(json.dumps(record, indent=1))
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.spec import JobSpec, load_job
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 DOLMA = "dolma-tests/data-history/formats/gz/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 DRAGNET = "dragnet-corrected-text/dragnet_Corrected.tar.gz"
@@ -44,6 +46,12 @@ def variant(text: str, copy: int, rng: np.random.Generator, noise: int = 4) -> s
     for i in rng.choice(len(words), size=max(1, len(words) // noise), replace=False):
         words[i] = f"w{rng.integers(1_000_000)}"
     return " ".join(words)
+
+
+def job_over(job_path: str, src: Path, out: Path) -> JobSpec:
+    """The job file `job_path` pointed at the corpus in `src`, writing to `out`."""
+    job = load_job(job_path, output=str(out))
+    return job.model_copy(update={"input": job.input.model_copy(update={"path": str(src)})})
 
 
 def write_corpus(target: Path, *, docs: int, shards: int, seed: int = 0, first_shard: int = 0) -> Path:

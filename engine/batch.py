@@ -107,6 +107,13 @@ def take(batch: pa.Table, mask: BoolArray) -> pa.Table:
     return batch.filter(pa.array(mask, type=pa.bool_()))
 
 
+def text_bytes(batch: pa.Table) -> int:
+    """UTF-8 bytes of all texts in the batch (nulls count 0)."""
+    if batch.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.fill_null(pc.binary_length(batch[TEXT]), 0)).as_py() or 0)
+
+
 def utf8_lengths(batch: pa.Table) -> npt.NDArray[np.int64]:
     """Characters per document (0 for null)."""
     lengths = pc.fill_null(pc.utf8_length(text_column(batch)), 0)

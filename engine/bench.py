@@ -28,9 +28,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -43,12 +40,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.batch import Verdict, take
+from engine.batch import Verdict, take, text_bytes
 from engine.errors import SpecError
-from engine.io.documents import canonical_batch
+from engine.io.documents import read_documents
 from engine.io.parquet import iter_batches
 from engine.io.paths import Shard, list_shards
 from engine.pipeline import process_batch
+from engine.provenance import git_state, machine
 from engine.schema import ID, TEXT
 from engine.spec import JobSpec, load_job
 from engine.stats import Stats
@@ -121,26 +119,11 @@ def _read_shard(job: JobSpec, shard: Shard, quota: int | None) -> list[tuple[pa.
     for raw in iter_batches(shard.url, spec.storage_options, spec.batch_rows):
         if quota is not None and row + raw.num_rows > quota:
             raw = raw.slice(0, quota - row)
-        batches.append(
-            canonical_batch(
-                raw,
-                text_column=spec.text_column,
-                id_column=spec.id_column,
-                rel=shard.rel,
-                first_row=row,
-                max_text_bytes=spec.max_text_bytes,
-            )
-        )
+        batches.append(read_documents(raw, spec, rel=shard.rel, first_row=row))
         row += raw.num_rows
         if quota is not None and row >= quota:
             break
     return batches
-
-
-def _text_bytes(batch: pa.Table) -> int:
-    if batch.num_rows == 0:
-        return 0
-    return int(pc.sum(pc.fill_null(pc.binary_length(batch[TEXT]), 0)).as_py() or 0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,7 +191,7 @@ def run_bench(job: JobSpec, sample: Sample) -> Bench:
             run.cpu_seconds += time.process_time() - cpu
             run.wall_seconds += time.perf_counter() - wall
             run.docs += current.num_rows
-            run.bytes += _text_bytes(current)
+            run.bytes += text_bytes(current)
             run.reasons.append(verdict.reason)
             for name, values in verdict.scores.items():
                 run.scores.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
@@ -371,41 +354,6 @@ def examples(bench: Bench, k: int) -> list[Examples]:
 
 # ----------------------------------------------------------------------------------------------------------
 # The JSON line and the table
-
-
-def git_state() -> dict[str, Any]:
-    """The engine checkout's revision and whether it has uncommitted changes (None outside a checkout)."""
-    here = Path(__file__).parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    revision = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if revision else None
-    return {"revision": revision or None, "dirty": bool(status) if status is not None else None}
-
-
-def machine() -> dict[str, Any]:
-    """CPU model and count, Python and platform: enough to tell whether two runs are comparable."""
-    model = platform.processor() or None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def to_record(bench: Bench) -> dict[str, Any]:

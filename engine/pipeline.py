@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from engine.batch import Verdict, take
-from engine.schema import ID, INPUT_STEP, REASON, TEXT
+from engine.batch import Verdict, take, text_bytes
+from engine.schema import ID, INPUT_STEP, REASON
 from engine.stats import Stats
 from engine.steps.base import Step
 
@@ -56,12 +55,6 @@ def _with_reason(rows: pa.Table, reasons: np.ndarray) -> pa.Table:
     return rows.append_column(REASON, pa.array(reasons.tolist(), type=pa.string()))
 
 
-def _text_bytes(batch: pa.Table) -> int:
-    if batch.num_rows == 0:
-        return 0
-    return int(pc.sum(pc.fill_null(pc.binary_length(batch[TEXT]), 0)).as_py() or 0)
-
-
 def process_batch(
     batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verdict | None = None, keep_scores: bool = False
 ) -> BatchResult:
@@ -71,7 +64,7 @@ def process_batch(
     `input/<code>`. A rejected row carries the text as it was when its step saw it. With `keep_scores`, the
     result also holds a score sheet: `id`, final `reason`, and one `<step>.<score>` column per measured value.
     """
-    stats = Stats(docs_in=batch.num_rows, bytes_in=_text_bytes(batch))
+    stats = Stats(docs_in=batch.num_rows, bytes_in=text_bytes(batch))
     rejected: list[pa.Table] = []
     current = batch
     positions = np.arange(batch.num_rows)
@@ -114,7 +107,7 @@ def process_batch(
         current = take(result, verdict.keep)
         positions = positions[verdict.keep]
     stats.docs_kept = current.num_rows
-    stats.bytes_kept = _text_bytes(current)
+    stats.bytes_kept = text_bytes(current)
     if rejected:
         rejected_table = pa.concat_tables(rejected, promote_options="default")
     else:

@@ -25,6 +25,18 @@ _DIGITS = r"\p{Nd}"
 _SEPARATORS = r"[\p{P}\p{S}\p{Z}\p{Cc}\s\x{180e}\x{200b}\x{feff}]+"
 
 
+def _capped(texts: pa.Array | pa.ChunkedArray, max_chars: int | None) -> pa.Array:
+    """One large_string array, nulls as "", each text cut to its first `max_chars` characters."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.large_string())
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    texts = pc.fill_null(texts, "")
+    if max_chars is not None:
+        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    return texts
+
+
 def normalise_texts(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None = None) -> pa.Array:
     """Normalised copies of `texts` (nulls become empty strings), one large_string per input row.
 
@@ -33,13 +45,7 @@ def normalise_texts(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None 
         max_chars: keep only the first `max_chars` characters before normalising (None: all), so that one
             giant document cannot collide with everything.
     """
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.large_string())
-    if texts.type != pa.large_string():
-        texts = texts.cast(pa.large_string())
-    texts = pc.fill_null(texts, "")
-    if max_chars is not None:
-        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    texts = _capped(texts, max_chars)
     texts = pc.utf8_normalize(texts, "NFKD")
     texts = pc.replace_substring_regex(texts, _DIACRITICS, "")
     texts = pc.utf8_lower(texts)
@@ -75,13 +81,7 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     The text is split on whitespace (fast, no regex); only the batch's distinct tokens are then split on
     punctuation and symbols and folded, and every occurrence of a token expands into its pieces.
     """
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.large_string())
-    if texts.type != pa.large_string():
-        texts = texts.cast(pa.large_string())
-    texts = pc.fill_null(texts, "")
-    if max_chars is not None:
-        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    texts = _capped(texts, max_chars)
     split = pc.utf8_split_whitespace(texts)
     doc_offsets = np.asarray(split.offsets.to_numpy(), dtype=np.int64)
     doc_offsets = doc_offsets - doc_offsets[0]

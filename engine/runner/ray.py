@@ -9,10 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -23,6 +21,7 @@ from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, UNITS, join
 from engine.io.markers import read_json, write_json
 from engine.io.paths import Shard, absolute, filesystem, list_shards
 from engine.progress import Progress
+from engine.provenance import git_state
 from engine.runner.unit import UnitResult, remove_outputs, run_unit
 from engine.spec import JobSpec
 from engine.stats import Stats
@@ -161,22 +160,6 @@ class RayExecutor:
         return results  # type: ignore[return-value]
 
 
-def git_revision() -> str | None:
-    """The engine checkout's git revision, if it runs from one."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
 def with_absolute_paths(job: JobSpec) -> JobSpec:
     """Local input and output paths made absolute, so workers anywhere see the same files."""
     return job.model_copy(
@@ -216,7 +199,7 @@ def write_resolved_job(job: JobSpec) -> None:
     """Save the job with defaults filled in (and the engine's revision) next to the output."""
     fs, path = filesystem(join(job.output.path, RESOLVED_JOB_FILE), job.output.storage_options)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    header = f"# resolved by corpus-engine {__version__} (git {git_revision() or 'unknown'})\n"
+    header = f"# resolved by corpus-engine {__version__} (git {git_state()['revision'] or 'unknown'})\n"
     with fs.open(path, "w") as handle:
         handle.write(header + yaml.safe_dump(job.resolved(), sort_keys=False))
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from engine import __version__
 from engine.errors import EngineError, InputError, StorageError
-from engine.io.documents import canonical_batch, check_schema
+from engine.io.documents import check_schema, read_documents
 from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
@@ -143,14 +143,7 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
         with open_parquet(shard.url, spec.storage_options) as parquet:
             check_schema(parquet.schema_arrow, text_column=spec.text_column, shard=shard.url)
             empty = pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
-            canonical, _ = canonical_batch(
-                empty,
-                text_column=spec.text_column,
-                id_column=spec.id_column,
-                rel=shard.rel,
-                first_row=0,
-                max_text_bytes=spec.max_text_bytes,
-            )
+            canonical, _ = read_documents(empty, spec, rel=shard.rel, first_row=0)
             kept_schema = output_schema(canonical.schema, job.steps)
             kept = PartitionedWriter(
                 out,
@@ -185,14 +178,7 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
             scores: StreamWriter | None = None
             row = 0
             for raw in stream_batches(parquet, shard.url, spec.batch_rows):
-                batch, input_verdict = canonical_batch(
-                    raw,
-                    text_column=spec.text_column,
-                    id_column=spec.id_column,
-                    rel=shard.rel,
-                    first_row=row,
-                    max_text_bytes=spec.max_text_bytes,
-                )
+                batch, input_verdict = read_documents(raw, spec, rel=shard.rel, first_row=row)
                 row += raw.num_rows
                 result = process_batch(
                     batch, job.steps, input_verdict=input_verdict, keep_scores=job.output.keep_scores
