@@ -149,8 +149,8 @@ def _sign_all(batches: list[Any], dedup: Any) -> None:
 def bench_signatures(args: argparse.Namespace) -> None:
     import pyarrow as pa
 
-    from engine.dedup.config import MinhashDedup
     from engine.dedup.normalise import normalise_texts
+    from engine.spec import MinhashDedup
 
     for name, texts in (("dragnet", dragnet_texts()), ("dolma", dolma_texts())):
         n = len(texts)
@@ -274,7 +274,7 @@ class PoolExecutor:
 
     def __init__(self, workers: int, *, fresh: bool = False) -> None:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["engine.dedup.phases", "polars", "pyarrow.parquet"])
+        context.set_forkserver_preload(["engine.runner.dedup", "polars", "pyarrow.parquet"])
         self.pool = context.Pool(workers, maxtasksperchild=1 if fresh else None)
         self.peaks: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.seconds: dict[str, float] = defaultdict(float)
@@ -298,9 +298,9 @@ def _phase_a(out: str, batch_rows: int, shard: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.dedup.config import MinhashDedup
     from engine.dedup.signatures import signature_table, signatures_file
     from engine.io.layout import KEPT, STAGE, join, shard_file
+    from engine.spec import MinhashDedup
 
     dedup = MinhashDedup(partitions=None)
     rel = Path(shard).stem
@@ -339,7 +339,7 @@ def engine_job(work: str, partitions: int | None, in_memory_max_edges: int) -> A
 
 
 def engine_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.dedup.phases import run_dedup
+    from engine.runner.dedup import run_dedup
 
     shards = sorted(str(p) for p in Path(args.dir).glob("*.parquet"))
     shutil.rmtree(args.work, ignore_errors=True)
@@ -579,8 +579,8 @@ def memory(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.dedup.phases import run_dedup
     from engine.dedup.signatures import dedup_root
+    from engine.runner.dedup import run_dedup
 
     base = Path(args.work)
     for docs in [int(x) for x in args.docs.split(",")]:

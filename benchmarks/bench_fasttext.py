@@ -105,7 +105,7 @@ class ReplayModel:
 
 
 def measure(step: Any, model: Any, batches: list[Any], repeat: int, module: Any) -> dict[str, float]:
-    from engine.langid import prepare_texts
+    from engine.models.loader import prepare_texts
 
     prepared = [prepare_texts(batch, step.max_chars)[0] for batch in batches]
     docs = sum(batch.num_rows for batch in batches)
@@ -146,11 +146,12 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
 
-    from engine import langid as langid_module
-    from engine import quality as quality_module
-    from engine.fasttext_loader import default_lid_model, load_model
-    from engine.langid import LanguageId
-    from engine.quality import QualityClassifier, TrainConfig, train_quality_classifier
+    from engine.models.loader import default_lid_model, load_model
+    from engine.models.training import TrainConfig, train_quality_classifier
+    from engine.steps import language_id as langid_module
+    from engine.steps import quality as quality_module
+    from engine.steps.language_id import LanguageId
+    from engine.steps.quality import QualityClassifier
 
     cc, articles = dolma_texts(), dragnet_texts()
     results: dict[str, Any] = {}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import job_over, write_corpus  # noqa: E402
 
 from engine import run_job  # noqa: E402
-from engine.bench import append_record  # noqa: E402
+from engine.inspect.bench import append_record  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
 from engine.runner.ray import init_ray  # noqa: E402
 

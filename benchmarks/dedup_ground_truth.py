@@ -106,10 +106,10 @@ def s_curve(j: np.ndarray, bands: int, rows: int) -> np.ndarray:
 def run(args: argparse.Namespace) -> dict[str, object]:
     import pyarrow as pa
 
-    from engine.dedup.config import MinhashDedup
-    from engine.dedup.phases import run_dedup
     from engine.dedup.signatures import signature_table
+    from engine.runner.dedup import run_dedup
     from engine.runner.executor import SerialExecutor
+    from engine.spec import MinhashDedup
     from tests.dedup.staging import make_job, stage
 
     ids, texts = mutated_corpus(args.originals, args.seed) if args.corpus == "mutated" else sample_corpus()

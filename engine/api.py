@@ -1,7 +1,11 @@
-"""The Python API for notebooks and benchmarks: load a job, build and apply a step, run a job."""
+"""The Python API for notebooks and benchmarks: load a job, build and apply a step, run a job.
+
+`run_job` is also what `corpus-engine run` calls: the run (engine.runner), then its report (engine.inspect).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.batch import Verdict
+from engine.errors import RunFailed
 from engine.spec import JobSpec, load_job
 from engine.stats import Stats
 from engine.steps.base import Step
@@ -38,17 +43,33 @@ def run_job(
     address: str | None = None,
     show_progress: bool = False,
 ) -> Stats:
-    """Run a job (a `JobSpec` or a YAML path) on Ray: embedded by default, or joining `address`.
+    """Run a job (a `JobSpec` or a YAML path) on Ray, embedded by default or joining `address`; write its report.
 
     Returns the run's total stats; raises `RunFailed` if any shard failed (the others finish).
     """
-    from engine.runner.ray import run_on_ray
+    from engine.runner.run import run_on_ray
 
     if not isinstance(job, JobSpec):
         job = load_job(job, output=output)
     elif output is not None:
         job = job.model_copy(update={"output": job.output.model_copy(update={"path": output})})
-    return run_on_ray(job, address=address, show_progress=show_progress)
+    try:
+        stats = run_on_ray(job, address=address, show_progress=show_progress)
+    except RunFailed:
+        _write_report(job)
+        raise
+    _write_report(job)
+    return stats
+
+
+def _write_report(job: JobSpec) -> None:
+    """OUT/report.html from the stats the run just wrote; a report problem never fails a finished run."""
+    from engine.inspect.report import write_report
+
+    try:
+        write_report(job.output.path, job.output.storage_options)
+    except Exception as error:  # noqa: BLE001 - the report is a view of results already committed
+        logging.getLogger(__name__).warning("report not written: %s: %s", type(error).__name__, error)
 
 
 __all__ = ["apply_step", "build_step", "load_job", "run_job"]

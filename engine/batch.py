@@ -102,6 +102,14 @@ def make_batch(columns: Mapping[str, list[object]]) -> pa.Table:
     return pa.table(arrays)
 
 
+def with_column(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """`batch` with column `name` set to `values` (replaced in place if present, else appended)."""
+    index = batch.schema.get_field_index(name)
+    if index >= 0:
+        return batch.set_column(index, name, values)
+    return batch.append_column(name, values)
+
+
 def take(batch: pa.Table, mask: BoolArray) -> pa.Table:
     """Rows of `batch` where `mask` is true."""
     return batch.filter(pa.array(mask, type=pa.bool_()))

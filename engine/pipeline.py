@@ -11,9 +11,23 @@ import numpy as np
 import pyarrow as pa
 
 from engine.batch import Verdict, take, text_bytes
+from engine.io.documents import canonical_batch
 from engine.schema import ID, INPUT_STEP, REASON
+from engine.spec import InputSpec
 from engine.stats import Stats
 from engine.steps.base import Step
+
+
+def read_documents(raw: pa.RecordBatch, spec: InputSpec, *, rel: str, first_row: int) -> tuple[pa.Table, Verdict]:
+    """A raw record batch of a shard as a canonical batch plus the reader's verdict, per the job's `input:`."""
+    return canonical_batch(
+        raw,
+        text_column=spec.text_column,
+        id_column=spec.id_column,
+        rel=rel,
+        first_row=first_row,
+        max_text_bytes=spec.max_text_bytes,
+    )
 
 
 class StepContractError(RuntimeError):

@@ -15,17 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 import engine.steps  # noqa: F401  (registers the built-in steps)
-from engine.dedup.config import DedupSpec
-from engine.dedup.signatures import parameters_name  # what stored signatures depend on
 from engine.errors import SpecError
-from engine.presets import expand_preset
 from engine.steps.base import Step, build_step, format_validation_error
+from engine.steps.presets import expand_preset
 
 
 class _Strict(BaseModel):
@@ -66,6 +64,87 @@ class RunSpec(_Strict):
     cpus_per_task: float = Field(1.0, gt=0, le=256)
 
 
+# --------------------------------------------------------------------------------------------------
+# `dedup:`: which deduplication runs and with what parameters.
+
+KeepPolicy = Literal["first_seen", "longest", "highest_score"]
+
+
+class _DedupBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keep: KeepPolicy = Field("first_seen", description="Which document of a cluster survives; ties by id.")
+    score_column: str | None = Field(None, description="Numeric column ranked by `keep: highest_score`.")
+    write_duplicates: bool = Field(default=True, description="Write removed duplicates to rejected/ with their reason.")
+    add_cluster_columns: bool = Field(
+        default=False,
+        description="Add `cluster_id` (the representative's id) and `cluster_size` to kept documents.",
+    )
+    in_memory_max_edges: int = Field(
+        2_000_000,
+        ge=0,
+        description="Connected components run in one task when the graph has at most this many edges, "
+        "distributed (large-star/small-star rounds over Parquet partitions) otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _score_column_given(self) -> _DedupBase:
+        if self.keep == "highest_score" and not self.score_column:
+            msg = "keep: highest_score needs `score_column` (a numeric column such as quality_score)"
+            raise ValueError(msg)
+        return self
+
+
+class MinhashDedup(_DedupBase):
+    """MinHash LSH near-duplicate removal across the whole corpus (FineWeb's parameters by default)."""
+
+    type: Literal["minhash"] = "minhash"
+    ngram: int = Field(5, ge=1, le=32)
+    bands: int = Field(14, ge=1, le=512)
+    rows: int = Field(8, ge=1, le=64)
+    seed: int = Field(1, ge=0)
+    max_chars: int = Field(500_000, ge=1, description="Characters of text used for shingling.")
+    partitions: int | None = Field(None, ge=1, le=100_000, description="Shuffle partitions; auto when unset.")
+    exact_first: bool = Field(
+        default=False,
+        description="Report removed documents whose normalised text equals the kept one's as "
+        "`exact/duplicate` (the others stay `minhash/duplicate`).",
+    )
+    backend: Literal["rensa", "numpy"] = Field(
+        "rensa", description="MinHash implementation: rensa's R-MinHash (fast) or the NumPy reference."
+    )
+
+
+class ExactDedup(_DedupBase):
+    """Exact duplicate removal on a hash of the normalised text."""
+
+    type: Literal["exact"] = "exact"
+    partitions: int | None = Field(None, ge=1, le=100_000)
+
+
+DedupSpec = Annotated[MinhashDedup | ExactDedup, Field(discriminator="type")]
+
+
+def dedup_parameters_name(dedup: DedupSpec) -> str:
+    """The folder name under `_dedup/` that carries every parameter the stored signatures depend on."""
+    score = f"score_{dedup.score_column}" if dedup.score_column else "noscore"
+    if isinstance(dedup, MinhashDedup):
+        backend = f"rensa{_rensa_version()}" if dedup.backend == "rensa" else dedup.backend
+        exact = "-exact" if dedup.exact_first else ""
+        return (
+            f"minhash-n{dedup.ngram}-b{dedup.bands}-r{dedup.rows}-s{dedup.seed}-c{dedup.max_chars}"
+            f"-{backend}{exact}-{score}"
+        )
+    return f"exact-{score}"
+
+
+def _rensa_version() -> int:
+    """The version of rensa's R-MinHash algorithm (signatures of different versions never mix)."""
+    import rensa
+
+    return int(rensa.RMinHash.ALGORITHM_VERSION)
+
+
 class JobSpec(_Strict):
     """A whole job, validated before anything runs."""
 
@@ -95,9 +174,17 @@ class JobSpec(_Strict):
             "write_rejected": self.output.write_rejected,
             "compression": self.output.compression,
             "keep_scores": self.output.keep_scores,
-            "signatures": parameters_name(self.dedup) if self.dedup is not None else None,
+            "signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None,
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+    def partition_column(self) -> str | None:
+        """The column kept output is partitioned by (asked by a step, e.g. language id), if any."""
+        for step in self.steps:
+            column = step.output_partition()
+            if column is not None:
+                return column
+        return None
 
     def resolved(self) -> dict[str, Any]:
         """The job with every default filled in and the preset expanded; credentials removed."""

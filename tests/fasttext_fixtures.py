@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.quality import TrainConfig, TrainMetrics, train_quality_classifier
+from engine.models.training import TrainConfig, TrainMetrics, train_quality_classifier
 
 SEED = 20240611
 FUNCTION_WORDS = "the a of and to in is that for on with as it was by this".split()

@@ -8,7 +8,7 @@ Two implementations with the same result:
   in MapReduce and Beyond" (SoCC 2014). Each operates on the edges of one node partition (both directions of
   every edge, partitioned by the first node), so a task's memory is bounded by its partition, not the corpus.
   Alternating them converges in O(log^2 n) rounds to stars whose centres are the component minima; the driver
-  (`engine.dedup.phases`) stores every step as Parquet, so each step is a resume point, and stops when a whole
+  (`engine.runner.dedup`) stores every step as Parquet, so each step is a resume point, and stops when a whole
   round leaves the edge set unchanged (compared through an order-independent digest, `edge_digest`).
 """
 
@@ -18,20 +18,23 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from engine.dedup.bands import DST, NODE, SRC
 from engine.dedup.minhash import mix64
+from engine.dedup.plan import DST, NODE, SRC, Plan, node_partitions, part_dir, read_folder, write_partitioned
+from engine.io.parquet import write_table
 
 LABEL = "label"
+MAX_STEPS = 200
+"""Components steps before giving up (large-star/small-star needs O(log^2 n) rounds)."""
 
 I64 = npt.NDArray[np.int64]
 
-_EDGE_SCHEMA = {SRC: pl.Int64, DST: pl.Int64}
-_LABEL_SCHEMA = {NODE: pl.Int64, LABEL: pl.Int64}
+EDGE_SCHEMA = {SRC: pl.Int64, DST: pl.Int64}
+LABEL_SCHEMA = {NODE: pl.Int64, LABEL: pl.Int64}
 _DIGEST_SALT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def empty_edges() -> pl.DataFrame:
-    return pl.DataFrame(schema=_EDGE_SCHEMA)
+    return pl.DataFrame(schema=EDGE_SCHEMA)
 
 
 def both_directions(edges: pl.DataFrame) -> pl.DataFrame:
@@ -86,7 +89,7 @@ def small_star(edges: pl.DataFrame) -> pl.DataFrame:
 def components_in_memory(edges: pl.DataFrame) -> pl.DataFrame:
     """Labels `(node, label)` of every node of `edges`, label = smallest node of its component."""
     if edges.height == 0:
-        return pl.DataFrame(schema=_LABEL_SCHEMA)
+        return pl.DataFrame(schema=LABEL_SCHEMA)
     u_raw = edges[SRC].to_numpy()
     v_raw = edges[DST].to_numpy()
     nodes = np.unique(np.concatenate([u_raw, v_raw]))
@@ -106,4 +109,36 @@ def components_in_memory(edges: pl.DataFrame) -> pl.DataFrame:
             if np.array_equal(jumped, parent):
                 break
             parent = jumped
-    return pl.DataFrame({NODE: nodes, LABEL: nodes[parent]}, schema=_LABEL_SCHEMA)
+    return pl.DataFrame({NODE: nodes, LABEL: nodes[parent]}, schema=LABEL_SCHEMA)
+
+
+# Tasks: one per partition, reading and writing edges through storage.
+
+
+def write_edges(plan: Plan, edges: pl.DataFrame, step: int, source: int) -> None:
+    partitions = node_partitions(edges[SRC].to_numpy(), plan.partitions)
+    write_partitioned(plan, edges, partitions, plan.url("cc", f"step-{step:05d}"), f"from={source:05d}")
+
+
+def components_task(plan: Plan, partition: int) -> int:
+    """Connected components of the whole (small) graph in one task; labels written by node partition."""
+    del partition
+    edges = read_folder(plan, plan.url("cc", "step-00000"), EDGE_SCHEMA)
+    labels = components_in_memory(edges.filter(pl.col(SRC) < pl.col(DST)))
+    partitions = node_partitions(labels[NODE].to_numpy(), plan.partitions)
+    write_partitioned(plan, labels, partitions, plan.url("cc", "labels-memory"), "labels")
+    return labels.height
+
+
+def star_task(plan: Plan, step: int, partition: int) -> tuple[int, int]:
+    """One large-star (even steps) or small-star (odd steps) task; `(edges, digest)` of its input."""
+    edges = read_folder(plan, plan.url("cc", f"step-{step:05d}", part_dir(partition)), EDGE_SCHEMA).unique()
+    count, digest = edge_digest(edges)
+    if step % 2 == 0:
+        out, labels = large_star(edges)
+        url = plan.url("cc", f"labels-{step:05d}", part_dir(partition), "labels.parquet")
+        write_table(labels.to_arrow(), url, plan.storage_options, compression=plan.compression)
+    else:
+        out = small_star(edges)
+    write_edges(plan, both_directions(out), step + 1, partition)
+    return count, digest

@@ -10,7 +10,7 @@ the two never mix):
 
 - `rensa` (default): rensa's R-MinHash over the flat shingle-hash buffer of the whole batch
   (`RMinHash.digest_matrix_from_flat_token_hashes`, Rust, 32-bit values, algorithm version in
-  `rensa_version()`); its MinHash step is ~15x faster than the NumPy backend's (the whole signature
+  `engine.spec.dedup_parameters_name`); its MinHash step is ~15x faster than the NumPy backend's (the whole signature
   ~1.8x) and unbiased (tests/dedup/test_minhash.py).
 - `numpy`: `num_perm` hash functions `h_k(x) = a_k * x + b_k (mod 2**64)` with odd `a_k`, applied to the
   (already well-mixed) 64-bit shingle hashes; parameters from NumPy's PCG64 seeded with `seed`.
@@ -182,13 +182,6 @@ def band_hashes(signatures: U64, *, bands: int, rows: int) -> U64:
     for r in range(rows):
         acc = mix64((acc * _MUL) ^ sig[:, :, r])
     return acc
-
-
-def rensa_version() -> int:
-    """The version of rensa's R-MinHash algorithm (part of the signature folder's name)."""
-    import rensa
-
-    return int(rensa.RMinHash.ALGORITHM_VERSION)
 
 
 def minhash_rensa(shingles: Shingles, num_perm: int, seed: int) -> U64:

@@ -1,8 +1,8 @@
 """Phase A of dedup: what each shard stores of its kept documents (signatures, sort keys), and where.
 
-Called by `engine.runner.unit` in the same pass as the filters; the global phases (`engine.dedup.phases`) read
-these files. The folder name carries every parameter the signatures depend on, so a run with other
-parameters never mixes them.
+Called by `engine.runner.unit` in the same pass as the filters; the global phases (the other `engine.dedup`
+modules, driven by `engine.runner.dedup`) read these files. The folder name carries every parameter the
+signatures depend on, so a run with other parameters never mixes them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.batch import utf8_lengths
-from engine.dedup.config import DedupSpec, MinhashDedup
 from engine.dedup.exact import exact_hashes
-from engine.dedup.minhash import EMPTY_SIGNATURE, band_hashes, rensa_version, shingle_hashes, signatures_of
+from engine.dedup.minhash import EMPTY_SIGNATURE, band_hashes, shingle_hashes, signatures_of
 from engine.dedup.normalise import normalise_texts
 from engine.io.layout import DEDUP, join
 from engine.schema import ID, TEXT
+from engine.spec import DedupSpec, MinhashDedup, dedup_parameters_name
 
 KEYS = "keys"
 LENGTH = "length"
@@ -24,24 +24,9 @@ SCORE = "score"
 EXACT = "exact"
 
 
-def parameters_name(dedup: DedupSpec) -> str:
-    """The folder name under `_dedup/` that carries every parameter the signatures depend on."""
-    if isinstance(dedup, MinhashDedup):
-        backend = f"rensa{rensa_version()}" if dedup.backend == "rensa" else dedup.backend
-        exact = "-exact" if dedup.exact_first else ""
-        return (
-            f"minhash-n{dedup.ngram}-b{dedup.bands}-r{dedup.rows}-s{dedup.seed}-c{dedup.max_chars}"
-            f"-{backend}{exact}-{_score_name(dedup)}"
-        )
-    return f"exact-{_score_name(dedup)}"
-
-
-def _score_name(dedup: DedupSpec) -> str:
-    return f"score_{dedup.score_column}" if dedup.score_column else "noscore"
-
-
 def dedup_root(output_root: str, dedup: DedupSpec) -> str:
-    return join(output_root, DEDUP, parameters_name(dedup))
+    """`OUT/_dedup/<parameters>/`: everything dedup stores for one set of signature parameters."""
+    return join(output_root, DEDUP, dedup_parameters_name(dedup))
 
 
 def signatures_file(output_root: str, dedup: DedupSpec, rel: str) -> str:

@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 from engine.batch import Verdict
 from engine.errors import InputError
 from engine.schema import ID, TEXT
-from engine.spec import InputSpec
 
 TEXT_TYPES = (
     pa.string(),
@@ -70,18 +69,6 @@ def _decode(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
             bad[i] = True
             texts.append(raw.decode("utf-8", errors="replace"))
     return pa.array(texts, type=pa.large_string()), bad
-
-
-def read_documents(raw: pa.RecordBatch, spec: InputSpec, *, rel: str, first_row: int) -> tuple[pa.Table, Verdict]:
-    """`canonical_batch` with the column names and size limit of the job's `input:` section."""
-    return canonical_batch(
-        raw,
-        text_column=spec.text_column,
-        id_column=spec.id_column,
-        rel=rel,
-        first_row=first_row,
-        max_text_bytes=spec.max_text_bytes,
-    )
 
 
 def canonical_batch(

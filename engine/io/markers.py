@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
+from engine.io.atomic import write_text
 from engine.io.paths import filesystem
 
 
 def write_json(url: str, data: dict[str, Any], storage_options: dict[str, Any]) -> None:
-    """Write `data` as JSON at `url`: to a temporary name first, then renamed into place."""
-    fs, path = filesystem(url, storage_options)
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-    fs.mv(tmp, path)
+    """Write `data` as JSON at `url`: whole or not at all."""
+    write_text(url, json.dumps(data, indent=1, sort_keys=True), storage_options)
 
 
 def read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any] | None:

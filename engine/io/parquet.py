@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
+from engine.io.atomic import AtomicFile
 from engine.io.layout import shard_file
 from engine.io.paths import filesystem
 
@@ -112,13 +112,8 @@ class StreamWriter:
         compression: str = "zstd",
     ) -> None:
         self.url, self.schema = url, schema
-        self.storage_options = storage_options or {}
-        fs, path = filesystem(url, self.storage_options)
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self._fs, self._path = fs, path
-        self._tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self._handle = fs.open(self._tmp, "wb")
-        self._writer = pq.ParquetWriter(self._handle, schema, compression=compression)
+        self._file = AtomicFile(url, "wb", storage_options)
+        self._writer = pq.ParquetWriter(self._file.handle, schema, compression=compression)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -127,18 +122,15 @@ class StreamWriter:
     def close(self) -> str:
         """Finish the file and rename it into place; its URL."""
         self._writer.close()
-        self._handle.close()
-        self._fs.mv(self._tmp, self._path)
-        return self.url
+        return self._file.commit()
 
     def abort(self) -> None:
         """Drop the temporary file (the unit failed)."""
         try:
             self._writer.close()
-            self._handle.close()
-            self._fs.rm(self._tmp)
         except OSError:
             pass
+        self._file.abort()
 
 
 class PartitionedWriter:

@@ -58,6 +58,28 @@ def full_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)
 
 
+def list_files(url: str, storage_options: dict[str, Any], pattern: str = "**/*") -> list[str]:
+    """URLs of the files under folder `url` whose path relative to it matches the glob `pattern`, sorted.
+
+    An absent folder holds no files. Listings are never served from fsspec's cache: another task may have
+    written there since.
+    """
+    fs, root = filesystem(url, storage_options)
+    root = root.rstrip("/")
+    fs.invalidate_cache(root)
+    try:
+        found = fs.glob(f"{root}/{pattern}", detail=True)
+    except FileNotFoundError:
+        return []
+    return sorted(full_url(fs, path) for path, info in found.items() if info.get("type") == "file")
+
+
+def relative_path(url: str, folder: str, storage_options: dict[str, Any]) -> str:
+    """The path of `url` relative to `folder` (both as listed or joined: URLs or local paths)."""
+    root = filesystem(folder, storage_options)[1].rstrip("/")
+    return filesystem(url, storage_options)[1][len(root) + 1 :]
+
+
 def list_shards(url: str, storage_options: dict[str, Any], pattern: str) -> list[Shard]:
     """Every shard under `url` (or `url` itself if it is a file), sorted by relative name.
 
@@ -72,17 +94,17 @@ def list_shards(url: str, storage_options: dict[str, Any], pattern: str) -> list
         if fs.isfile(root):
             name = root.rsplit("/", 1)[-1]
             return [Shard(full_url(fs, root), name.removesuffix(PARQUET_SUFFIX))]
-        root = root.rstrip("/")
-        paths = sorted(p for p in fs.glob(f"{root}/{pattern}") if fs.isfile(p))
+        urls = list_files(url, storage_options, pattern)
     except InputError:
         raise
     except (OSError, ValueError) as error:
         msg = f"input.path {url!r} cannot be listed: {error}"
         raise InputError(msg) from None
-    if not paths:
+    if not urls:
         msg = f"input.path {url!r} holds no shard matching {pattern!r}; point it at a folder of Parquet files"
         raise InputError(msg)
-    return [Shard(full_url(fs, p), p[len(root) + 1 :].removesuffix(PARQUET_SUFFIX)) for p in paths]
+    base = full_url(fs, root.rstrip("/"))
+    return [Shard(u, u[len(base) + 1 :].removesuffix(PARQUET_SUFFIX)) for u in urls]
 
 
 def fingerprint(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
@@ -102,3 +124,11 @@ def all_exist(urls: list[str], storage_options: dict[str, Any]) -> bool:
         if not fs.exists(path):
             return False
     return True
+
+
+def remove_files(urls: list[str], storage_options: dict[str, Any]) -> None:
+    """Delete files (ignoring those already gone)."""
+    for url in urls:
+        fs, path = filesystem(url, storage_options)
+        if fs.exists(path):
+            fs.rm(path)

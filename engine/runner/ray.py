@@ -1,7 +1,8 @@
-"""Scheduling on Ray: units as tasks with retries and bounded in-flight work, then the global phases.
+"""Ray: starting or joining it, and running tasks on it with retries and bounded in-flight work.
 
-The only module that imports Ray. Ray starts in-process by default (the embedded default: no cluster
-needed) or joins `--address` / `RAY_ADDRESS`. Behaviour never depends on where a task ran.
+With `engine.runner.submit` (the job-submission client), the only modules that import Ray. Ray starts
+in-process by default (the embedded default: no cluster needed) or joins `--address` / `RAY_ADDRESS`.
+Behaviour never depends on where a task ran.
 """
 
 from __future__ import annotations
@@ -9,27 +10,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import yaml
-
-from engine import __version__
 from engine.errors import RunFailed
-from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, UNITS, join
-from engine.io.markers import read_json, write_json
-from engine.io.paths import Shard, absolute, filesystem, list_shards
-from engine.progress import Progress
-from engine.provenance import git_state
-from engine.runner.unit import UnitResult, remove_outputs, run_unit
+from engine.io.paths import Shard
+from engine.runner.progress import Progress
+from engine.runner.unit import UnitResult, run_unit
 from engine.spec import JobSpec
-from engine.stats import Stats
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-log = logging.getLogger(__name__)
 
 
 def init_ray(address: str | None = None) -> None:
@@ -91,7 +82,7 @@ def run_unit_task(job: JobSpec, shard: Shard) -> UnitResult:
     return result
 
 
-def _describe(error: BaseException) -> str:
+def describe_failure(error: BaseException) -> str:
     """The user-facing message of a task failure (the original exception, not Ray's wrapper)."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, BaseException):
@@ -154,136 +145,7 @@ class RayExecutor:
         progress = Progress(label, len(items), enabled=self.show_progress, counts_docs=False)
         results = self.map_settled(fn, items, on_result=lambda r: progress.update(failed=isinstance(r, BaseException)))
         progress.finish()
-        failures = {f"{label}[{i}]": _describe(r) for i, r in enumerate(results) if isinstance(r, BaseException)}
+        failures = {f"{label}[{i}]": describe_failure(r) for i, r in enumerate(results) if isinstance(r, BaseException)}
         if failures:
             raise RunFailed(failures)
         return results  # type: ignore[return-value]
-
-
-def with_absolute_paths(job: JobSpec) -> JobSpec:
-    """Local input and output paths made absolute, so workers anywhere see the same files."""
-    return job.model_copy(
-        update={
-            "input": job.input.model_copy(update={"path": absolute(job.input.path)}),
-            "output": job.output.model_copy(update={"path": absolute(job.output.path)}),
-        }
-    )
-
-
-def remove_vanished(job: JobSpec, shards: Sequence[Shard]) -> int:
-    """Delete the outputs of shards that were processed before but are no longer in the input."""
-    out, options = job.output.path, job.output.storage_options
-    fs, units = filesystem(join(out, UNITS), options)
-    if not fs.exists(units):
-        return 0
-    current = {s.rel for s in shards}
-    removed = 0
-    for path in fs.glob(f"{units}/**/*.marker.json"):
-        rel = path[len(units) + 1 :].removesuffix(".marker.json")
-        if rel in current:
-            continue
-        marker = read_json(join(out, UNITS, f"{rel}.marker.json"), options) or {}
-        remove_outputs(
-            [
-                *marker.get("outputs", []),
-                join(out, UNITS, f"{rel}.stats.json"),
-                join(out, UNITS, f"{rel}.marker.json"),
-            ],
-            options,
-        )
-        removed += 1
-    return removed
-
-
-def write_resolved_job(job: JobSpec) -> None:
-    """Save the job with defaults filled in (and the engine's revision) next to the output."""
-    fs, path = filesystem(join(job.output.path, RESOLVED_JOB_FILE), job.output.storage_options)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    header = f"# resolved by corpus-engine {__version__} (git {git_state()['revision'] or 'unknown'})\n"
-    with fs.open(path, "w") as handle:
-        handle.write(header + yaml.safe_dump(job.resolved(), sort_keys=False))
-
-
-def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool = False) -> Stats:
-    """Run every phase of `job` on Ray and return the run's totals (also written to OUT/stats.json).
-
-    Raises:
-        InputError: the input path is missing or empty.
-        RunFailed: some shards failed (every other shard finished and is reusable by the next run).
-        ConservationError: documents went missing (a bug).
-    """
-    started = time.perf_counter()
-    job = with_absolute_paths(job)
-    shards = list_shards(job.input.path, job.input.storage_options, job.input.glob)
-    write_resolved_job(job)
-    remove_vanished(job, shards)
-    init_ray(address)
-    executor = RayExecutor(
-        max_in_flight=job.run.max_in_flight,
-        max_retries=job.run.max_retries,
-        cpus_per_task=job.run.cpus_per_task,
-        show_progress=show_progress,
-    )
-
-    progress = Progress("filter", len(shards), enabled=show_progress)
-
-    def on_result(result: UnitResult | BaseException) -> None:
-        if isinstance(result, BaseException):
-            progress.update(failed=True)
-            return
-        stats = result.stats
-        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=result.status == "skipped")
-
-    results = executor.map_settled(functools.partial(run_unit_task, job), shards, on_result=on_result)
-    progress.finish()
-
-    total = Stats(shards_total=len(shards))
-    failures: dict[str, str] = {}
-    for shard, result in zip(shards, results, strict=True):
-        if isinstance(result, BaseException):
-            failures[shard.url] = _describe(result)
-            continue
-        unit = Stats.from_dict(result.stats)
-        unit.shards_total = unit.shards_processed = unit.shards_skipped = 0
-        total = total + unit
-        total.shards_processed += result.status == "processed"
-        total.shards_skipped += result.status == "skipped"
-    total.shards_failed = len(failures)
-    if failures:
-        total.seconds = time.perf_counter() - started
-        _write_stats(job, total, failures)
-        _write_report(job)
-        raise RunFailed(failures)
-
-    if job.dedup is not None:
-        from engine.dedup.phases import run_dedup
-
-        duplicates = run_dedup(job, [s.rel for s in shards], executor)
-        removed = sum(duplicates.values())
-        total.docs_kept -= removed
-        total.duplicates += removed
-    total.seconds = time.perf_counter() - started
-    total.check_conservation(f"run {job.name!r}")
-    _write_stats(job, total, failures)
-    _write_report(job)
-    return total
-
-
-def _write_report(job: JobSpec) -> None:
-    """OUT/report.html from the stats just written; a report problem never fails a finished run."""
-    from engine.report import write_report
-
-    try:
-        write_report(job.output.path, job.output.storage_options)
-    except Exception as error:  # noqa: BLE001 - the report is a view of results already committed
-        log.warning("report not written: %s: %s", type(error).__name__, error)
-
-
-def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:
-    data = total.to_dict()
-    data["docs_per_second"] = round(total.docs_in / total.seconds, 1) if total.seconds else None
-    data["conserved"] = total.is_conserved()
-    data["failed_shards"] = failures
-    data["job"] = job.name
-    data["engine_version"] = __version__
-    write_json(join(job.output.path, STATS_FILE), data, job.output.storage_options)

@@ -15,17 +15,17 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from engine import __version__
 from engine.errors import EngineError, InputError, StorageError
-from engine.io.documents import check_schema, read_documents
+from engine.io.documents import check_schema
 from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
-from engine.io.paths import Shard, all_exist, filesystem, fingerprint
-from engine.pipeline import output_schema, process_batch
+from engine.io.paths import Shard, all_exist, fingerprint, remove_files
+from engine.pipeline import output_schema, process_batch, read_documents
 from engine.schema import ID, REASON
 from engine.spec import JobSpec
 from engine.stats import Stats
+from engine.version import __version__
 
 Status = Literal["processed", "skipped"]
 
@@ -44,26 +44,9 @@ class UnitResult:
     outputs: list[str] = field(default_factory=list)
 
 
-def partition_column(job: JobSpec) -> str | None:
-    """The column kept output is partitioned by (asked by a step, e.g. language id), if any."""
-    for step in job.steps:
-        column = step.output_partition()
-        if column is not None:
-            return column
-    return None
-
-
 def kept_area(job: JobSpec) -> str:
     """Phase-A kept output goes to `kept/`, or to `_stage/kept/` when dedup still has to run."""
     return KEPT if job.dedup is None else join(STAGE, KEPT)
-
-
-def remove_outputs(urls: list[str], storage_options: dict[str, Any]) -> None:
-    """Delete output files (ignoring those already gone)."""
-    for url in urls:
-        fs, path = filesystem(url, storage_options)
-        if fs.exists(path):
-            fs.rm(path)
 
 
 def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
@@ -113,7 +96,7 @@ def _run_unit(job: JobSpec, shard: Shard) -> UnitResult:
     stats_dict = stats.to_dict()
     write_json(unit_stats_file(out, shard.rel), stats_dict, out_options)
     if previous is not None:
-        remove_outputs([u for u in previous.get("outputs", []) if u not in outputs], out_options)
+        remove_files([u for u in previous.get("outputs", []) if u not in outputs], out_options)
     marker = {
         "input": shard.url,
         "rel": shard.rel,
@@ -150,7 +133,7 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                 kept_area(job),
                 shard.rel,
                 kept_schema,
-                partition_column=partition_column(job) if job.dedup is None else None,
+                partition_column=job.partition_column() if job.dedup is None else None,
                 storage_options=options,
                 compression=job.output.compression,
             )
@@ -207,4 +190,4 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
     return stats, sorted(outputs)
 
 
-__all__ = ["InputError", "UnitError", "UnitResult", "kept_area", "partition_column", "run_unit"]
+__all__ = ["InputError", "UnitError", "UnitResult", "kept_area", "run_unit"]

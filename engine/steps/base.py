@@ -11,7 +11,7 @@ The runner only calls `apply`, which every kind of step implements:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -178,3 +178,29 @@ def build_step(mapping: Mapping[str, Any], location: str = "step") -> Step:
         allowed = ", ".join(sorted(cls.model_fields))
         msg = f"{format_validation_error(error, location)}\n(keys allowed for {type_name}: {allowed})"
         raise SpecError(msg) from None
+
+
+def score_thresholds(step: Step, score_names: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+    """Per score of `step`, the parameters that bound it and their values (for marking plots).
+
+    A step may declare `score_thresholds: ClassVar[dict[str, tuple[str, ...]]]` (score -> parameter names);
+    otherwise a parameter matches a score when its name is `<score>`, `min_<score>` or `max_<score>`, or, when
+    none of those exists, `min_<x>` / `max_<x>` where the score's name ends in `_<x>` (`min_score` bounds
+    `language_score`). Parameters set to None (rule disabled) are left out.
+    """
+    declared = getattr(type(step), "score_thresholds", None)
+    found: dict[str, list[tuple[str, float]]] = {}
+    fields = [name for name in type(step).model_fields if name.startswith(("min_", "max_"))]
+    for score in score_names:
+        if isinstance(declared, dict):
+            params = tuple(declared.get(score, ()))
+        else:
+            params = (score, f"min_{score}", f"max_{score}")
+            if not any(hasattr(step, p) for p in params):
+                # `min_score` bounds `language_score`: a bound named after the end of the score's name.
+                params = tuple(f for f in fields if score.endswith(f"_{f[4:]}"))
+        for param in params:
+            value = getattr(step, param, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found.setdefault(score, []).append((param, float(value)))
+    return found

@@ -23,8 +23,8 @@ import ray
 import yaml
 from packaging.requirements import Requirement
 
+from engine.runner.submit import WORKING_DIR_EXCLUDES
 from engine.spec import load_job
-from engine.submit import WORKING_DIR_EXCLUDES
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"

@@ -31,14 +31,8 @@ import pytest
 import engine
 from engine.cli import main
 from engine.errors import InputError, SpecError
+from engine.runner.submit import SubmitError, build_runtime_env, check_for_cluster, entrypoint, resolve_token
 from engine.spec import JobSpec, parse_job
-from engine.submit import (
-    SubmitError,
-    build_runtime_env,
-    check_for_cluster,
-    entrypoint,
-    resolve_token,
-)
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"

@@ -5,7 +5,6 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.dedup.bands import DST, NODE, SRC, node_partitions
 from engine.dedup.components import (
     LABEL,
     both_directions,
@@ -14,6 +13,7 @@ from engine.dedup.components import (
     large_star,
     small_star,
 )
+from engine.dedup.plan import DST, NODE, SRC, node_partitions
 
 edge_lists = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=80)
 

@@ -12,14 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.dedup.config import MinhashDedup
-from engine.dedup.phases import run_dedup
 from engine.dedup.signatures import signature_table
 from engine.io.layout import KEPT, REJECTED, join, shard_file
 from engine.io.parquet import read_table
+from engine.runner.dedup import run_dedup
 from engine.runner.executor import SerialExecutor
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON
-from engine.spec import JobSpec
+from engine.spec import JobSpec, MinhashDedup
 from tests.dedup.staging import corpus, make_job, mutate, random_text, split, stage
 
 Item = TypeVar("Item")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dedup.phases import run_dedup
 from engine.io.layout import KEPT, REJECTED, shard_file
 from engine.io.parquet import read_table
+from engine.runner.dedup import run_dedup
 from engine.runner.executor import SerialExecutor
 from engine.schema import ID
 from tests.dedup.staging import corpus, make_job, split, stage

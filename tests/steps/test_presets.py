@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import SpecError
-from engine.presets import PRESETS, expand_preset
 from engine.spec import parse_job
 from engine.steps.base import known_step_types
+from engine.steps.presets import PRESETS, expand_preset
 
 
 def job(preset: str, steps: list[dict[str, object]] | None = None) -> dict[str, object]:

@@ -6,7 +6,7 @@ Sections, each present when its data exists in the output folder:
 - drops per step and rule, as a bar chart and a table (`stats.json`);
 - histograms of every step's scores with the job's thresholds marked (`scores/`, written with
   `output.keep_scores`; at most `MAX_SCORE_ROWS` rows are read, file by file, so the page stays cheap on huge
-  runs); thresholds are the parameters `engine.bench.score_thresholds` pairs with each score;
+  runs); thresholds are the parameters `engine.steps.base.score_thresholds` pairs with each score;
 - language distribution of the kept documents (`kept/language=<code>/` row counts from Parquet metadata, or the
   `language` column of the kept files);
 - dedup cluster sizes (`_dedup/<parameters>/work/clusters/`, when a dedup phase ran);
@@ -18,12 +18,8 @@ regenerates it from what the run left.
 
 from __future__ import annotations
 
-import argparse
-import base64
 import datetime as dt
 import html
-import io
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,14 +29,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
-from engine.errors import EngineError, InputError
-from engine.io.layout import DEDUP, KEPT, RESOLVED_JOB_FILE, STATS_FILE, UNITS, join
+from engine.errors import InputError
+from engine.inspect.plots import bar_chart, histogram
+from engine.inspect.run_outputs import iter_score_batches, run_job_and_header, score_files, unit_stats
+from engine.io.atomic import write_text
+from engine.io.layout import DEDUP, KEPT, STATS_FILE, join
 from engine.io.markers import read_json
-from engine.io.paths import filesystem, full_url
+from engine.io.paths import filesystem, list_files
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, LANGUAGE, REASON
 from engine.spec import JobSpec
+from engine.steps.base import score_thresholds
 
 REPORT_FILE = "report.html"
 MAX_SCORE_ROWS = 1_000_000
@@ -50,149 +49,11 @@ MAX_LANGUAGES = 30
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Plots
-
-
-def _png(fig: Any) -> str:
-    """A matplotlib figure as an <img> tag with the PNG inline (base64)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
-
-
-def _figure(width: float, height: float) -> Any:
-    """A figure drawn by the Agg canvas, without pyplot's global state (safe in any thread, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def bar_chart(
-    labels: Sequence[str], values: Sequence[float], *, xlabel: str, log: bool = False, fmt: str = ",.0f"
-) -> str:
-    """Horizontal bars, largest first at the top."""
-    fig = _figure(8, max(1.5, 0.28 * len(labels) + 0.8))
-    ax = fig.add_subplot()
-    positions = np.arange(len(labels))
-    ax.barh(positions, values, color="#4c78a8")
-    ax.set_yticks(positions, labels=list(labels), fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    if log:
-        ax.set_xscale("log")
-    for y, value in zip(positions, values, strict=True):
-        ax.text(value, y, f" {value:{fmt}}", va="center", fontsize=7)
-    return _png(fig)
-
-
-def histogram(
-    values: np.ndarray,
-    *,
-    title: str,
-    thresholds: Sequence[tuple[str, float]] = (),
-    dropped: np.ndarray | None = None,
-    log_y: bool = False,
-    bins: Any = 40,
-    xlabel: str = "",
-) -> str:
-    """A histogram with each threshold drawn as a labelled vertical line.
-
-    With `dropped` (a mask), the bars are stacked: documents the step kept, and those it dropped. A long tail is
-    cut at the 99.5th percentile (thresholds stay in view) and the title says so.
-    """
-    fig = _figure(4.2, 2.6)
-    ax = fig.add_subplot()
-    finite = np.isfinite(values)
-    shown = values[finite]
-    low, high = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
-    cut = float(np.percentile(shown, 99.5)) if len(shown) >= 200 else high
-    limit = max([cut, *(v for _, v in thresholds)])
-    if limit < high and isinstance(bins, int):
-        title += f" (cut at {limit:.4g}; max {high:.4g})"
-        bins = np.linspace(low, limit, bins + 1)
-    if dropped is not None:
-        mask = dropped[finite]
-        ax.hist(
-            [shown[~mask], shown[mask]],
-            bins=bins,
-            stacked=True,
-            color=["#72b7b2", "#f58518"],
-            label=["kept by the step", "dropped by the step"],
-        )
-        ax.legend(fontsize=6, loc="best")
-    else:
-        ax.hist(shown, bins=bins, color="#72b7b2")
-    left, right = ax.get_xlim()
-    for name, value in thresholds:
-        ax.axvline(value, color="#e45756", linestyle="--", linewidth=1.2)
-        on_right = value > (left + right) / 2
-        ax.text(
-            value,
-            0.6,
-            f" {name}={value:g} ",
-            transform=ax.get_xaxis_transform(),
-            color="#e45756",
-            fontsize=7,
-            va="top",
-            ha="right" if on_right else "left",
-        )
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.tick_params(labelsize=7)
-    return _png(fig)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Reading what a run left
-
-
-def _glob(root: str, pattern: str, storage_options: dict[str, Any]) -> list[str]:
-    fs, path = filesystem(root, storage_options)
-    if not fs.exists(path):
-        return []
-    return sorted(p for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if fs.isfile(p))
-
-
-def run_job_and_header(output_path: str, storage_options: dict[str, Any]) -> tuple[JobSpec | None, str]:
-    """The run's resolved job (None if missing or unreadable) and its header comment (engine/git revision)."""
-    from engine.whatif import load_run_job
-
-    fs, path = filesystem(join(output_path, RESOLVED_JOB_FILE), storage_options)
-    header = ""
-    if fs.exists(path):
-        with fs.open(path, "r") as handle:
-            first = handle.readline()
-        header = first.lstrip("# ").strip() if first.startswith("#") else ""
-    try:
-        _, job = load_run_job(output_path, storage_options)
-    except (EngineError, yaml.YAMLError, OSError):
-        return None, header  # an old or edited run: the report still shows what it can
-    return job, header
-
-
-def unit_stats(output_path: str, storage_options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(shard rel, stats) of every finished unit."""
-    units = join(output_path, UNITS)
-    fs, root = filesystem(units, storage_options)
-    found = []
-    for path in _glob(units, "**/*.stats.json", storage_options):
-        rel = path[len(root.rstrip("/")) + 1 :].removesuffix(".stats.json")
-        data = read_json(full_url(fs, path), storage_options)
-        if data is not None:
-            found.append((rel, data))
-    return found
 
 
 def score_sample(output_path: str, storage_options: dict[str, Any], limit: int = MAX_SCORE_ROWS) -> dict[str, Any]:
     """Up to `limit` rows of the score sidecar: every `<step>.<score>` column and the `reason` column."""
-    from engine.whatif import iter_score_batches, score_files
-
     columns: dict[str, list[np.ndarray]] = {}
     reasons: list[pa.ChunkedArray] = []
     rows = 0
@@ -217,9 +78,9 @@ def language_counts(output_path: str, storage_options: dict[str, Any]) -> Counte
     kept = join(output_path, KEPT)
     fs, _ = filesystem(kept, storage_options)
     counts: Counter[str] = Counter()
-    for path in _glob(kept, "**/*.parquet", storage_options):
-        parts = [p for p in path.split("/") if p.startswith(f"{LANGUAGE}=")]
-        with fs.open(path, "rb") as handle:
+    for url in list_files(kept, storage_options, "**/*.parquet"):
+        parts = [p for p in url.split("/") if p.startswith(f"{LANGUAGE}=")]
+        with fs.open(url, "rb") as handle:
             parquet = pq.ParquetFile(handle)
             if parts:
                 counts[parts[-1].split("=", 1)[1]] += parquet.metadata.num_rows
@@ -245,8 +106,8 @@ def cluster_sizes(output_path: str, storage_options: dict[str, Any]) -> dict[str
     for folder in sorted(fs.ls(root, detail=False)):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
         sizes: dict[str, int] = {}
-        for path in _glob(join(dedup, name, "work", "clusters"), "**/*.parquet", storage_options):
-            with fs.open(path, "rb") as handle:
+        for url in list_files(join(dedup, name, "work", "clusters"), storage_options, "**/*.parquet"):
+            with fs.open(url, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
                 if not {CLUSTER_ID, CLUSTER_SIZE} <= set(parquet.schema_arrow.names):
                     continue
@@ -352,8 +213,6 @@ def _drops(stats: dict[str, Any]) -> Section | None:
 
 
 def _scores(output_path: str, storage_options: dict[str, Any], job: JobSpec | None) -> Section | None:
-    from engine.bench import score_thresholds
-
     sample = score_sample(output_path, storage_options)
     if not sample["columns"]:
         return None
@@ -504,28 +363,6 @@ def write_report(output_path: str, storage_options: dict[str, Any]) -> str:
     Raises:
         InputError: the folder holds no finished run (no `stats.json`).
     """
-    page = render(output_path, storage_options)
     url = join(output_path, REPORT_FILE)
-    fs, path = filesystem(url, storage_options)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    fs.mv(tmp, path)
+    write_text(url, render(output_path, storage_options), storage_options)
     return url
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    url = write_report(args.run_dir, {})
-    print(f"report written: {url}")
-    return 0
-
-
-def add_report_command(commands: Any) -> None:
-    """Register `report` on the CLI's subcommands (`commands` from `add_subparsers`)."""
-    parser = commands.add_parser(
-        "report",
-        help="(re)write RUN_DIR/report.html from the run's stats (and scores, if kept)",
-        description=(__doc__ or "").splitlines()[0],
-    )
-    parser.add_argument("run_dir", help="output folder of a run (holds stats.json)")
-    parser.set_defaults(handler=cmd_report)

@@ -22,13 +22,20 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.batch import text_column
 from engine.errors import SpecError
+from engine.io.atomic import atomic_open
+from engine.io.paths import fingerprint
 
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
@@ -39,6 +46,7 @@ DEFAULT_LID_MODEL = "lid.176.ftz"
 FASTTEXT_MAGIC = 793712314
 FASTTEXT_VERSION = 12
 CHECK_TIMEOUT_SECONDS = 600
+DEFAULT_MAX_CHARS = 100_000
 
 _lock = threading.Lock()
 _models: dict[tuple[str, int, int], _FastText] = {}
@@ -56,7 +64,7 @@ def default_lid_model() -> str:
     target = cache_dir() / DEFAULT_LID_MODEL
     if not target.exists():
         with resources.as_file(ref) as extracted:
-            _atomic_copy_local(extracted, target)
+            _fetch(str(extracted), target)
     return str(target)
 
 
@@ -101,8 +109,6 @@ def local_model_path(model: str, *, directory: Path | None = None) -> str:
         return os.path.abspath(model.removeprefix("file://"))
     if model in _local_paths:
         return _local_paths[model]
-    from engine.io.paths import fingerprint
-
     try:
         version = fingerprint(model, {})
     except (OSError, ValueError) as error:
@@ -117,26 +123,16 @@ def local_model_path(model: str, *, directory: Path | None = None) -> str:
 
 
 def _fetch(url: str, target: Path) -> None:
+    """Copy `url` to the local file `target`, whole or not at all (workers on one machine may race)."""
     import fsspec
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=target.name)
-    os.close(fd)
     try:
-        with fsspec.open(url, "rb") as source, open(tmp, "wb") as sink:
+        with fsspec.open(url, "rb") as source, atomic_open(str(target), "wb") as sink:
             while chunk := source.read(1 << 24):
                 sink.write(chunk)
-        os.replace(tmp, target)
     except (OSError, ValueError) as error:
         msg = f"fastText model {url!r} cannot be copied to {target}: {type(error).__name__}: {error}"
         raise SpecError(msg) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_copy_local(source: Path, target: Path) -> None:
-    _fetch(str(source), target)
 
 
 def _identity(path: str) -> tuple[str, int, int]:
@@ -358,3 +354,19 @@ def clear_cache() -> None:
         _models.clear()
         _local_paths.clear()
         _labels.clear()
+
+
+def prepare_texts(batch: pa.Table, max_chars: int | None) -> tuple[list[str], npt.NDArray[np.bool_]]:
+    """Texts as fastText predicts them, and which rows are blank (null, empty or whitespace only).
+
+    Newlines become spaces (fastText reads one line per document), as in datatrove's and DCLM's
+    pipelines; texts longer than `max_chars` characters are cut to their first `max_chars` (bounded
+    cost per document). Vectorised with pyarrow; one `to_pylist` for fastText's list API. Training
+    (`engine.models.training`) prepares its examples the same way.
+    """
+    column = text_column(batch)
+    if max_chars is not None:
+        column = pc.utf8_slice_codeunits(column, 0, max_chars)
+    blank = pc.fill_null(pc.or_(pc.equal(pc.utf8_length(column), 0), pc.utf8_is_space(column)), True)
+    prepared = pc.fill_null(pc.replace_substring(column, "\n", " "), "")
+    return prepared.to_pylist(), np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)

@@ -15,9 +15,10 @@ import pytest
 from engine.batch import make_batch
 from engine.cli import main
 from engine.errors import InputError, SpecError
-from engine.quality import QualityClassifier, TrainConfig, read_texts, top_fraction_mask, train_quality_classifier
+from engine.models.training import TrainConfig, read_texts, train_quality_classifier
 from engine.schema import QUALITY_SCORE
 from engine.steps.base import build_step
+from engine.steps.quality import QualityClassifier, top_fraction_mask
 from tests.fasttext_fixtures import TINY_CONFIG, TinyModel, synthetic_texts, tiny_fasttext_model  # noqa: F401
 from tests.steps.property_checks import check_step_properties
 
@@ -238,7 +239,7 @@ def test_training_after_a_quantized_model_was_used_and_dropped(
     model (lid.176.ftz) failed with "Encountered NaN."; training now runs in a child process."""
     import gc
 
-    from engine.fasttext_loader import clear_cache, default_lid_model, load_model
+    from engine.models.loader import clear_cache, default_lid_model, load_model
     from tests.fasttext_fixtures import train_tiny_model
 
     load_model(default_lid_model()).predict(["hello world"], k=1)

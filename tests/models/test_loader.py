@@ -12,11 +12,11 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from engine import fasttext_loader
 from engine.errors import SpecError
-from engine.fasttext_loader import check_model, clear_cache, default_lid_model, load_model, model_labels
-from engine.langid import LanguageId
-from engine.quality import QualityClassifier
+from engine.models import loader as fasttext_loader
+from engine.models.loader import check_model, clear_cache, default_lid_model, load_model, model_labels
+from engine.steps.language_id import LanguageId
+from engine.steps.quality import QualityClassifier
 from tests.fasttext_fixtures import TinyModel, tiny_fasttext_model  # noqa: F401
 
 

@@ -24,11 +24,9 @@ says so. A rule named `too_few_*` / `*_low` / `min_*` is a lower bound (nearest 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -42,15 +40,14 @@ import pyarrow.compute as pc
 
 from engine.batch import Verdict, take, text_bytes
 from engine.errors import SpecError
-from engine.io.documents import read_documents
 from engine.io.parquet import iter_batches
 from engine.io.paths import Shard, list_shards
-from engine.pipeline import process_batch
+from engine.pipeline import process_batch, read_documents
 from engine.provenance import git_state, machine
 from engine.schema import ID, TEXT
-from engine.spec import JobSpec, load_job
+from engine.spec import JobSpec
 from engine.stats import Stats
-from engine.steps.base import Step
+from engine.steps.base import Step, score_thresholds
 
 DEFAULT_SAMPLE = 2000
 DEFAULT_RESULTS = "benchmarks/results/bench.jsonl"
@@ -281,32 +278,6 @@ def rule_side(rule: str, values: np.ndarray, dropped: np.ndarray, kept: np.ndarr
     return "low" if np.nanmedian(d) < np.nanmedian(k) else "high"
 
 
-def score_thresholds(step: Step, score_names: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
-    """Per score of `step`, the parameters that bound it and their values (for marking plots).
-
-    A step may declare `score_thresholds: ClassVar[dict[str, tuple[str, ...]]]` (score -> parameter names);
-    otherwise a parameter matches a score when its name is `<score>`, `min_<score>` or `max_<score>`, or, when
-    none of those exists, `min_<x>` / `max_<x>` where the score's name ends in `_<x>` (`min_score` bounds
-    `language_score`). Parameters set to None (rule disabled) are left out.
-    """
-    declared = getattr(type(step), "score_thresholds", None)
-    found: dict[str, list[tuple[str, float]]] = {}
-    fields = [name for name in type(step).model_fields if name.startswith(("min_", "max_"))]
-    for score in score_names:
-        if isinstance(declared, dict):
-            params = tuple(declared.get(score, ()))
-        else:
-            params = (score, f"min_{score}", f"max_{score}")
-            if not any(hasattr(step, p) for p in params):
-                # `min_score` bounds `language_score`: a bound named after the end of the score's name.
-                params = tuple(f for f in fields if score.endswith(f"_{f[4:]}"))
-        for param in params:
-            value = getattr(step, param, None)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                found.setdefault(score, []).append((param, float(value)))
-    return found
-
-
 @dataclass
 class Examples:
     """Example documents of one rule: dropped ones, and kept ones nearest its threshold."""
@@ -482,43 +453,3 @@ def append_record(record: dict[str, Any], path: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    job = load_job(args.job)
-    sample = load_sample(job, sample=args.sample, shards_path=args.shards)
-    if sample.docs == 0:
-        print("error: the sample holds no documents", file=sys.stderr)
-        return 2
-    bench = run_bench(job, sample)
-    record = to_record(bench)
-    print(format_table(record))
-    if args.examples > 0:
-        print(format_examples(examples(bench, args.examples)))
-    append_record(record, args.json_out)
-    print(f"appended to {args.json_out}")
-    return 0
-
-
-def add_bench_command(commands: Any) -> None:
-    """Register `bench` on the CLI's subcommands (`commands` from `add_subparsers`)."""
-    parser = commands.add_parser(
-        "bench",
-        help="every step alone and the whole pipeline on a sample, in-process on one core",
-        description=(__doc__ or "").splitlines()[0],
-    )
-    parser.add_argument("job", help="job YAML file")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--sample",
-        type=int,
-        metavar="N",
-        help=f"documents to take from the job's input, spread over up to {MAX_SAMPLED_SHARDS} shards "
-        f"(default {DEFAULT_SAMPLE})",
-    )
-    source.add_argument("--shards", metavar="PATH", help="benchmark every document of the shards under PATH instead")
-    parser.add_argument("--examples", type=int, default=3, metavar="K", help="example documents per rule (0: none)")
-    parser.add_argument(
-        "--json-out", default=DEFAULT_RESULTS, metavar="FILE", help=f"JSON lines file to append to ({DEFAULT_RESULTS})"
-    )
-    parser.set_defaults(handler=cmd_bench)

@@ -1,142 +1,31 @@
-"""fastText quality classifiers: score documents (`type: quality_classifier`) and train the model.
+"""Training binary fastText classifiers (quality, toxicity, domain) from positive and negative Parquet sources.
 
-DCLM's quality stage scores every document with a binary fastText classifier (`__label__hq`, trained on
-OpenHermes-2.5 and ELI5 answers, against `__label__cc`, random Common Crawl) and keeps the best-scored
-ones. The engine trains such classifiers itself (`train_quality_classifier`, CLI `train-quality`) from
-positive and negative Parquet sources, and applies them with the step below. Nothing is specific to
-"quality": any binary fastText classifier (toxicity, domain, ...) is trained and applied the same way,
-with its own label and column names.
+DCLM's quality stage scores documents with a fastText classifier trained on `__label__hq` examples
+(OpenHermes-2.5, ELI5 answers) against `__label__cc` (random Common Crawl); `train_quality_classifier`
+trains such a model from any two sets of Parquet sources, and the `quality_classifier` step
+(engine/steps/quality.py) applies it. CLI: `corpus-engine train-quality`.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from engine.batch import Verdict
 from engine.errors import InputError, SpecError
-from engine.fasttext_loader import LABEL_PREFIX, check_model, import_fasttext, load_model
-from engine.langid import DEFAULT_MAX_CHARS, prepare_texts, with_column
-from engine.schema import ID, QUALITY_SCORE, TEXT
-from engine.steps.base import Annotator, register
+from engine.io.paths import filesystem, list_files
+from engine.models.loader import DEFAULT_MAX_CHARS, LABEL_PREFIX, import_fasttext, prepare_texts
+from engine.schema import TEXT
 
 DEFAULT_POSITIVE_LABEL = "hq"  # DCLM's label names (mlfoundations/dclm baselines/README.md)
 DEFAULT_NEGATIVE_LABEL = "cc"
-
-
-def positive_probability(
-    labels: list[list[str]], probs: list[np.ndarray], positive: str, *, binary: bool
-) -> np.ndarray:
-    """Probability of `positive` (a full `__label__x` string) per row, from fastText's list `predict`.
-
-    For a two-label model predicted with k=1 this is DCLM's rule (`p` if the top label is positive,
-    else `1 - p`); otherwise the rows come from k=-1 and the positive label's entry is looked up
-    (0 where absent). fastText's probabilities carry a +1e-5 smoothing term, so scores are clipped to
-    [0, 1].
-    """
-    n = len(labels)
-    if binary and all(len(p) == 1 for p in probs):
-        top = np.fromiter((row[0] == positive for row in labels), dtype=bool, count=n)
-        p = np.concatenate(probs).astype(np.float64) if n else np.zeros(0)
-        scores = np.where(top, p, 1.0 - p)
-    else:
-        scores = np.array(
-            [dict(zip(row, p, strict=True)).get(positive, 0.0) for row, p in zip(labels, probs, strict=True)],
-            dtype=np.float64,
-        )
-    return np.clip(scores, 0.0, 1.0)
-
-
-def top_fraction_mask(scores: np.ndarray, ids: pa.ChunkedArray | pa.Array, fraction: float) -> np.ndarray:
-    """Rows among the `ceil(fraction * n)` best scores; ties broken by `id` (then position): deterministic."""
-    n = len(scores)
-    keep = np.zeros(n, dtype=bool)
-    count = min(n, math.ceil(fraction * n - 1e-9))
-    if count == 0:
-        return keep
-    table = pa.table({"score": pa.array(scores), "id": ids, "row": pa.array(np.arange(n))})
-    order = pc.sort_indices(table, sort_keys=[("score", "descending"), ("id", "ascending"), ("row", "ascending")])
-    keep[np.asarray(order.to_numpy())[:count]] = True
-    return keep
-
-
-@register
-class QualityClassifier(Annotator):
-    """Score each document with a binary fastText classifier; keep by threshold or by top fraction.
-
-    Adds `score_column` (default `quality_score`): the probability of `positive_label`, in [0, 1];
-    blank text scores 0. Texts are prepared as DCLM's enricher does (newlines joined with spaces),
-    the same preparation `train_quality_classifier` applies to its training data.
-
-    Keeping (at most one of):
-    - `min_score`: keep documents scoring at least this (DCLM-Baseline used a fixed threshold,
-      0.018112 for its OH-2.5+ELI5 model, chosen as a percentile of the score distribution).
-    - `keep_top_fraction`: keep the `ceil(f * n)` best-scored documents **of each batch** (a batch is
-      one row group of a shard as the unit reads it), ties broken by `id`. This is deterministic for a
-      given input and reader, but only approximates a global top fraction: for an exact corpus-wide
-      percentile, score once without a threshold, pick the threshold, then rerun with `min_score`.
-    - neither: annotate only.
-
-    Drops with: ``low_score``.
-    """
-
-    type: Literal["quality_classifier"] = "quality_classifier"
-    model: str = Field(description="fastText classifier path or fsspec URL (e.g. from `train-quality`)")
-    positive_label: str = Field(default=DEFAULT_POSITIVE_LABEL, description="label whose probability is the score")
-    score_column: str = Field(default=QUALITY_SCORE, min_length=1)
-    min_score: float | None = Field(default=None, ge=0, le=1)
-    keep_top_fraction: float | None = Field(default=None, gt=0, le=1)
-    max_chars: int | None = Field(default=DEFAULT_MAX_CHARS, ge=1)
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> QualityClassifier:
-        if self.min_score is not None and self.keep_top_fraction is not None:
-            msg = "give either min_score or keep_top_fraction, not both"
-            raise ValueError(msg)
-        if self.positive_label.startswith(LABEL_PREFIX):
-            msg = f"positive_label: write it without {LABEL_PREFIX!r} (e.g. 'hq')"
-            raise ValueError(msg)
-        return self
-
-    def check(self) -> None:
-        """The model loads and has `positive_label` among its labels."""
-        labels = check_model(self.model)
-        if self.positive_label not in labels:
-            msg = (
-                f"positive_label {self.positive_label!r} is not a label of the model {self.model!r}; "
-                f"its labels are: {', '.join(labels)}"
-            )
-            raise SpecError(msg)
-
-    def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
-        prepared, blank = prepare_texts(batch, self.max_chars)
-        if prepared:
-            model = load_model(self.model)
-            binary = len(model.labels) == 2
-            labels, probs = model.predict(prepared, k=1 if binary else -1)
-            scores = positive_probability(labels, probs, LABEL_PREFIX + self.positive_label, binary=binary)
-        else:
-            scores = np.zeros(0)
-        scores[blank] = 0.0
-        annotated = with_column(batch, self.score_column, pa.array(scores, type=pa.float64()))
-        if self.min_score is not None:
-            low = scores < self.min_score
-        elif self.keep_top_fraction is not None:
-            low = ~top_fraction_mask(scores, batch[ID], self.keep_top_fraction)
-        else:
-            low = np.zeros(len(scores), dtype=bool)
-        return annotated, Verdict.from_rules(low_score=low, scores={self.score_column: scores})
 
 
 class TrainConfig(BaseModel):
@@ -202,15 +91,13 @@ def read_texts(source: str, text_column: str, storage_options: dict[str, Any] | 
     Raises:
         InputError: the path matches no Parquet file, a file cannot be read, or lacks the column.
     """
-    from fsspec.core import url_to_fs
-
     options = storage_options or {}
     try:
-        fs, root = url_to_fs(source, **options)
+        fs, root = filesystem(source, options)
         if fs.isfile(root):
             paths = [root]
         elif fs.isdir(root):
-            paths = sorted(p for p in fs.glob(f"{root.rstrip('/')}/**/*.parquet") if fs.isfile(p))
+            paths = [filesystem(url, options)[1] for url in list_files(source, options, "**/*.parquet")]
         else:
             paths = sorted(p for p in fs.glob(root) if fs.isfile(p))
     except (OSError, ValueError) as error:
@@ -391,10 +278,8 @@ def _train_in_child(config: TrainConfig, train_file: str, test_file: str, model_
 
 def _upload(local: str, output: str, storage_options: dict[str, Any]) -> None:
     """Write the trained model to `output` (local path or fsspec URL), creating parent folders."""
-    from fsspec.core import url_to_fs
-
     try:
-        fs, path = url_to_fs(output, **storage_options)
+        fs, path = filesystem(output, storage_options)
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         if parent:
             fs.makedirs(parent, exist_ok=True)
@@ -402,58 +287,3 @@ def _upload(local: str, output: str, storage_options: dict[str, Any]) -> None:
     except (OSError, ValueError) as error:
         msg = f"cannot write the model to {output!r}: {error}"
         raise InputError(msg) from None
-
-
-def add_train_quality_command(subparsers: Any) -> None:
-    """Register `train-quality` on the CLI's subparsers (`corpus-engine train-quality ...`)."""
-    defaults = TrainConfig()
-    parser = subparsers.add_parser(
-        "train-quality",
-        help="train a binary fastText classifier (quality, toxicity, domain) from Parquet sources",
-        description=(
-            "Train a fastText classifier from positive and negative Parquet sources (files, folders, globs, "
-            "fsspec URLs), hold out a split, print precision/recall/F1. Defaults: DCLM's recipe (word bigrams)."
-        ),
-    )
-    parser.add_argument("--positive", action="append", required=True, help="positive source (repeatable)")
-    parser.add_argument("--negative", action="append", required=True, help="negative source (repeatable)")
-    parser.add_argument("--output", required=True, help="where to write the model (.bin)")
-    parser.add_argument("--text-column", default=defaults.text_column)
-    parser.add_argument("--positive-label", default=defaults.positive_label)
-    parser.add_argument("--negative-label", default=defaults.negative_label)
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    parser.add_argument("--max-examples-per-class", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    for name in ("lr",):
-        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
-    for name in ("dim", "ws", "epoch", "min-count", "word-ngrams", "bucket", "minn", "maxn", "thread"):
-        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name.replace("-", "_")))
-    parser.add_argument("--loss", choices=["softmax", "hs", "ns", "ova"], default=defaults.loss)
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.set_defaults(handler=run_train_quality)
-
-
-def run_train_quality(args: argparse.Namespace) -> int:
-    """Handler of `train-quality`: train, print the metrics, return 0.
-
-    Raises:
-        InputError, SpecError: bad sources or options (the CLI prints them as one paragraph, exit 2).
-    """
-    import json
-
-    from pydantic import ValidationError
-
-    fields = set(TrainConfig.model_fields)
-    try:
-        config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    except ValidationError as error:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
-        raise SpecError(problems) from None
-    metrics = train_quality_classifier(args.positive, args.negative, args.output, config)
-    if args.json:
-        print(json.dumps(asdict(metrics)))
-    else:
-        for line in metrics.lines():
-            print(line)
-    sys.stdout.flush()
-    return 0

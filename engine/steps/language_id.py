@@ -21,36 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from engine.batch import Verdict, text_column
+from engine.batch import Verdict, with_column
 from engine.errors import SpecError
-from engine.fasttext_loader import check_model, default_lid_model, load_model, strip_label
+from engine.models.loader import (
+    DEFAULT_MAX_CHARS,
+    check_model,
+    default_lid_model,
+    load_model,
+    prepare_texts,
+    strip_label,
+)
 from engine.schema import LANGUAGE, LANGUAGE_SCORE
 from engine.steps.base import Annotator, register
-
-DEFAULT_MAX_CHARS = 100_000
-
-
-def prepare_texts(batch: pa.Table, max_chars: int | None) -> tuple[list[str], np.ndarray]:
-    """Texts as fastText predicts them, and which rows are blank (null, empty or whitespace only).
-
-    Newlines become spaces (fastText reads one line per document), as in datatrove's and DCLM's
-    pipelines; texts longer than `max_chars` characters are cut to their first `max_chars` (bounded
-    cost per document). Vectorised with pyarrow; one `to_pylist` for fastText's list API.
-    """
-    column = text_column(batch)
-    if max_chars is not None:
-        column = pc.utf8_slice_codeunits(column, 0, max_chars)
-    blank = pc.fill_null(pc.or_(pc.equal(pc.utf8_length(column), 0), pc.utf8_is_space(column)), True)
-    prepared = pc.fill_null(pc.replace_substring(column, "\n", " "), "")
-    return prepared.to_pylist(), np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def with_column(batch: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    """`batch` with column `name` set to `values` (replaced in place if present, else appended)."""
-    index = batch.schema.get_field_index(name)
-    if index >= 0:
-        return batch.set_column(index, name, values)
-    return batch.append_column(name, values)
 
 
 def top_labels(labels: list[list[str]], probs: list[np.ndarray]) -> tuple[list[str | None], np.ndarray]:

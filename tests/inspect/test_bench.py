@@ -11,19 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.batch import take
-from engine.bench import examples as bench_examples
-from engine.bench import (
-    load_sample,
-    overlap,
-    rule_score,
-    run_bench,
-    score_thresholds,
-    to_record,
-)
 from engine.cli import main
+from engine.inspect.bench import examples as bench_examples
+from engine.inspect.bench import load_sample, overlap, rule_score, run_bench, to_record
 from engine.spec import JobSpec, parse_job
-from engine.steps.base import build_step
-from tests.test_whatif import STEPS, copy_sample, run_units
+from engine.steps.base import build_step, score_thresholds
+from tests.inspect.test_whatif import STEPS, copy_sample, run_units
 
 
 def job_for(src: Path, steps: list[dict[str, object]] = STEPS) -> JobSpec:

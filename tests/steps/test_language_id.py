@@ -10,10 +10,10 @@ import pytest
 
 from engine.batch import make_batch
 from engine.errors import SpecError
-from engine.fasttext_loader import default_lid_model, load_model
-from engine.langid import LanguageId
+from engine.models.loader import default_lid_model, load_model
 from engine.schema import LANGUAGE, LANGUAGE_SCORE
 from engine.steps.base import build_step
+from engine.steps.language_id import LanguageId
 from tests.steps.property_checks import check_step_properties
 
 ENGLISH = "The committee will publish its annual report on public transport next Tuesday morning."

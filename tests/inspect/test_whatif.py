@@ -16,13 +16,14 @@ import pytest
 from engine.batch import Verdict, text_column, utf8_lengths
 from engine.cli import main
 from engine.errors import InputError, SpecError
+from engine.inspect.run_outputs import score_files
+from engine.inspect.whatif import KEPT_LABEL, parse_setting, redecide, what_if
 from engine.io.paths import list_shards
-from engine.runner.ray import _write_stats, with_absolute_paths, write_resolved_job
+from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_job
 from engine.runner.unit import run_unit
 from engine.spec import JobSpec, parse_job
 from engine.stats import Stats
 from engine.steps.base import Filter, register
-from engine.whatif import KEPT_LABEL, parse_setting, redecide, score_files, what_if
 
 
 @register
@@ -93,7 +94,8 @@ def changed_steps(**changes: dict[str, Any]) -> list[dict[str, Any]]:
 
 def predicted_reasons(out: Path, settings: list[str]) -> tuple[dict[str, str | None], dict[str, str]]:
     """what-if's per-document new reasons, and the documents whose fate it says is unknown (-> next step)."""
-    from engine.whatif import apply_settings, iter_score_batches, load_run_job
+    from engine.inspect.run_outputs import iter_score_batches, load_run_job
+    from engine.inspect.whatif import apply_settings
 
     raw, job = load_run_job(str(out))
     new_job, changes = apply_settings(raw, job, settings)

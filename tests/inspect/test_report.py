@@ -15,14 +15,14 @@ import pytest
 
 from engine.cli import main
 from engine.errors import InputError
+from engine.inspect.report import REPORT_FILE, cluster_sizes, language_counts, write_report
 from engine.io.paths import list_shards
-from engine.report import REPORT_FILE, cluster_sizes, language_counts, write_report
 from engine.runner.executor import SerialExecutor
-from engine.runner.ray import _write_stats, with_absolute_paths, write_resolved_job
+from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_job
 from engine.runner.unit import run_unit
 from engine.spec import parse_job
 from engine.stats import Stats
-from tests.test_whatif import STEPS, copy_sample, run_units, tiny_run  # noqa: F401  (tiny_run is a fixture)
+from tests.inspect.test_whatif import STEPS, copy_sample, run_units, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 BROWSER_FLAGS = [
@@ -116,7 +116,7 @@ def dedup_run(root: Path) -> Path:
     total = Stats()
     for shard in shards:
         total = total + Stats.from_dict(run_unit(job, shard).stats)
-    from engine.dedup.phases import run_dedup
+    from engine.runner.dedup import run_dedup
 
     removed = sum(run_dedup(job, [s.rel for s in shards], SerialExecutor()).values())
     total.docs_kept -= removed
@@ -188,7 +188,7 @@ def test_histograms_mark_thresholds_and_split_by_the_step(
 ) -> None:
     import numpy as np
 
-    import engine.report as report_module
+    import engine.inspect.report as report_module
 
     _, out = tiny_run
     calls: dict[str, dict[str, object]] = {}
@@ -216,7 +216,7 @@ def test_histograms_mark_thresholds_and_split_by_the_step(
 def test_report_and_what_if_through_fsspec(tiny_run: tuple[Path, Path], memfs: object) -> None:  # noqa: F811
     import fsspec
 
-    from engine.whatif import what_if
+    from engine.inspect.whatif import what_if
 
     _, out = tiny_run
     fs = fsspec.filesystem("memory")

@@ -4,19 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.dedup.bands import (
-    BAND,
-    DST,
-    KEY,
-    NODE,
-    ROW_MASK,
-    SRC,
-    band_rows,
-    collision_edges,
-    key_partitions,
-    node_ids,
-    node_partitions,
-)
+from engine.dedup.plan import DST, NODE, ROW_MASK, SRC, node_ids, node_partitions
+from engine.dedup.shuffle import BAND, KEY, band_rows, collision_edges, key_partitions
 
 
 def test_node_ids_encode_shard_and_row() -> None:

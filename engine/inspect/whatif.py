@@ -25,11 +25,10 @@ and what-if refuses the others (a changed measurement parameter, e.g. a stop-wor
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +36,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
 from engine.errors import InputError, SpecError
-from engine.io.layout import RESOLVED_JOB_FILE, SCORES, STATS_FILE, join
+from engine.inspect.run_outputs import iter_score_batches, load_run_job, require_score_files
+from engine.io.layout import STATS_FILE, join
 from engine.io.markers import read_json
-from engine.io.paths import filesystem, full_url
 from engine.schema import INPUT_STEP, REASON
 from engine.spec import JobSpec, parse_job
 from engine.steps.base import Filter, Step
@@ -88,70 +86,6 @@ class WhatIf:
         """Fewest and most documents the changed job would keep (they differ only by unknown documents)."""
         known = self.new[KEPT_LABEL]
         return known, known + sum(self.unknown.values())
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Reading a run
-
-
-def load_run_job(run_dir: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, Any], JobSpec]:
-    """The run's job as written in `OUT/job.resolved.yaml`: the raw mapping and the validated spec.
-
-    Raises:
-        InputError: the folder holds no `job.resolved.yaml` (not a run's output folder).
-    """
-    options = storage_options or {}
-    url = join(run_dir, RESOLVED_JOB_FILE)
-    fs, path = filesystem(url, options)
-    try:
-        with fs.open(path, "r") as handle:
-            raw = yaml.safe_load(handle.read())
-    except FileNotFoundError:
-        msg = f"{url} does not exist: {run_dir!r} is not the output folder of a run (OUT/job.resolved.yaml missing)"
-        raise InputError(msg) from None
-    if not isinstance(raw, dict):
-        msg = f"{url}: not a job mapping; the run's output folder looks damaged"
-        raise InputError(msg)
-    raw = dict(raw)
-    raw["preset"] = None  # the resolved job already lists the preset's steps
-    return raw, parse_job(raw, source=url)
-
-
-def score_files(run_dir: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Every score sidecar file of a run, sorted; empty when the run kept no scores."""
-    fs, root = filesystem(join(run_dir, SCORES), storage_options or {})
-    if not fs.exists(root):
-        return []
-    return sorted(full_url(fs, p) for p in fs.glob(f"{root.rstrip('/')}/**/*.parquet") if fs.isfile(p))
-
-
-def require_score_files(run_dir: str, job: JobSpec, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """The run's score files, or a clear error saying how to get them.
-
-    Raises:
-        InputError: the run was made without `output.keep_scores`, or its sidecar is missing.
-    """
-    files = score_files(run_dir, storage_options)
-    if not files:
-        how = (
-            "the run was made without `output: {keep_scores: true}`"
-            if not job.output.keep_scores
-            else "the run's scores/ folder is empty or missing"
-        )
-        msg = (
-            f"{join(run_dir, SCORES)} holds no score sidecar: {how}. Set `keep_scores: true` under `output:` in "
-            "the job and run it again (finished shards are redone once, since the setting changes their outputs)."
-        )
-        raise InputError(msg)
-    return files
-
-
-def iter_score_batches(files: Sequence[str], storage_options: dict[str, Any] | None = None) -> Iterator[pa.Table]:
-    """The sidecar, one file at a time (what-if is row-local, so memory stays bounded by the largest shard)."""
-    for url in files:
-        fs, path = filesystem(url, storage_options or {})
-        with fs.open(path, "rb") as handle:
-            yield pq.read_table(handle)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -430,28 +364,3 @@ def format_what_if(result: WhatIf) -> str:
         for (was, becomes), count in sorted(result.moves.items(), key=lambda x: (-x[1], x[0])):
             lines.append(f"      {count:>8,}  {was} -> {becomes}")
     return "\n".join(lines)
-
-
-def cmd_what_if(args: argparse.Namespace) -> int:
-    result = what_if(args.run_dir, args.set)
-    print(format_what_if(result))
-    return 0
-
-
-def add_what_if_command(commands: Any) -> None:
-    """Register `what-if` on the CLI's subcommands (`commands` from `add_subparsers`)."""
-    parser = commands.add_parser(
-        "what-if",
-        help="re-try thresholds on a finished run from its score sidecar (no text read, no model run)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    parser.add_argument("run_dir", help="output folder of a run made with `output: {keep_scores: true}`")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        required=True,
-        metavar="STEP.PARAM=VALUE",
-        help="a changed parameter (step label or steps[i]; value read as YAML); repeat for several",
-    )
-    parser.set_defaults(handler=cmd_what_if)

@@ -1,4 +1,4 @@
-"""`corpus-engine submit | status | logs`: run a job on a Ray cluster through the Ray Job Submission API.
+"""Running a job on a Ray cluster through the Ray Job Submission API (`corpus-engine submit | status | logs`).
 
 `submit` validates the job here first (the same checks as `validate`), then ships the current directory as the
 job's working directory (with the job file; minus `.git`, virtualenvs, `out/` and data the job does not read; plus
@@ -10,13 +10,11 @@ Token authentication: the cluster's token is read from `--token-file`, else `RAY
 by `RAY_AUTH_TOKEN_PATH`, else `~/.ray/auth_token` (Ray's own order, so a machine set up for `ray job submit`
 works unchanged). It is sent as an `Authorization: Bearer` header, never put in the job's environment or logs.
 
-Ray is imported inside the functions that talk to the cluster (STYLE: only `engine/runner/ray.py` imports it at
-module level).
+Ray is imported inside the functions that talk to the cluster, as in `engine.runner.ray`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -29,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-import engine
 from engine.errors import EngineError, InputError, SpecError
-from engine.spec import JobSpec, load_job
+from engine.spec import JobSpec
+from engine.validate import validate_job
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -189,7 +187,7 @@ def resolve_address(address: str | None) -> str:
     raise SubmitError(msg)
 
 
-def _inside(path: Path, root: Path, what: str) -> Path:
+def inside_workdir(path: Path, root: Path, what: str) -> Path:
     resolved = path.resolve()
     try:
         return resolved.relative_to(root)
@@ -215,8 +213,6 @@ def check_for_cluster(job: JobSpec, workdir: Path, *, check_input: bool = True) 
         SpecError: a path cannot work on a cluster, or `validate` fails.
         InputError: the input does not exist or has no shards (hint: `--no-input-check`).
     """
-    from engine.cli import validate_job
-
     if is_local(job.output.path) and not Path(job.output.path.removeprefix("file://")).is_absolute():
         msg = (
             f"output.path {job.output.path!r} is a relative local path: on a cluster it would be written inside the"
@@ -225,7 +221,7 @@ def check_for_cluster(job: JobSpec, workdir: Path, *, check_input: bool = True) 
         )
         raise SpecError(msg)
     if is_local(job.input.path) and not Path(job.input.path.removeprefix("file://")).is_absolute():
-        _inside(workdir / job.input.path.removeprefix("file://"), workdir, "input.path")
+        inside_workdir(workdir / job.input.path.removeprefix("file://"), workdir, "input.path")
     try:
         return validate_job(job, check_input=check_input, on_cluster=True)
     except InputError as error:
@@ -305,7 +301,7 @@ def build_runtime_env(
         if name in env_vars:
             msg = f"runtime_env.env_vars must not carry {name}: the nodes hold the cluster token themselves"
             raise SpecError(msg)
-    package = Path(engine.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the `engine` package
     shipped = package.parent != workdir
     runtime_env: dict[str, Any] = {
         **extra,
@@ -326,107 +322,3 @@ def entrypoint(job_file: Path, output: str | None) -> str:
     if output is not None:
         args += ["--output", output]
     return shlex.join(args)
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    import logging
-
-    # Ray's packaging notes ("Ignoring upload ... .gitignore", ".git is now ignored by default") are noise here.
-    for name in ("ray._private.runtime_env.packaging", "ray._private.runtime_env.working_dir"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    workdir = Path.cwd().resolve()
-    job = load_job(args.job, output=args.output)
-    job_rel = _inside(Path(args.job), workdir, "job file")
-    lines = check_for_cluster(job, workdir, check_input=not args.no_input_check)
-    runtime_env = build_runtime_env(
-        job, workdir, extra=load_runtime_env(args.runtime_env), excludes=list(args.exclude or [])
-    )
-    cluster = Cluster(args.address, token_file=args.token_file)
-    for line in lines:
-        print(line, file=sys.stderr)
-    with cluster.errors():
-        job_id = cluster.client.submit_job(
-            entrypoint=entrypoint(job_rel, args.output),
-            runtime_env=runtime_env,
-            metadata={"corpus_engine_job": job.name},
-        )
-    print(f"submitted job {job_id}", flush=True)
-    where = f"--address {cluster.address}"
-    print(f"  status: corpus-engine status {job_id} {where}", file=sys.stderr)
-    print(f"  logs:   corpus-engine logs {job_id} {where} --follow", file=sys.stderr)
-    if args.no_follow:
-        return 0
-    return _follow(cluster, job_id)
-
-
-def _follow(cluster: Cluster, job_id: str) -> int:
-    try:
-        status = cluster.follow(job_id)
-    except KeyboardInterrupt:
-        print(
-            f"\nstopped following; job {job_id} keeps running on the cluster"
-            f" (corpus-engine status {job_id} --address {cluster.address})",
-            file=sys.stderr,
-        )
-        return 130
-    print(f"job {job_id} {status}", file=sys.stderr)
-    return 0 if status == "SUCCEEDED" else 1
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    cluster = Cluster(args.address, token_file=args.token_file)
-    with cluster.errors():
-        info = cluster.client.get_job_info(args.job_id)
-    status = str(info.status.value)
-    print(f"{args.job_id}: {status}")
-    if info.message:
-        print(f"  {info.message}")
-    print(f"  entrypoint: {info.entrypoint}")
-    return 1 if status in ("FAILED", "STOPPED") else 0
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    cluster = Cluster(args.address, token_file=args.token_file)
-    if args.follow:
-        return _follow(cluster, args.job_id)
-    with cluster.errors():
-        print(cluster.client.get_job_logs(args.job_id), end="")
-    return 0
-
-
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address", help="the head's dashboard URL, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)"
-    )
-    parser.add_argument(
-        "--token-file",
-        help=f"file holding the cluster's token (default: ${TOKEN_ENV}, ${TOKEN_PATH_ENV}, {DEFAULT_TOKEN_FILE})",
-    )
-
-
-def add_submit_commands(commands: Any) -> None:
-    """Add `submit`, `status` and `logs` to the CLI's subcommands (`commands` from `add_subparsers`)."""
-    submit = commands.add_parser("submit", help="run a job on a Ray cluster (Ray Job Submission API)")
-    submit.add_argument("job", help="job YAML file, inside the current directory (which is shipped)")
-    submit.add_argument("--output", help="override output.path (object storage or an absolute shared path)")
-    _cluster_options(submit)
-    submit.add_argument("--no-follow", action="store_true", help="print the job id and return at once")
-    submit.add_argument(
-        "--no-input-check",
-        action="store_true",
-        help="do not list the input from here (storage only the cluster can read)",
-    )
-    submit.add_argument("--runtime-env", help="runtime_env YAML to merge (e.g. cluster/runtime_env.yaml)")
-    submit.add_argument("--exclude", action="append", help="extra working-dir exclude pattern (repeatable)")
-    submit.set_defaults(handler=cmd_submit)
-
-    status = commands.add_parser("status", help="a submitted job's status (exit 1 if it failed or was stopped)")
-    status.add_argument("job_id")
-    _cluster_options(status)
-    status.set_defaults(handler=cmd_status)
-
-    logs = commands.add_parser("logs", help="a submitted job's logs")
-    logs.add_argument("job_id")
-    _cluster_options(logs)
-    logs.add_argument("--follow", action="store_true", help="stream until the job ends (exit 1 unless it succeeded)")
-    logs.set_defaults(handler=cmd_logs)

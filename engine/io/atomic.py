@@ -1,0 +1,62 @@
+"""Files that appear whole or not at all: written under a temporary name, renamed into place when complete.
+
+Every file the engine commits (Parquet outputs, markers, stats, the report, resolved jobs, cached models) goes
+through `AtomicFile`, so a reader never sees half a file and a killed writer leaves only a `*.tmp-*` name behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from engine.io.paths import filesystem
+
+TMP_MARK = ".tmp-"
+
+
+class AtomicFile:
+    """An open file at `url` under a temporary name; `commit` renames it into place, `abort` removes it."""
+
+    def __init__(self, url: str, mode: str = "wb", storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        fs, path = filesystem(url, storage_options or {})
+        parent = path.rsplit("/", 1)[0]
+        if parent and parent != path:
+            fs.makedirs(parent, exist_ok=True)
+        self._fs, self._path = fs, path
+        self._tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        self.handle: IO[Any] = fs.open(self._tmp, mode)
+
+    def commit(self) -> str:
+        """Close the file and move it to its final name; its URL."""
+        self.handle.close()
+        self._fs.mv(self._tmp, self._path)
+        return self.url
+
+    def abort(self) -> None:
+        """Close and remove the temporary file (the writer failed); never raises for storage errors."""
+        try:
+            self.handle.close()
+            self._fs.rm(self._tmp)
+        except OSError:
+            pass
+
+
+@contextmanager
+def atomic_open(url: str, mode: str, storage_options: dict[str, Any] | None = None) -> Iterator[IO[Any]]:
+    """`open` for writing whose file appears at `url` only when the block finishes without an exception."""
+    file = AtomicFile(url, mode, storage_options)
+    try:
+        yield file.handle
+    except BaseException:
+        file.abort()
+        raise
+    file.commit()
+
+
+def write_text(url: str, text: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Write `text` (UTF-8) at `url` atomically."""
+    with atomic_open(url, "wb", storage_options) as handle:
+        handle.write(text.encode("utf-8"))
