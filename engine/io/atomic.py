@@ -2,6 +2,9 @@
 
 Every file the engine commits (Parquet outputs, markers, stats, the report, resolved jobs, cached models) goes
 through `AtomicFile`, so a reader never sees half a file and a killed writer leaves only a `*.tmp-*` name behind.
+The temporary name sits beside the final one, or in `tmp_dir` when given: a unit puts all of its temporary files
+in a folder of its own (`OUT/_tmp/<rel>/`), so the next run removes what a killed unit left without listing the
+output's folders.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ TMP_MARK = ".tmp-"
 class AtomicFile:
     """An open file at `url` under a temporary name; `commit` renames it into place, `abort` removes it."""
 
-    def __init__(self, url: str, mode: str = "wb", storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        mode: str = "wb",
+        storage_options: dict[str, Any] | None = None,
+        *,
+        tmp_dir: str | None = None,
+    ) -> None:
         self.url = url
         fs, path = filesystem(url, storage_options or {})
         parent = path.rsplit("/", 1)[0]
@@ -27,6 +37,10 @@ class AtomicFile:
             fs.makedirs(parent, exist_ok=True)
         self._fs, self._path = fs, path
         self._tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        if tmp_dir is not None:
+            folder = filesystem(tmp_dir, storage_options or {})[1].rstrip("/")
+            fs.makedirs(folder, exist_ok=True)
+            self._tmp = f"{folder}/{self._tmp.rsplit('/', 1)[-1]}"
         self.handle: IO[Any] = fs.open(self._tmp, mode)
 
     def commit(self) -> str:
@@ -45,9 +59,11 @@ class AtomicFile:
 
 
 @contextmanager
-def atomic_open(url: str, mode: str, storage_options: dict[str, Any] | None = None) -> Iterator[IO[Any]]:
+def atomic_open(
+    url: str, mode: str, storage_options: dict[str, Any] | None = None, *, tmp_dir: str | None = None
+) -> Iterator[IO[Any]]:
     """`open` for writing whose file appears at `url` only when the block finishes without an exception."""
-    file = AtomicFile(url, mode, storage_options)
+    file = AtomicFile(url, mode, storage_options, tmp_dir=tmp_dir)
     try:
         yield file.handle
     except BaseException:
@@ -56,7 +72,16 @@ def atomic_open(url: str, mode: str, storage_options: dict[str, Any] | None = No
     file.commit()
 
 
-def write_text(url: str, text: str, storage_options: dict[str, Any] | None = None) -> None:
+def write_text(
+    url: str, text: str, storage_options: dict[str, Any] | None = None, *, tmp_dir: str | None = None
+) -> None:
     """Write `text` (UTF-8) at `url` atomically."""
-    with atomic_open(url, "wb", storage_options) as handle:
+    with atomic_open(url, "wb", storage_options, tmp_dir=tmp_dir) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def remove_temporary(tmp_dir: str, storage_options: dict[str, Any]) -> None:
+    """Delete the temporary folder `tmp_dir` and whatever a killed writer left in it (one small listing)."""
+    fs, path = filesystem(tmp_dir, storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

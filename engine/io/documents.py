@@ -15,6 +15,10 @@ from engine.batch import Verdict
 from engine.errors import InputError
 from engine.schema import ID, TEXT
 
+READER_VERSION = 1
+"""Part of every unit's reuse key: bump it when a change here changes what the reader decides (reason codes,
+derived ids, decoding), so the next run redoes every shard."""
+
 TEXT_TYPES = (
     pa.string(),
     pa.large_string(),

@@ -9,7 +9,10 @@ Public contract (README, "Output layout"):
     OUT/stats.json                    totals of the run
     OUT/job.resolved.yaml             the job with defaults filled in, and the engine's git revision
     OUT/_units/<rel>.stats.json       per-shard stats
-    OUT/_units/<rel>.marker.json      per-shard completion marker, written last
+    OUT/_units/<rel>.marker.json      per-shard completion marker (its reuse key, files and row counts), written last
+    OUT/_units/_keys/<hash>.json      a phase-A configuration a marker refers to (to say what changed)
+    OUT/_units/_assets.json           content identities of the assets steps read (the hash cache)
+    OUT/_tmp/<rel>/                   a running unit's temporary files (what a killed unit left is removed)
     OUT/_stage/kept/<rel>.parquet     phase-A kept documents awaiting dedup (only when dedup runs)
     OUT/_dedup/<parameters>/...       dedup phases (signatures, buckets, components)
 
@@ -24,6 +27,9 @@ SCORES = "scores"
 UNITS = "_units"
 STAGE = "_stage"
 DEDUP = "_dedup"
+TMP = "_tmp"
+KEYS_DIR = "_keys"
+ASSETS_FILE = "_assets.json"
 STATS_FILE = "stats.json"
 RESOLVED_JOB_FILE = "job.resolved.yaml"
 
@@ -44,3 +50,18 @@ def unit_stats_file(root: str, rel: str) -> str:
 
 def unit_marker_file(root: str, rel: str) -> str:
     return join(root, UNITS, f"{rel}.marker.json")
+
+
+def unit_tmp_dir(root: str, rel: str) -> str:
+    """`OUT/_tmp/<rel>/`: where a unit's writers keep their temporary files until they commit."""
+    return join(root, TMP, rel)
+
+
+def config_file(root: str, config_hash: str) -> str:
+    """`OUT/_units/_keys/<hash>.json`: the phase-A configuration with that hash."""
+    return join(root, UNITS, KEYS_DIR, f"{config_hash}.json")
+
+
+def assets_file(root: str) -> str:
+    """`OUT/_units/_assets.json`: the identities of the assets the last run's steps read."""
+    return join(root, UNITS, ASSETS_FILE)

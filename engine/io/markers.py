@@ -9,9 +9,9 @@ from engine.io.atomic import write_text
 from engine.io.paths import filesystem
 
 
-def write_json(url: str, data: dict[str, Any], storage_options: dict[str, Any]) -> None:
-    """Write `data` as JSON at `url`: whole or not at all."""
-    write_text(url, json.dumps(data, indent=1, sort_keys=True), storage_options)
+def write_json(url: str, data: dict[str, Any], storage_options: dict[str, Any], *, tmp_dir: str | None = None) -> None:
+    """Write `data` as JSON at `url`: whole or not at all (the temporary file in `tmp_dir` when given)."""
+    write_text(url, json.dumps(data, indent=1, sort_keys=True), storage_options, tmp_dir=tmp_dir)
 
 
 def read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any] | None:

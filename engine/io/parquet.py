@@ -1,4 +1,8 @@
-"""Streaming Parquet through fsspec: read a shard batch by batch, write shards atomically."""
+"""Streaming Parquet through fsspec: read a shard batch by batch, write shards atomically, count what was written.
+
+Writers count the rows they write; `check_footers` compares those counts with the row counts in the committed
+files' Parquet footers (read back from storage), so conservation is counted from the files, not computed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import InputError
+from engine.errors import ConservationError, InputError
 from engine.io.atomic import AtomicFile
 from engine.io.layout import shard_file
 from engine.io.paths import filesystem
@@ -101,7 +105,10 @@ def partition_dir(column: str, value: object) -> str:
 
 
 class StreamWriter:
-    """Streams tables into one Parquet file at `url`, under a temporary name until `close` commits it."""
+    """Streams tables into one Parquet file at `url`, under a temporary name until `close` commits it.
+
+    `rows` counts the rows written so far.
+    """
 
     def __init__(
         self,
@@ -110,14 +117,17 @@ class StreamWriter:
         *,
         storage_options: dict[str, Any] | None = None,
         compression: str = "zstd",
+        tmp_dir: str | None = None,
     ) -> None:
         self.url, self.schema = url, schema
-        self._file = AtomicFile(url, "wb", storage_options)
+        self.rows = 0
+        self._file = AtomicFile(url, "wb", storage_options, tmp_dir=tmp_dir)
         self._writer = pq.ParquetWriter(self._file.handle, schema, compression=compression)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             self._writer.write_table(conform(table, self.schema))
+            self.rows += table.num_rows
 
     def close(self) -> str:
         """Finish the file and rename it into place; its URL."""
@@ -138,6 +148,7 @@ class PartitionedWriter:
 
     Every batch is conformed to `schema` (the unit's output schema). Without a partition column the file
     is always written, even empty, so each input shard has its outputs; with one, a file per value present.
+    After `close`, `rows_by_file` maps every committed file to the rows written to it.
     """
 
     def __init__(
@@ -150,18 +161,30 @@ class PartitionedWriter:
         partition_column: str | None = None,
         storage_options: dict[str, Any] | None = None,
         compression: str = "zstd",
+        tmp_dir: str | None = None,
     ) -> None:
         self.root, self.area, self.rel, self.schema = root, area, rel, schema
         self.partition_column = partition_column
         self.storage_options = storage_options or {}
         self.compression = compression
+        self.tmp_dir = tmp_dir
+        self.rows_by_file: dict[str, int] = {}
         self._open: dict[str | None, StreamWriter] = {}
+
+    @property
+    def rows(self) -> int:
+        """Rows written so far (to every partition's file)."""
+        return sum(w.rows for w in self._open.values()) + sum(self.rows_by_file.values())
 
     def _writer(self, partition: str | None) -> StreamWriter:
         if partition not in self._open:
             url = shard_file(self.root, self.area, self.rel, partition)
             self._open[partition] = StreamWriter(
-                url, self.schema, storage_options=self.storage_options, compression=self.compression
+                url,
+                self.schema,
+                storage_options=self.storage_options,
+                compression=self.compression,
+                tmp_dir=self.tmp_dir,
             )
         return self._open[partition]
 
@@ -180,12 +203,36 @@ class PartitionedWriter:
         """Finish every file and rename it into place; the URLs written, sorted."""
         if self.partition_column is None and not self._open:
             self._writer(None)
-        written = sorted(writer.close() for writer in self._open.values())
+        for writer in self._open.values():
+            self.rows_by_file[writer.close()] = writer.rows
         self._open.clear()
-        return written
+        return sorted(self.rows_by_file)
 
     def abort(self) -> None:
         """Drop every temporary file (the unit failed)."""
         for writer in self._open.values():
             writer.abort()
         self._open.clear()
+
+
+def footer_rows(url: str, storage_options: dict[str, Any]) -> int:
+    """The row count in the Parquet footer of the file at `url` (reads the footer only, not the data)."""
+    fs, path = filesystem(url, storage_options)
+    with fs.open(path, "rb") as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
+
+
+def check_footers(counted: dict[str, int], storage_options: dict[str, Any], *, where: str) -> None:
+    """Check that every committed file's footer holds the rows its writer counted.
+
+    Raises:
+        ConservationError: naming `where` and every file whose footer disagrees.
+    """
+    wrong = []
+    for url, rows in sorted(counted.items()):
+        found = footer_rows(url, storage_options)
+        if found != rows:
+            wrong.append(f"{url}: footer says {found:,} rows, {rows:,} were written")
+    if wrong:
+        msg = f"conservation violated in {where}: " + "; ".join(wrong) + "; this is a bug, please report it"
+        raise ConservationError(msg)

@@ -64,14 +64,19 @@ def list_files(url: str, storage_options: dict[str, Any], pattern: str = "**/*")
     An absent folder holds no files. Listings are never served from fsspec's cache: another task may have
     written there since.
     """
+    return sorted(list_file_infos(url, storage_options, pattern))
+
+
+def list_file_infos(url: str, storage_options: dict[str, Any], pattern: str = "**/*") -> dict[str, dict[str, Any]]:
+    """`list_files` with what the listing says of each file (size, etag or mtime): no request per file."""
     fs, root = filesystem(url, storage_options)
     root = root.rstrip("/")
     fs.invalidate_cache(root)
     try:
         found = fs.glob(f"{root}/{pattern}", detail=True)
     except FileNotFoundError:
-        return []
-    return sorted(full_url(fs, path) for path, info in found.items() if info.get("type") == "file")
+        return {}
+    return {full_url(fs, path): info for path, info in found.items() if info.get("type") == "file"}
 
 
 def relative_path(url: str, folder: str, storage_options: dict[str, Any]) -> str:
@@ -86,6 +91,15 @@ def list_shards(url: str, storage_options: dict[str, Any], pattern: str) -> list
     Raises:
         InputError: the path does not exist, or holds no file matching `pattern`.
     """
+    return list(list_shard_fingerprints(url, storage_options, pattern))
+
+
+def list_shard_fingerprints(url: str, storage_options: dict[str, Any], pattern: str) -> dict[Shard, dict[str, Any]]:
+    """`list_shards` with each shard's `fingerprint`, taken from the listing (no request per shard).
+
+    Raises:
+        InputError: the path does not exist, or holds no file matching `pattern`.
+    """
     try:
         fs, root = filesystem(url, storage_options)
         if not fs.exists(root):
@@ -93,24 +107,29 @@ def list_shards(url: str, storage_options: dict[str, Any], pattern: str) -> list
             raise InputError(msg)
         if fs.isfile(root):
             name = root.rsplit("/", 1)[-1]
-            return [Shard(full_url(fs, root), name.removesuffix(PARQUET_SUFFIX))]
-        urls = list_files(url, storage_options, pattern)
+            return {Shard(full_url(fs, root), name.removesuffix(PARQUET_SUFFIX)): fingerprint_of(fs.info(root))}
+        infos = list_file_infos(url, storage_options, pattern)
     except InputError:
         raise
     except (OSError, ValueError) as error:
         msg = f"input.path {url!r} cannot be listed: {error}"
         raise InputError(msg) from None
-    if not urls:
+    if not infos:
         msg = f"input.path {url!r} holds no shard matching {pattern!r}; point it at a folder of Parquet files"
         raise InputError(msg)
     base = full_url(fs, root.rstrip("/"))
-    return [Shard(u, u[len(base) + 1 :].removesuffix(PARQUET_SUFFIX)) for u in urls]
+    return {Shard(u, u[len(base) + 1 :].removesuffix(PARQUET_SUFFIX)): fingerprint_of(infos[u]) for u in sorted(infos)}
 
 
 def fingerprint(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
     """What identifies a shard's content without reading it: size plus etag, or mtime where no etag."""
     fs, path = filesystem(url, storage_options)
-    info = fs.info(path)
+    fs.invalidate_cache(path)
+    return fingerprint_of(fs.info(path))
+
+
+def fingerprint_of(info: dict[str, Any]) -> dict[str, Any]:
+    """`fingerprint` from what a listing or `info` returned for a file."""
     version = (
         info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("created") or info.get("LastModified")
     )

@@ -95,3 +95,42 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     before = fingerprint(str(path), {})
     write_table(pa.table({"text": ["xy", "z"]}), str(path), {})
     assert fingerprint(str(path), {}) != before
+
+
+def test_writers_count_rows_and_footers_are_checked(tmp_path: Path) -> None:
+    """Conservation is counted (issue 11): writers count rows; the committed files' footers must agree."""
+    from engine.errors import ConservationError
+    from engine.io.parquet import check_footers, footer_rows
+
+    schema = pa.schema([("id", pa.string()), ("language", pa.string())])
+    writer = PartitionedWriter(str(tmp_path), "kept", "part", schema, partition_column="language")
+    writer.write(pa.table({"id": ["1", "2", "3"], "language": ["en", "fr", "en"]}))
+    assert writer.rows == 3
+    writer.close()
+    en, fr = str(tmp_path / "kept/language=en/part.parquet"), str(tmp_path / "kept/language=fr/part.parquet")
+    assert writer.rows_by_file == {en: 2, fr: 1}
+    assert writer.rows == 3
+    assert footer_rows(en, {}) == 2
+    check_footers(writer.rows_by_file, {}, where="shard part")
+    with pytest.raises(ConservationError, match=r"shard part: .*language=fr/part\.parquet: footer says 1 rows, 2"):
+        check_footers({**writer.rows_by_file, fr: 2}, {}, where="shard part")
+
+
+def test_temporary_files_go_to_the_given_folder(tmp_path: Path) -> None:
+    """A unit's temporary files live in its own folder: what a killed writer leaves is found without listing."""
+    from engine.io.atomic import AtomicFile, remove_temporary
+
+    tmp_dir = str(tmp_path / "_tmp/sub/part")
+    target = tmp_path / "kept/sub/part.parquet"
+    killed = AtomicFile(str(target), "wb", {}, tmp_dir=tmp_dir)
+    killed.handle.write(b"half")
+    killed.handle.close()  # the process dies here: no commit, no abort
+    assert [p.name.split(".tmp-")[0] for p in Path(tmp_dir).iterdir()] == ["part.parquet"]
+    assert not list(target.parent.glob("*.tmp-*"))
+    done = AtomicFile(str(target), "wb", {}, tmp_dir=tmp_dir)
+    done.handle.write(b"whole")
+    done.commit()
+    assert target.read_bytes() == b"whole"
+    remove_temporary(tmp_dir, {})
+    assert not Path(tmp_dir).exists()
+    assert not list(tmp_path.rglob("*.tmp-*"))
