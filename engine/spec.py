@@ -163,20 +163,34 @@ class JobSpec(_Strict):
             return value
         return [s if isinstance(s, Step) else build_step(s, f"steps[{i}]") for i, s in enumerate(value)]
 
-    def phase_a_hash(self) -> str:
-        """Hash of everything that decides a shard's phase-A output (not paths, names or credentials).
+    def phase_a_config(self) -> dict[str, Any]:
+        """Every setting that decides a shard's phase-A output (not paths, names or credentials), by key path.
 
-        A unit whose marker carries this hash and the same input fingerprint is not redone.
+        A step's parameters that name an asset (a model or blocklist path) are blanked: a unit's reuse key holds
+        the asset's content identity instead (`Step.assets`), so moving a file without changing it redoes nothing.
         """
-        relevant = {
-            "input": self.input.model_dump(exclude={"path", "storage_options"}),
-            "steps": [s.model_dump() for s in self.steps],
-            "write_rejected": self.output.write_rejected,
-            "compression": self.output.compression,
-            "keep_scores": self.output.keep_scores,
-            "signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None,
+        steps = []
+        for step in self.steps:
+            assets = set(step.assets())
+            steps.append({k: None if k in assets else v for k, v in step.model_dump(mode="json").items()})
+        return {
+            "input": self.input.model_dump(mode="json", exclude={"path", "storage_options"}),
+            "output": {
+                "write_rejected": self.output.write_rejected,
+                "compression": self.output.compression,
+                "keep_scores": self.output.keep_scores,
+            },
+            "steps": steps,
+            "dedup": {"signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None},
         }
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+    def phase_a_hash(self) -> str:
+        """Hash of `phase_a_config`: equal for two jobs whose shards' phase-A outputs are decided alike.
+
+        Part of every unit's reuse key, with the input's fingerprint, the steps' asset identities and versions
+        (`engine.runner.keys`).
+        """
+        return config_hash(self.phase_a_config())
 
     def partition_column(self) -> str | None:
         """The column kept output is partitioned by (asked by a step, e.g. language id), if any."""
@@ -193,6 +207,11 @@ class JobSpec(_Strict):
             if data[section]["storage_options"]:
                 data[section]["storage_options"] = {k: "<redacted>" for k in data[section]["storage_options"]}
         return data
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable hash of a JSON-ready configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def parse_job(raw: Any, *, source: str = "job") -> JobSpec:

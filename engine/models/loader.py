@@ -34,8 +34,8 @@ import pyarrow.compute as pc
 
 from engine.batch import text_column
 from engine.errors import SpecError
+from engine.io.assets import current_version
 from engine.io.atomic import atomic_open
-from engine.io.paths import fingerprint
 
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
@@ -107,18 +107,19 @@ def local_model_path(model: str, *, directory: Path | None = None) -> str:
     protocol, _ = split_protocol(model)
     if protocol in (None, "file", "local"):
         return os.path.abspath(model.removeprefix("file://"))
-    if model in _local_paths:
-        return _local_paths[model]
     try:
-        version = fingerprint(model, {})
+        size, version = current_version(model)  # asked once per unit: a model replaced in place is fetched again
     except (OSError, ValueError) as error:
         msg = f"fastText model {model!r} cannot be read: {type(error).__name__}: {error}"
         raise SpecError(msg) from None
-    digest = hashlib.sha256(f"{model}|{version['size']}|{version['version']}".encode()).hexdigest()[:16]
+    key = f"{model}|{size}|{version}"
+    if key in _local_paths:
+        return _local_paths[key]
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = (directory or cache_dir()) / f"{digest}-{model.rstrip('/').rsplit('/', 1)[-1]}"
     if not target.exists():
         _fetch(model, target)
-    _local_paths[model] = str(target)
+    _local_paths[key] = str(target)
     return str(target)
 
 

@@ -36,6 +36,10 @@ class Step(BaseModel):
 
     # Kind of step, for documentation and `validate` output.
     kind: ClassVar[str] = "step"
+    # Behaviour version, part of every unit's reuse key: bump it when a change to the step's code changes what
+    # it decides or writes (a fix), and the next run redoes every shard. A new behaviour a job must opt into gets
+    # a new `type` instead (STYLE.md). None: the engine's version stands in (any new release redoes the shards).
+    version: ClassVar[int | None] = None
 
     @property
     def label(self) -> str:
@@ -45,6 +49,15 @@ class Step(BaseModel):
     def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
         """Run the step on a batch: the (possibly rewritten or annotated) batch and the verdict."""
         raise NotImplementedError
+
+    def assets(self) -> dict[str, str]:
+        """The files this step reads (name -> path or fsspec URL): models, blocklists, word lists.
+
+        A unit's reuse key holds the content identity of each (ETag, or size and SHA-256), so a file replaced at
+        the same path redoes the shards. An asset named like one of the step's parameters stands for it in the
+        key: moving a file without changing its bytes redoes nothing.
+        """
+        return {}
 
     def output_partition(self) -> str | None:
         """Column by which this step asks kept output to be partitioned (`kept/<col>=<value>/`), if any."""

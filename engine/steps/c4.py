@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -105,6 +105,7 @@ class C4Quality(Transform):
     """
 
     type: Literal["c4_quality"] = "c4_quality"
+    version: ClassVar[int] = 1
     remove_citations: bool = True
     filter_no_terminal_punct: bool = False
     min_num_sentences: int = Field(5, ge=-1, description="-1 disables the rule")
@@ -207,6 +208,7 @@ BADWORDS_LANGUAGES = (
 # datatrove removes these common subwords (an allowlist meant for ja and zh) from every language's list.
 _ALLOWLIST = frozenset({"sm", "グロ", "女の子", "性"})
 _NO_WORD_BOUNDARY = frozenset({"ja", "th", "zh"})
+_BADWORDS_DIR = resources.files("engine") / "data" / "ldnoobw"
 
 
 @lru_cache(maxsize=64)
@@ -214,7 +216,7 @@ def badwords_pattern(language: str) -> str | None:
     """The regex datatrove builds for a language's LDNOOBW list (None if there is no list)."""
     if language not in BADWORDS_LANGUAGES:
         return None
-    path = resources.files("engine") / "data" / "ldnoobw" / f"{language}.txt"
+    path = _BADWORDS_DIR / f"{language}.txt"
     words = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()} - _ALLOWLIST
     words.discard("")
     import re
@@ -240,10 +242,14 @@ class C4BadWords(Filter):
     """
 
     type: Literal["c4_badwords"] = "c4_badwords"
+    version: ClassVar[int] = 1
     default_language: str = "en"
     keep_fraction: float = Field(0.0, ge=0, le=1)
     seed: int = 0
     missing_language: Literal["keep", "drop"] = "keep"
+
+    def assets(self) -> dict[str, str]:
+        return {f"ldnoobw/{code}": str(_BADWORDS_DIR / f"{code}.txt") for code in BADWORDS_LANGUAGES}
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)

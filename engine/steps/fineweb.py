@@ -4,7 +4,7 @@ datatrove 0.10.1's `FineWebQualityFilter`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ class FineWebQuality(Filter):
     """
 
     type: Literal["fineweb_quality"] = "fineweb_quality"
+    version: ClassVar[int] = 1
     line_punct_thr: float = Field(0.12, ge=0, le=1)
     line_punct_exclude_zero: bool = False
     stop_chars: tuple[str, ...] | None = Field(

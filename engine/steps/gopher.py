@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ class GopherQuality(Filter):
     """
 
     type: Literal["gopher_quality"] = "gopher_quality"
+    version: ClassVar[int] = 1
     min_doc_words: int | None = Field(50, ge=0)
     max_doc_words: int | None = Field(100_000, ge=0)
     min_avg_word_length: float | None = Field(3, ge=0)
@@ -282,6 +283,7 @@ class GopherRepetition(Filter):
     """
 
     type: Literal["gopher_repetition"] = "gopher_repetition"
+    version: ClassVar[int] = 1
     dup_line_frac: float | None = Field(0.3, ge=0, le=1)
     dup_para_frac: float | None = Field(0.3, ge=0, le=1)
     dup_line_char_frac: float | None = Field(0.2, ge=0, le=1)

@@ -14,7 +14,7 @@ code the model cannot emit and suggests the nearest labels. A GlotLID-style mode
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +78,7 @@ class LanguageId(Annotator):
     """
 
     type: Literal["language_id"] = "language_id"
+    version: ClassVar[int] = 1
     model: str | None = Field(
         default=None, description="fastText LID model path or fsspec URL; default: lid.176.ftz shipped with the engine"
     )
@@ -99,6 +100,9 @@ class LanguageId(Annotator):
 
     def output_partition(self) -> str | None:
         return LANGUAGE if self.partition_by_language else None
+
+    def assets(self) -> dict[str, str]:
+        return {"model": self.model_path}
 
     def check(self) -> None:
         """The model loads and every code in `languages` is one of its labels."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,7 @@ class DocLength(Filter):
     """
 
     type: Literal["doc_length"] = "doc_length"
+    version: ClassVar[int] = 1
     min_chars: int = Field(1, ge=0)
     max_chars: int | None = Field(None, ge=1)
     min_words: int = Field(1, ge=0)

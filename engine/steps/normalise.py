@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,7 @@ class Normalise(Transform):
     """
 
     type: Literal["normalise"] = "normalise"
+    version: ClassVar[int] = 1
     fix_text: bool = True
     form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFC"
 

@@ -10,7 +10,7 @@ domain, ...) is trained and applied the same way, with its own label and column 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -82,6 +82,7 @@ class QualityClassifier(Annotator):
     """
 
     type: Literal["quality_classifier"] = "quality_classifier"
+    version: ClassVar[int] = 1
     model: str = Field(description="fastText classifier path or fsspec URL (e.g. from `train-quality`)")
     positive_label: str = Field(default=DEFAULT_POSITIVE_LABEL, description="label whose probability is the score")
     score_column: str = Field(default=QUALITY_SCORE, min_length=1)
@@ -98,6 +99,9 @@ class QualityClassifier(Annotator):
             msg = f"positive_label: write it without {LABEL_PREFIX!r} (e.g. 'hq')"
             raise ValueError(msg)
         return self
+
+    def assets(self) -> dict[str, str]:
+        return {"model": self.model}
 
     def check(self) -> None:
         """The model loads and has `positive_label` among its labels."""

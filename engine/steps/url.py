@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import fsspec
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from fsspec.core import url_to_fs
 from pydantic import Field
 
 from engine.batch import Verdict
 from engine.errors import SpecError
+from engine.io.assets import current_version
 from engine.schema import URL
 from engine.steps import text as tx
 from engine.steps.base import Filter, register
@@ -32,15 +34,29 @@ def _read_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+_SHIPPED_LISTS = ("banned_words.txt", "banned_subwords.txt", "soft_banned_words.txt")
+
+
+def _shipped_path(name: str) -> str:
+    return str(resources.files("engine") / "data" / _DATA / name)
+
+
 @lru_cache(maxsize=8)
 def _shipped_words(name: str) -> frozenset[str]:
     path = resources.files("engine") / "data" / _DATA / name
     return frozenset(_normalize(w) for w in _read_lines(path.read_text(encoding="utf-8")))
 
 
-@lru_cache(maxsize=8)
-def _file_entries(path: str) -> frozenset[str]:
-    return frozenset(line.strip() for line in _read_lines(Path(path).read_text(encoding="utf-8")))
+def _file_entries(url: str) -> frozenset[str]:
+    """The entries of a blocklist (local path or fsspec URL), read again when the file is replaced."""
+    return _entries_of_version(url, current_version(url))
+
+
+@lru_cache(maxsize=4)
+def _entries_of_version(url: str, version: tuple[int, str]) -> frozenset[str]:
+    del version  # part of the cache key only
+    with fsspec.open(url, "r", encoding="utf-8") as handle:
+        return frozenset(line.strip() for line in _read_lines(handle.read()))
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +88,7 @@ class URLFilter(Filter):
     """
 
     type: Literal["url_filter"] = "url_filter"
+    version: ClassVar[int] = 1
     domains_file: str | None = None
     urls_file: str | None = None
     extra_domains: tuple[str, ...] = ()
@@ -85,9 +102,18 @@ class URLFilter(Filter):
     def check(self) -> None:
         for field in ("domains_file", "urls_file"):
             path = getattr(self, field)
-            if path is not None and not Path(path).is_file():
+            if path is None:
+                continue
+            fs, inner = url_to_fs(path)
+            if not fs.isfile(inner):
                 msg = f"url_filter.{field}: {path!r} is not a readable file; give a text file with one entry per line"
                 raise SpecError(msg)
+
+    def assets(self) -> dict[str, str]:
+        files = {f: getattr(self, f) for f in ("domains_file", "urls_file") if getattr(self, f) is not None}
+        if self.use_integrated_lists:
+            files.update({f"shipped/{name}": _shipped_path(name) for name in _SHIPPED_LISTS})
+        return files
 
     def _lists(self) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
         domains = set(d.strip() for d in self.extra_domains)
