@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,12 @@ def run_job(
     output: str | None = None,
     address: str | None = None,
     show_progress: bool = False,
+    on_plan: Callable[[list[str]], None] | None = None,
 ) -> Stats:
     """Run a job (a `JobSpec` or a YAML path) on Ray, embedded by default or joining `address`; write its report.
 
-    Returns the run's total stats; raises `RunFailed` if any shard failed (the others finish).
+    `on_plan` receives the plan's summary (what is redone and why) before anything runs. Returns the run's
+    total stats; raises `RunFailed` if any shard failed (the others finish).
     """
     from engine.runner.run import run_on_ray
 
@@ -54,12 +56,21 @@ def run_job(
     elif output is not None:
         job = job.model_copy(update={"output": job.output.model_copy(update={"path": output})})
     try:
-        stats = run_on_ray(job, address=address, show_progress=show_progress)
+        stats = run_on_ray(job, address=address, show_progress=show_progress, on_plan=on_plan)
     except RunFailed:
         _write_report(job)
         raise
     _write_report(job)
     return stats
+
+
+def plan_job(job: JobSpec | str | Path, *, output: str | None = None) -> list[str]:
+    """What a run of `job` would redo and why, as the lines `corpus-engine plan` prints; runs nothing."""
+    from engine.runner.plan import make_run_plan, plan_lines, with_absolute_paths
+
+    if not isinstance(job, JobSpec):
+        job = load_job(job, output=output)
+    return plan_lines(make_run_plan(with_absolute_paths(job)))
 
 
 def _write_report(job: JobSpec) -> None:
@@ -72,4 +83,4 @@ def _write_report(job: JobSpec) -> None:
         logging.getLogger(__name__).warning("report not written: %s: %s", type(error).__name__, error)
 
 
-__all__ = ["apply_step", "build_step", "load_job", "run_job"]
+__all__ = ["apply_step", "build_step", "load_job", "plan_job", "run_job"]

@@ -29,8 +29,9 @@ class ConservationError(EngineError):
 class RunFailed(EngineError):
     """Some units failed; the others finished. Carries the failed shards and their errors."""
 
-    def __init__(self, failures: dict[str, str]) -> None:
+    def __init__(self, failures: dict[str, str], *, consequence: str | None = None) -> None:
         self.failures = failures
+        consequence = consequence or "every other shard finished and is reusable by the next run"
         lines = "\n".join(f"  {path}: {error}" for path, error in sorted(failures.items()))
-        msg = f"{len(failures)} shard(s) failed; every other shard finished and is reusable by the next run:\n{lines}"
+        msg = f"{len(failures)} shard(s) failed; {consequence}:\n{lines}"
         super().__init__(msg)

@@ -8,14 +8,21 @@ from typing import Any
 
 from engine.errors import ConservationError
 
+KEPT_ROWS = "kept"
+STAGED_ROWS = "staged"
+REJECTED_ROWS = "rejected"
+DUPLICATE_ROWS = "duplicates"
+
 
 @dataclass
 class Stats:
     """Counters of one unit, or the sum of many. Plain numbers and maps, JSON in and out.
 
     `dropped` maps `step/rule` to a count; `step_seconds` and `step_docs` are the time spent in each
-    step and the documents it saw, from which `to_dict` derives docs/s per step. Everything adds up,
-    except `peak_rss_bytes`, which keeps the maximum.
+    step and the documents it saw, from which `to_dict` derives docs/s per step. `written` counts the rows
+    committed to each output area, checked against the files' Parquet footers: `kept` (kept/), `staged`
+    (`_stage/kept/`, awaiting dedup), `rejected` (rejected/), `duplicates` (removed duplicates written by dedup).
+    Everything adds up, except `peak_rss_bytes`, which keeps the maximum.
     """
 
     docs_in: int = 0
@@ -27,6 +34,7 @@ class Stats:
     seconds: float = 0.0
     step_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     step_docs: Counter[str] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)
     shards_total: int = 0
     shards_processed: int = 0
     shards_skipped: int = 0
@@ -58,6 +66,28 @@ class Stats:
                 f"conservation violated in {where}: docs_in={self.docs_in} != docs_kept={self.docs_kept}"
                 f" + dropped={self.docs_dropped} + duplicates={self.duplicates}; this is a bug, please report it"
             )
+            raise ConservationError(msg)
+
+    def check_written(self, where: str, *, rejected_written: bool) -> None:
+        """Rows read = rows written to kept (or staged) + rows written to rejected, as counted in the files.
+
+        Without rejected/ (`write_rejected: false`) the dropped documents are counted by the steps instead.
+
+        Raises:
+            ConservationError: naming `where` and the counted figures.
+        """
+        kept = self.written[KEPT_ROWS] + self.written[STAGED_ROWS]
+        dropped = self.written[REJECTED_ROWS] if rejected_written else self.docs_dropped
+        problems = []
+        if kept != self.docs_kept:
+            problems.append(f"{kept:,} rows written to kept, {self.docs_kept:,} documents kept by the steps")
+        if rejected_written and dropped != self.docs_dropped:
+            problems.append(f"{dropped:,} rows written to rejected, {self.docs_dropped:,} documents dropped")
+        if self.docs_in != kept + dropped:
+            what = "written to rejected" if rejected_written else "dropped (rejected/ not written)"
+            problems.append(f"{self.docs_in:,} rows read != {kept:,} written to kept + {dropped:,} {what}")
+        if problems:
+            msg = f"conservation violated in {where}: {'; '.join(problems)}; this is a bug, please report it"
             raise ConservationError(msg)
 
     def to_dict(self) -> dict[str, Any]:

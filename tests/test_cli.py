@@ -100,6 +100,6 @@ def test_readme_run_command_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "[filter] shards 4/4" in done.stderr
-    assert "conservation holds" in done.stdout
+    assert "counted in the files' Parquet footers" in done.stdout
     assert (tmp_path / "out/stats.json").exists()
     assert "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""`validate` and `run`: check a job file, then run it on Ray (embedded, or joining a cluster)."""
+"""`validate`, `plan` and `run`: check a job file, say what a run would redo, run it on Ray (embedded or joining)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from engine.api import run_job
-from engine.spec import load_job
-from engine.stats import Stats
+from engine.api import plan_job, run_job
+from engine.spec import JobSpec, load_job
+from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
 from engine.validate import validate_job
 
 
@@ -24,19 +24,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary(stats: Stats, output: str) -> str:
-    """The lines printed after a run: totals, the conservation line, the top drop reasons."""
+def conservation_lines(stats: Stats, *, write_rejected: bool) -> list[str]:
+    """The conservation check as counted: rows read, and rows in the written files (from their Parquet footers)."""
+    written = stats.written
+    total = stats.docs_kept + stats.docs_dropped + stats.duplicates
+    lines = [
+        f"  kept {stats.docs_kept:,} + dropped {stats.docs_dropped:,} + duplicates {stats.duplicates:,}"
+        f" = {total:,} of {stats.docs_in:,} documents read"
+    ]
+    staged = written[STAGED_ROWS]
+    first = f"{staged:,} staged for dedup" if staged else f"{written[KEPT_ROWS]:,} in kept/"
+    if write_rejected:
+        second = f"{written[REJECTED_ROWS]:,} in rejected/"
+    else:
+        second = f"{stats.docs_dropped:,} dropped (counted by the steps; rejected/ not written)"
+    lines.append(f"  counted in the files' Parquet footers: {stats.docs_in:,} rows read = {first} + {second}")
+    if staged:
+        lines.append(
+            f"  dedup: {staged:,} staged - {stats.duplicates:,} duplicates (the removal phase's count)"
+            f" = {stats.docs_kept:,} kept"
+        )
+    return lines
+
+
+def summary(stats: Stats, job: JobSpec) -> str:
+    """The lines printed after a run: totals, the counted conservation lines, the top drop reasons."""
     rate = stats.docs_in / max(stats.seconds, 1e-9)
     lines = [
         f"done: {stats.docs_in:,} docs in {stats.seconds:.1f}s ({rate:,.0f} docs/s);"
         f" shards: {stats.shards_processed} processed, {stats.shards_skipped} skipped of {stats.shards_total}",
-        f"  kept {stats.docs_kept:,} + dropped {stats.docs_dropped:,} + duplicates {stats.duplicates:,}"
-        f" = {stats.docs_kept + stats.docs_dropped + stats.duplicates:,} (conservation holds)",
+        *conservation_lines(stats, write_rejected=job.output.write_rejected),
     ]
     for reason, count in stats.dropped.most_common(8):
         lines.append(f"  {count:>10,}  {reason}")
-    lines.append(f"  output: {output}")
+    lines.append(f"  output: {job.output.path}")
     return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    job = load_job(args.job, output=args.output)
+    for line in plan_job(job):
+        print(line)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -44,18 +73,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = not args.quiet
     if show:
         print(f"running {job.name!r} -> {job.output.path}", file=sys.stderr)
-    stats = run_job(job, address=args.address, show_progress=show)
-    print(summary(stats, job.output.path))
+
+    def print_plan(lines: list[str]) -> None:
+        print("\n".join(lines), flush=True)
+
+    stats = run_job(job, address=args.address, show_progress=show, on_plan=print_plan)
+    print(summary(stats, job))
     return 0
 
 
 def add_job_commands(commands: Any) -> None:
-    """Register `validate` and `run` on the CLI's subcommands (`commands` from `add_subparsers`)."""
+    """Register `validate`, `plan` and `run` on the CLI's subcommands (`commands` from `add_subparsers`)."""
     validate = commands.add_parser("validate", help="check a job file, its inputs and models, before running")
     validate.add_argument("job", help="job YAML file")
     validate.add_argument("--output", help="override output.path")
     validate.add_argument("--resolved", action="store_true", help="print the job with defaults filled in")
     validate.set_defaults(handler=cmd_validate)
+
+    plan = commands.add_parser("plan", help="what a run would redo and why, without running anything")
+    plan.add_argument("job", help="job YAML file")
+    plan.add_argument("--output", help="override output.path")
+    plan.set_defaults(handler=cmd_plan)
 
     run = commands.add_parser("run", help="run a job on Ray (embedded unless --address or RAY_ADDRESS)")
     run.add_argument("job", help="job YAML file")

@@ -164,6 +164,9 @@ def _totals(stats: dict[str, Any]) -> list[Section]:
         ("seconds", float(stats.get("seconds", 0.0))),
         ("documents per second", stats.get("docs_per_second")),
     ]
+    if kept is None:  # a dedup job with failed shards: nothing reached kept/ (stats.json says why)
+        rows[1] = ("kept", f"none yet: {stats.get('dedup', 'dedup did not run')}")
+        kept = stats.get("docs_staged", 0)
     total = kept + dropped + duplicates
     holds = total == docs_in
     verdict = "holds" if holds else "VIOLATED"

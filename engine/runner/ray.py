@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from engine.errors import RunFailed
 from engine.io.paths import Shard
+from engine.runner.keys import JobKey
 from engine.runner.progress import Progress
 from engine.runner.unit import UnitResult, run_unit
 from engine.spec import JobSpec
@@ -62,9 +63,13 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-def run_unit_task(job: JobSpec, shard: Shard) -> UnitResult:
-    """`run_unit` as a Ray task: also records the unit's counters as Ray metrics."""
-    result = run_unit(job, shard)
+def run_unit_task(job: JobSpec, key: JobKey, item: tuple[Shard, dict[str, Any]]) -> UnitResult:
+    """`run_unit` as a Ray task (the shard, its input fingerprint and the run's key from the driver's plan).
+
+    Also records the unit's counters as Ray metrics.
+    """
+    shard, input_fingerprint = item
+    result = run_unit(job, shard, key=key, input_fingerprint=input_fingerprint)
     metrics, tags = _metrics(), {"job": job.name}
     metrics["shards"].inc(1, tags={**tags, "status": result.status})
     if result.status == "processed":

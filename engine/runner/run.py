@@ -1,24 +1,28 @@
-"""A whole run: list the shards, run phase A on every one (skipping finished ones), then dedup; write the totals.
+"""A whole run: plan it, run phase A on the shards the plan redoes, then dedup; check and write the totals.
 
-`run_on_ray` drives; the phases run as tasks through `engine.runner.ray`. It returns the run's totals and writes
-`OUT/stats.json`; the report (`engine.inspect.report`) is written by whoever called it, from those totals.
+`run_on_ray` drives; the phases run as tasks through `engine.runner.ray`. The plan (`engine.runner.plan`) decides
+which shards are redone (their reuse key changed, or they are new) and which are reused (not even scheduled);
+the run acts on exactly that plan. It returns the run's totals and writes `OUT/stats.json`; the report
+(`engine.inspect.report`) is written by whoever called it, from those totals.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import yaml
 
 from engine.errors import RunFailed
-from engine.io.atomic import write_text
-from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, UNITS, join
+from engine.io.atomic import TMP_MARK, remove_temporary, write_text
+from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, TMP, UNITS, join
 from engine.io.markers import read_json, write_json
-from engine.io.paths import Shard, absolute, list_files, list_shards, relative_path, remove_files
+from engine.io.paths import list_files, remove_files
 from engine.provenance import git_state
 from engine.runner.dedup import run_dedup
+from engine.runner.keys import save_key
+from engine.runner.plan import RunPlan, make_run_plan, plan_lines, with_absolute_paths
 from engine.runner.progress import Progress
 from engine.runner.ray import RayExecutor, describe_failure, init_ray, run_unit_task
 from engine.runner.unit import UnitResult
@@ -27,37 +31,19 @@ from engine.stats import Stats
 from engine.version import __version__
 
 
-def with_absolute_paths(job: JobSpec) -> JobSpec:
-    """Local input and output paths made absolute, so workers anywhere see the same files."""
-    return job.model_copy(
-        update={
-            "input": job.input.model_copy(update={"path": absolute(job.input.path)}),
-            "output": job.output.model_copy(update={"path": absolute(job.output.path)}),
-        }
-    )
-
-
-def remove_vanished(job: JobSpec, shards: Sequence[Shard]) -> int:
-    """Delete the outputs of shards that were processed before but are no longer in the input."""
+def remove_vanished(job: JobSpec, vanished: Sequence[str]) -> None:
+    """Delete the outputs, stats and markers of shards that were processed before but are no longer in the input."""
     out, options = job.output.path, job.output.storage_options
-    units = join(out, UNITS)
-    current = {s.rel for s in shards}
-    removed = 0
-    for url in list_files(units, options, "**/*.marker.json"):
-        rel = relative_path(url, units, options).removesuffix(".marker.json")
-        if rel in current:
-            continue
-        marker = read_json(url, options) or {}
-        remove_files(
-            [
-                *marker.get("outputs", []),
-                join(out, UNITS, f"{rel}.stats.json"),
-                join(out, UNITS, f"{rel}.marker.json"),
-            ],
-            options,
-        )
-        removed += 1
-    return removed
+    for rel in vanished:
+        marker_url = join(out, UNITS, f"{rel}.marker.json")
+        marker = read_json(marker_url, options) or {}
+        remove_files([*marker.get("outputs", []), join(out, UNITS, f"{rel}.stats.json"), marker_url], options)
+
+
+def remove_run_leftovers(job: JobSpec) -> None:
+    """Delete temporary files a killed driver left at the output's top level (stats, resolved job, report)."""
+    options = job.output.storage_options
+    remove_files(list_files(job.output.path, options, f"*{TMP_MARK}*"), options)
 
 
 def write_resolved_job(job: JobSpec) -> None:
@@ -67,58 +53,51 @@ def write_resolved_job(job: JobSpec) -> None:
     write_text(join(job.output.path, RESOLVED_JOB_FILE), text, job.output.storage_options)
 
 
-def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool = False) -> Stats:
+def run_on_ray(
+    job: JobSpec,
+    *,
+    address: str | None = None,
+    show_progress: bool = False,
+    on_plan: Callable[[list[str]], None] | None = None,
+) -> Stats:
     """Run every phase of `job` on Ray and return the run's totals (also written to OUT/stats.json).
+
+    `on_plan` receives the plan's summary lines before anything runs (the CLI prints them).
 
     Raises:
         InputError: the input path is missing or empty.
-        RunFailed: some shards failed (every other shard finished and is reusable by the next run).
-        ConservationError: documents went missing (a bug).
+        SpecError: an asset a step reads is missing.
+        RunFailed: some shards failed (with dedup, kept/ then waits for every shard).
+        ConservationError: the rows written do not account for the rows read (a bug).
     """
     started = time.perf_counter()
     job = with_absolute_paths(job)
-    shards = list_shards(job.input.path, job.input.storage_options, job.input.glob)
+    plan = make_run_plan(job)
+    if on_plan is not None:
+        on_plan(plan_lines(plan))
     write_resolved_job(job)
-    remove_vanished(job, shards)
-    init_ray(address)
-    executor = RayExecutor(
-        max_in_flight=job.run.max_in_flight,
-        max_retries=job.run.max_retries,
-        cpus_per_task=job.run.cpus_per_task,
-        show_progress=show_progress,
-    )
-
-    progress = Progress("filter", len(shards), enabled=show_progress)
-
-    def on_result(result: UnitResult | BaseException) -> None:
-        if isinstance(result, BaseException):
-            progress.update(failed=True)
-            return
-        stats = result.stats
-        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=result.status == "skipped")
-
-    results = executor.map_settled(functools.partial(run_unit_task, job), shards, on_result=on_result)
-    progress.finish()
-
-    total = Stats(shards_total=len(shards))
-    failures: dict[str, str] = {}
-    for shard, result in zip(shards, results, strict=True):
-        if isinstance(result, BaseException):
-            failures[shard.url] = describe_failure(result)
-            continue
-        unit = Stats.from_dict(result.stats)
-        unit.shards_total = unit.shards_processed = unit.shards_skipped = 0
-        total = total + unit
-        total.shards_processed += result.status == "processed"
-        total.shards_skipped += result.status == "skipped"
-    total.shards_failed = len(failures)
+    save_key(job, plan.key)
+    remove_run_leftovers(job)
+    remove_vanished(job, plan.vanished)
+    executor = None
+    if plan.redo or job.dedup is not None:
+        init_ray(address)
+        executor = RayExecutor(
+            max_in_flight=job.run.max_in_flight,
+            max_retries=job.run.max_retries,
+            cpus_per_task=job.run.cpus_per_task,
+            show_progress=show_progress,
+        )
+    total, failures = _phase_a(job, plan, executor, show_progress=show_progress)
     if failures:
         total.seconds = time.perf_counter() - started
         _write_stats(job, total, failures)
-        raise RunFailed(failures)
+        raise RunFailed(failures, consequence=_failure_consequence(job, total))
+    total.check_written(f"run {job.name!r}", rejected_written=job.output.write_rejected)
+    remove_temporary(join(job.output.path, TMP), job.output.storage_options)  # every unit finished: nothing is live
 
-    if job.dedup is not None:
-        duplicates = run_dedup(job, [s.rel for s in shards], executor)
+    if job.dedup is not None and executor is not None:
+        duplicates = run_dedup(job, [s.shard.rel for s in plan.shards], executor)
         removed = sum(duplicates.values())
         total.docs_kept -= removed
         total.duplicates += removed
@@ -128,6 +107,61 @@ def run_on_ray(job: JobSpec, *, address: str | None = None, show_progress: bool 
     return total
 
 
+def _phase_a(
+    job: JobSpec, plan: RunPlan, executor: RayExecutor | None, *, show_progress: bool
+) -> tuple[Stats, dict[str, str]]:
+    """Run the units the plan redoes; the totals of every shard (reused ones from their markers) and the failures."""
+    progress = Progress("filter", len(plan.shards), enabled=show_progress)
+    total = Stats(shards_total=len(plan.shards))
+
+    def add(stats: dict[str, object], status: str) -> None:
+        nonlocal total
+        unit = Stats.from_dict(stats)
+        unit.shards_total = unit.shards_processed = unit.shards_skipped = 0
+        total = total + unit
+        total.shards_processed += status == "processed"
+        total.shards_skipped += status == "skipped"
+
+    for reused in plan.reuse:
+        stats = (reused.marker or {})["stats"]
+        add(stats, "skipped")
+        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=True)
+
+    def on_result(result: UnitResult | BaseException) -> None:
+        if isinstance(result, BaseException):
+            progress.update(failed=True)
+            return
+        stats = result.stats
+        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=result.status == "skipped")
+
+    redo = plan.redo
+    results: list[UnitResult | BaseException] = []
+    if redo and executor is not None:
+        items = [(s.shard, s.fingerprint) for s in redo]
+        results = executor.map_settled(functools.partial(run_unit_task, job, plan.key), items, on_result=on_result)
+    progress.finish()
+    failures: dict[str, str] = {}
+    for planned, result in zip(redo, results, strict=True):
+        if isinstance(result, BaseException):
+            failures[planned.shard.url] = describe_failure(result)
+        else:
+            add(result.stats, result.status)
+    total.shards_failed = len(failures)
+    return total, failures
+
+
+def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
+    """What a failed shard means for the rest of the run's output (None: the default, other shards are final)."""
+    if job.dedup is None:
+        return None
+    finished = total.shards_processed + total.shards_skipped
+    return (
+        "dedup (and so kept/) waits for every shard, so this run wrote nothing to kept/ and none of its documents"
+        f" is final; the {finished:,} other shard(s) finished filtering and are reused when the job is rerun after"
+        " the failed ones are fixed"
+    )
+
+
 def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:
     data = total.to_dict()
     data["docs_per_second"] = round(total.docs_in / total.seconds, 1) if total.seconds else None
@@ -135,4 +169,11 @@ def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:
     data["failed_shards"] = failures
     data["job"] = job.name
     data["engine_version"] = __version__
+    if failures and job.dedup is not None:
+        # Nothing reached kept/: the documents the steps kept wait in _stage/kept/ for dedup, which needs every shard.
+        data["docs_kept"] = None
+        data["docs_staged"] = total.docs_kept
+        data["dedup"] = (
+            f"not run: dedup waits for every shard ({len(failures)} failed); kept/ holds nothing of this run"
+        )
     write_json(join(job.output.path, STATS_FILE), data, job.output.storage_options)

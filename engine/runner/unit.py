@@ -1,8 +1,15 @@
 """One unit of work: one input shard -> steps -> kept, rejected, stats, then the completion marker.
 
-Pure of Ray: `run_unit` can be called from a notebook or a test. Outputs are written under temporary names and
-renamed into place; the marker is written last, so a shard is complete exactly when its marker says so. A rerun
-skips a shard whose marker records the same input fingerprint and the same phase-A configuration hash.
+Pure of Ray: `run_unit` can be called from a notebook or a test. A unit first drops its old marker (a shard being
+rewritten is not complete) and whatever a killed attempt left in its temporary folder `OUT/_tmp/<rel>/`; its
+outputs are written there and renamed into place; the marker is written last, so a shard is complete exactly when
+its marker says so. The marker records the shard's reuse key (`engine.runner.keys`): a rerun skips a shard whose
+key is unchanged and whose files are all there.
+
+Conservation is counted: the rows read (checked against the input's Parquet footer) must equal the rows written
+to kept (or staged for dedup) plus the rows written to rejected, counted by the writers and checked against the
+committed files' footers, read back from storage. With `write_rejected: false`, rows read = rows written to kept
++ rows the steps dropped (counted, not written).
 """
 
 from __future__ import annotations
@@ -10,21 +17,36 @@ from __future__ import annotations
 import resource
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from engine.errors import EngineError, InputError, StorageError
+from engine.errors import ConservationError, EngineError, InputError, StorageError
+from engine.io.assets import forget_versions
+from engine.io.atomic import remove_temporary
 from engine.io.documents import check_schema
-from engine.io.layout import KEPT, REJECTED, SCORES, STAGE, join, shard_file, unit_marker_file, unit_stats_file
+from engine.io.layout import (
+    KEPT,
+    REJECTED,
+    SCORES,
+    STAGE,
+    config_file,
+    join,
+    shard_file,
+    unit_marker_file,
+    unit_stats_file,
+    unit_tmp_dir,
+)
 from engine.io.markers import read_json, write_json
-from engine.io.parquet import PartitionedWriter, StreamWriter, open_parquet, stream_batches
+from engine.io.parquet import PartitionedWriter, StreamWriter, check_footers, open_parquet, stream_batches
 from engine.io.paths import Shard, all_exist, fingerprint, remove_files
 from engine.pipeline import output_schema, process_batch, read_documents
+from engine.runner.keys import JobKey, job_key
 from engine.schema import ID, REASON
 from engine.spec import JobSpec
-from engine.stats import Stats
+from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
 from engine.version import __version__
 
 Status = Literal["processed", "skipped"]
@@ -49,16 +71,21 @@ def kept_area(job: JobSpec) -> str:
     return KEPT if job.dedup is None else join(STAGE, KEPT)
 
 
-def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
-    """Process one shard, or skip it if its marker matches the input and the configuration.
+def run_unit(
+    job: JobSpec, shard: Shard, *, key: JobKey | None = None, input_fingerprint: dict[str, Any] | None = None
+) -> UnitResult:
+    """Process one shard, or skip it if its marker records the same key and its files are all there.
+
+    `key` and `input_fingerprint` come from the driver's plan (`engine.runner.plan`); alone, a unit computes them.
 
     Raises:
         InputError: the shard is unreadable or lacks a text column (names the file).
         UnitError: anything else went wrong (names the file and the step).
+        ConservationError: the rows written do not account for the rows read (names the shard).
         StorageError: storage failed even after the client's retries (an OSError: the scheduler retries it).
     """
     try:
-        return _run_unit(job, shard)
+        return _run_unit(job, shard, key, input_fingerprint)
     except StorageError:
         raise
     except OSError as error:
@@ -66,60 +93,80 @@ def run_unit(job: JobSpec, shard: Shard) -> UnitResult:
         raise StorageError(msg) from error
 
 
-def _run_unit(job: JobSpec, shard: Shard) -> UnitResult:
+def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint: dict[str, Any] | None) -> UnitResult:
     out, out_options = job.output.path, job.output.storage_options
+    forget_versions()  # a model or blocklist may have been replaced since this worker last read it
+    own_key = key is None
+    if key is None:
+        key = job_key(job)
+    unit_key = key.unit_key(input_fingerprint or fingerprint(shard.url, job.input.storage_options))
     marker_url = unit_marker_file(out, shard.rel)
-    input_print = fingerprint(shard.url, job.input.storage_options)
-    config_hash = job.phase_a_hash()
     previous = read_json(marker_url, out_options)
-    if (
-        previous is not None
-        and previous.get("fingerprint") == input_print
-        and previous.get("config_hash") == config_hash
-        and all_exist(previous.get("outputs", []), out_options)
-    ):
+    if previous is not None and previous.get("key") == unit_key and all_exist(previous.get("outputs", []), out_options):
         return UnitResult(shard.rel, "skipped", previous["stats"], previous["outputs"])
 
+    tmp_dir = unit_tmp_dir(out, shard.rel)
+    remove_temporary(tmp_dir, out_options)  # what a killed attempt left behind
+    if previous is not None:
+        remove_files([marker_url], out_options)  # being rewritten: not complete until the new marker
     started = time.perf_counter()
     try:
-        stats, outputs = _process(job, shard)
+        stats, rows = _process(job, shard, tmp_dir)
     except (EngineError, OSError):
         raise
     except Exception as error:
         where = "; ".join(getattr(error, "__notes__", [])) or "outside any step"
         msg = f"shard {shard.url} failed ({where}): {type(error).__name__}: {error}\n{traceback.format_exc()}"
         raise UnitError(msg) from error
+    outputs = sorted(rows)
     stats.seconds = time.perf_counter() - started
     stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     stats.check_conservation(f"shard {shard.url}")
+    stats.check_written(f"shard {shard.url}", rejected_written=job.output.write_rejected)
 
     stats_dict = stats.to_dict()
-    write_json(unit_stats_file(out, shard.rel), stats_dict, out_options)
+    write_json(unit_stats_file(out, shard.rel), stats_dict, out_options, tmp_dir=tmp_dir)
     if previous is not None:
         remove_files([u for u in previous.get("outputs", []) if u not in outputs], out_options)
+    if own_key and read_json(config_file(out, key.config_hash), out_options) is None:
+        write_json(config_file(out, key.config_hash), key.config, out_options)  # the driver writes it otherwise
     marker = {
         "input": shard.url,
         "rel": shard.rel,
-        "fingerprint": input_print,
-        "config_hash": config_hash,
+        "key": unit_key,
         "outputs": outputs,
+        "rows": rows,
         "stats": stats_dict,
         "engine_version": __version__,
     }
-    write_json(marker_url, marker, out_options)
+    write_json(marker_url, marker, out_options, tmp_dir=tmp_dir)
+    remove_temporary(tmp_dir, out_options)
     return UnitResult(shard.rel, "processed", stats_dict, outputs)
 
 
 _EMPTY_SCORES = pa.schema([pa.field(ID, pa.string()), pa.field(REASON, pa.string())])
 
 
-def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
-    """Stream the shard through the steps into its writers; the stats and the files written."""
+def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str, int]]:
+    """Stream the shard through the steps into its writers; the stats and the rows in every file written."""
     spec, out, options = job.input, job.output.path, job.output.storage_options
     writers: list[PartitionedWriter | StreamWriter] = []
+    compression = job.output.compression
 
     def _writer(url: str, schema: pa.Schema) -> StreamWriter:
-        return StreamWriter(url, schema, storage_options=options, compression=job.output.compression)
+        return StreamWriter(url, schema, storage_options=options, compression=compression, tmp_dir=tmp_dir)
+
+    def _area(area: str, schema: pa.Schema, partition_column: str | None = None) -> PartitionedWriter:
+        return PartitionedWriter(
+            out,
+            area,
+            shard.rel,
+            schema,
+            partition_column=partition_column,
+            storage_options=options,
+            compression=compression,
+            tmp_dir=tmp_dir,
+        )
 
     stats = Stats(shards_total=1, shards_processed=1)
     try:
@@ -128,27 +175,11 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
             empty = pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
             canonical, _ = read_documents(empty, spec, rel=shard.rel, first_row=0)
             kept_schema = output_schema(canonical.schema, job.steps)
-            kept = PartitionedWriter(
-                out,
-                kept_area(job),
-                shard.rel,
-                kept_schema,
-                partition_column=job.partition_column() if job.dedup is None else None,
-                storage_options=options,
-                compression=job.output.compression,
-            )
+            kept = _area(kept_area(job), kept_schema, job.partition_column() if job.dedup is None else None)
             writers.append(kept)
             rejected = None
             if job.output.write_rejected:
-                rejected_schema = kept_schema.append(pa.field(REASON, pa.string()))
-                rejected = PartitionedWriter(
-                    out,
-                    REJECTED,
-                    shard.rel,
-                    rejected_schema,
-                    storage_options=options,
-                    compression=job.output.compression,
-                )
+                rejected = _area(REJECTED, kept_schema.append(pa.field(REASON, pa.string())))
                 writers.append(rejected)
             signatures = None
             if job.dedup is not None:
@@ -177,17 +208,43 @@ def _process(job: JobSpec, shard: Shard) -> tuple[Stats, list[str]]:
                     rejected.write(result.rejected)
                 if signatures is not None and job.dedup is not None and result.kept.num_rows:
                     signatures.write(signature_table(result.kept, job.dedup))
+            input_rows = parquet.metadata.num_rows
         if job.output.keep_scores and scores is None:
-            writers.append(_writer(shard_file(out, SCORES, shard.rel), _EMPTY_SCORES))
-        outputs: list[str] = []
+            scores = _writer(shard_file(out, SCORES, shard.rel), _EMPTY_SCORES)
+            writers.append(scores)
+        rows: dict[str, int] = {}
         for writer in writers:
-            closed = writer.close()
-            outputs.extend([closed] if isinstance(closed, str) else closed)
+            if isinstance(writer, PartitionedWriter):
+                writer.close()
+                rows.update(writer.rows_by_file)
+            else:
+                rows[writer.close()] = writer.rows
     except BaseException:
         for writer in writers:
             writer.abort()
         raise
-    return stats, sorted(outputs)
+    where = f"shard {shard.url}"
+    if row != input_rows or stats.docs_in != row:
+        msg = (
+            f"conservation violated in {where}: its Parquet footer holds {input_rows:,} rows, {row:,} were read"
+            f" and {stats.docs_in:,} reached the steps; this is a bug, please report it"
+        )
+        raise ConservationError(msg)
+    check_footers(rows, options, where=where)
+    written: Counter[str] = Counter({STAGED_ROWS if job.dedup is not None else KEPT_ROWS: kept.rows})
+    if rejected is not None:
+        written[REJECTED_ROWS] = rejected.rows
+    stats.written = written
+    _check_sidecar(where, "signatures", signatures.rows if signatures else None, kept.rows)
+    _check_sidecar(where, "scores", scores.rows if scores else None, stats.docs_in)
+    return stats, rows
+
+
+def _check_sidecar(where: str, name: str, rows: int | None, expected: int) -> None:
+    """A per-document sidecar (signatures of kept documents, scores of every document) has one row per document."""
+    if rows is not None and rows != expected:
+        msg = f"conservation violated in {where}: {rows:,} rows written to {name}, expected {expected:,}"
+        raise ConservationError(msg)
 
 
 __all__ = ["InputError", "UnitError", "UnitResult", "kept_area", "run_unit"]

@@ -62,9 +62,9 @@ def test_marker_is_written_last(one_shard: Path, tmp_path: Path, monkeypatch: py
     written: list[str] = []
     original = unit_module.write_json
 
-    def spy(url: str, data: dict, options: dict) -> None:
+    def spy(url: str, data: dict, options: dict, **kwargs: object) -> None:
         written.append(url)
-        original(url, data, options)
+        original(url, data, options, **kwargs)
 
     monkeypatch.setattr(unit_module, "write_json", spy)
     run_only(make_job(str(one_shard), str(tmp_path / "out")))
@@ -171,3 +171,70 @@ def test_scores_sidecar_when_asked(one_shard: Path, tmp_path: Path) -> None:
     assert sheet.num_rows == result.stats["docs_in"]
     assert {"id", "reason", "doc_length.words", "doc_length.chars"} <= set(sheet.column_names)
     assert sheet["reason"].null_count == result.stats["docs_kept"]
+
+
+def test_marker_records_key_and_counted_rows(one_shard: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "out"
+    result = run_only(make_job(str(one_shard), str(out)))
+    marker = json.loads((out / "_units/part-000.marker.json").read_text())
+    assert set(marker["key"]) == {"input", "config", "assets", "versions"}
+    kept_file, rejected_file = str(out / "kept/part-000.parquet"), str(out / "rejected/part-000.parquet")
+    assert marker["rows"] == {
+        kept_file: pq.read_metadata(kept_file).num_rows,
+        rejected_file: pq.read_metadata(rejected_file).num_rows,
+    }
+    assert result.stats["written"] == {"kept": result.stats["docs_kept"], "rejected": result.stats["docs_dropped"]}
+    assert not [p for p in (out / "_tmp").rglob("*") if p.is_file()]
+
+
+def test_rows_lost_between_writer_and_file_fail_the_unit(
+    one_shard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conservation is counted from the committed files: a row lost on the way to storage fails the shard."""
+    from engine.errors import ConservationError
+
+    original = pq.ParquetWriter.write_table
+
+    def lossy(self: pq.ParquetWriter, table: pa.Table, row_group_size: int | None = None) -> None:
+        original(self, table.slice(1), row_group_size)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", lossy)
+    with pytest.raises(ConservationError, match=r"shard .*part-000\.parquet: .*kept/part-000\.parquet: footer says"):
+        run_only(make_job(str(one_shard), str(tmp_path / "out")))
+    assert not (tmp_path / "out/_units/part-000.marker.json").exists()
+
+
+def test_rows_never_written_fail_the_unit(one_shard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows the steps kept but no writer received: rows read != rows written to kept + rejected."""
+    from engine.errors import ConservationError
+    from engine.io.parquet import PartitionedWriter
+
+    original = PartitionedWriter.write
+    monkeypatch.setattr(PartitionedWriter, "write", lambda self, table: original(self, table.slice(1)))
+    with pytest.raises(ConservationError, match=r"shard .*part-000\.parquet: .* rows written to kept, .* kept by"):
+        run_only(make_job(str(one_shard), str(tmp_path / "out")))
+
+
+def test_rows_not_read_fail_the_unit(one_shard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows read are checked against the input's footer: a reader that skips a batch fails the shard."""
+    from engine.errors import ConservationError
+
+    original = unit_module.stream_batches
+
+    def first_batches_only(*args: object, **kwargs: object):
+        batches = list(original(*args, **kwargs))
+        yield from batches[:-1]
+
+    monkeypatch.setattr(unit_module, "stream_batches", first_batches_only)
+    with pytest.raises(ConservationError, match=r"part-000\.parquet: its Parquet footer holds 175 rows, \d+ were read"):
+        run_only(make_job(str(one_shard), str(tmp_path / "out")))
+
+
+def test_without_rejected_output_the_dropped_are_counted_by_the_steps(one_shard: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    result = run_only(make_job(str(one_shard), out, output={"path": out, "write_rejected": False}))
+    assert result.stats["written"] == {"kept": result.stats["docs_kept"]}
+    assert result.stats["docs_in"] == result.stats["docs_kept"] + result.stats["docs_dropped"]
+    assert not (tmp_path / "out/rejected").exists()

@@ -1,0 +1,217 @@
+"""What a run would redo, and why, without running anything (`corpus-engine plan`; `run` prints it first).
+
+One listing of the input (fingerprints come with it), one of `OUT/_units/`, then every current shard's marker is
+read (in parallel threads) and its recorded key compared with the shard's key now (`engine.runner.keys`). A shard
+is redone when it has no marker, when its key differs, or when a file its marker lists is gone; a marker whose
+input is gone is a vanished shard, whose outputs the run removes. `run` acts on exactly this plan. No Ray here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from engine.io.layout import STATS_FILE, UNITS, config_file, join
+from engine.io.markers import read_json
+from engine.io.paths import Shard, absolute, all_exist, list_files, list_shard_fingerprints, relative_path
+from engine.runner.keys import JobKey, job_key, key_changes, known_identities
+from engine.spec import JobSpec
+
+MARKER_SUFFIX = ".marker.json"
+STATS_SUFFIX = ".stats.json"
+THREADS = 32
+"""Storage requests in flight while the driver reads markers (small JSON files): 100,000 shards take ~30 s on S3."""
+
+NEW_SHARD = "new shard"
+UNFINISHED = "not finished by the last run (no marker)"
+FAILED_LAST = "failed in the last run"
+OUTPUTS_MISSING = "output files missing"
+VANISHED = "vanished shard: its outputs are removed"
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One current shard: its input fingerprint, the key it gets, why it is redone (empty: reused)."""
+
+    shard: Shard
+    fingerprint: dict[str, Any]
+    reasons: tuple[str, ...]
+    marker: dict[str, Any] | None = None
+
+    @property
+    def is_redone(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def size(self) -> int:
+        return int(self.fingerprint.get("size") or 0)
+
+
+@dataclass
+class RunPlan:
+    """Every shard's fate in the next run, and the run's shared key."""
+
+    job: JobSpec
+    key: JobKey
+    shards: list[ShardPlan]
+    vanished: list[str] = field(default_factory=list)
+
+    @property
+    def redo(self) -> list[ShardPlan]:
+        return [s for s in self.shards if s.is_redone]
+
+    @property
+    def reuse(self) -> list[ShardPlan]:
+        return [s for s in self.shards if not s.is_redone]
+
+
+def with_absolute_paths(job: JobSpec) -> JobSpec:
+    """Local input and output paths made absolute, so workers anywhere see the same files."""
+    return job.model_copy(
+        update={
+            "input": job.input.model_copy(update={"path": absolute(job.input.path)}),
+            "output": job.output.model_copy(update={"path": absolute(job.output.path)}),
+        }
+    )
+
+
+def _parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def make_run_plan(job: JobSpec) -> RunPlan:
+    """What the next run of `job` redoes, reuses and removes (reads markers; writes nothing).
+
+    Raises:
+        InputError: the input path is missing or holds no shard.
+        SpecError: an asset a step reads is missing or unreadable.
+    """
+    out, options = job.output.path, job.output.storage_options
+    fingerprints = list_shard_fingerprints(job.input.path, job.input.storage_options, job.input.glob)
+    key = job_key(job, known=known_identities(job))
+    units = join(out, UNITS)
+    names = {relative_path(url, units, options) for url in list_files(units, options, "**/*.json")}
+    markers = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
+    unit_stats = {n.removesuffix(STATS_SUFFIX) for n in names if n.endswith(STATS_SUFFIX)}
+    failed_last = _failed_last_run(job)
+    shards = list(fingerprints)
+    read = _parallel(
+        lambda s: read_json(join(units, s.rel + MARKER_SUFFIX), options) if s.rel in markers else None, shards
+    )
+    configs: dict[str, dict[str, Any] | None] = {key.config_hash: key.config}
+
+    def previous_config(marker: dict[str, Any]) -> dict[str, Any] | None:
+        recorded = str((marker.get("key") or {}).get("config"))
+        if recorded not in configs:
+            configs[recorded] = read_json(config_file(out, recorded), options)
+        return configs[recorded]
+
+    def outputs_exist(marker: dict[str, Any]) -> bool:
+        return all_exist(list(marker.get("outputs", [])), options)
+
+    planned: list[ShardPlan] = []
+    to_check: list[int] = []
+    for shard, marker in zip(shards, read, strict=True):
+        fingerprint = fingerprints[shard]
+        if marker is None:
+            if shard.url in failed_last:
+                reasons = [FAILED_LAST]
+            else:
+                reasons = [UNFINISHED if shard.rel in unit_stats else NEW_SHARD]
+        else:
+            reasons = key_changes(
+                marker.get("key"),
+                key.unit_key(fingerprint),
+                previous_config=previous_config(marker),
+                current_config=key.config,
+            )
+            if not reasons:
+                to_check.append(len(planned))
+        planned.append(ShardPlan(shard, fingerprint, tuple(reasons), marker))
+    present = _parallel(lambda i: outputs_exist(planned[i].marker or {}), to_check)
+    for index, exists in zip(to_check, present, strict=True):
+        if not exists:
+            planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
+    current = {s.rel for s in shards}
+    vanished = sorted(rel for rel in markers if rel not in current)
+    return RunPlan(job, key, planned, vanished)
+
+
+def _failed_last_run(job: JobSpec) -> set[str]:
+    stats = read_json(join(job.output.path, STATS_FILE), job.output.storage_options) or {}
+    failed = stats.get("failed_shards") or {}
+    return set(failed) if isinstance(failed, dict) else set()
+
+
+# --------------------------------------------------------------------------------------------------
+# The summary an operator reads.
+
+EXAMPLES = 3
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "0.0%"
+
+
+def _names(rels: Sequence[str]) -> str:
+    shown = ", ".join(rels[:EXAMPLES])
+    return shown + (f", ... (+{len(rels) - EXAMPLES})" if len(rels) > EXAMPLES else "")
+
+
+def plan_lines(plan: RunPlan) -> list[str]:
+    """The plan in a few lines: totals and shares, then one line per reason with its count and example shards."""
+    total = len(plan.shards)
+    total_bytes = sum(s.size for s in plan.shards)
+    redo = plan.redo
+    redo_bytes = sum(s.size for s in redo)
+    head = f"plan for {plan.job.name!r}: {total:,} shards, {_megabytes(total_bytes)} of input"
+    if not redo and not plan.vanished:
+        lines = [f"{head}; nothing to redo, every shard is reused"]
+    else:
+        vanished = f", remove {len(plan.vanished):,} vanished" if plan.vanished else ""
+        lines = [
+            f"{head}; redo {len(redo):,} ({_share(len(redo), total)} of shards, {_share(redo_bytes, total_bytes)}"
+            f" of bytes), reuse {total - len(redo):,}{vanished}"
+        ]
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for shard in redo:
+        for reason in shard.reasons:
+            by_reason[reason].append(shard.shard.rel)
+    for reason, rels in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+        lines.append(f"  redo   {len(rels):>7,}  {reason}: {_names(rels)}")
+    if plan.vanished:
+        lines.append(f"  remove {len(plan.vanished):>7,}  {VANISHED}: {_names(plan.vanished)}")
+    lines.extend(dedup_plan_lines(plan))
+    return lines
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def dedup_plan_lines(plan: RunPlan) -> list[str]:
+    """What the run does about global dedup (the hook the incremental dedup extends); no lines without dedup."""
+    job = plan.job
+    if job.dedup is None:
+        return []
+    total = len(plan.shards)
+    if plan.redo or plan.vanished:
+        return [f"  dedup: every global phase reruns over all {total:,} shards (its input changed)"]
+    from engine.dedup.plan import make_plan, read_marker
+
+    dedup_plan, _ = make_plan(job, [s.shard.rel for s in plan.shards])
+    finished = [phase for phase in ("bands", "edges", "components", "clusters") if read_marker(dedup_plan, phase)]
+    if len(finished) == 4:
+        return ["  dedup: input unchanged: the global phases are reused; removal redoes only shards missing output"]
+    if finished:
+        return [f"  dedup: input unchanged; resumes after phase {finished[-1]!r} of an unfinished dedup"]
+    return [f"  dedup: runs every global phase over all {total:,} shards (no finished dedup of this input)"]
