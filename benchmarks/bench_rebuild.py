@@ -1,38 +1,74 @@
-"""Nightly rebuild cost: a full build, then a rebuild after adding 1% new shards (and a no-change rerun).
+"""Nightly rebuild cost, scenario by scenario, on one growing output (issue 11).
 
     python benchmarks/bench_rebuild.py [--docs 40000] [--shards 100] [--job jobs/fineweb.yaml]
 
-Runs on the embedded local Ray (started once, not timed), prints the three wall times and the fraction a 1%
-rebuild costs of a full build, and appends a JSON line to benchmarks/results/rebuild.jsonl.
+Scenarios, each measured against the state the previous one left: a full build; an unchanged rerun; +1% new
+shards; +1% changed shards (rewritten with other documents); a blocklist change whose new domains appear in 5% of
+the shards (the job gets `url_filter: {domains_file: ...}`; documents carry a url on a domain of their own shard).
+Per scenario: the plan's lines (what `corpus-engine plan` says), wall seconds (Ray started once, not timed),
+shards redone and reused, and the bytes of files the run created or rewrote under the output (present after the
+run: temporary and deleted intermediate files are not counted). Runs on the embedded local Ray and appends one JSON
+line to benchmarks/results/rebuild.jsonl. CPU seconds and storage requests are not measured here yet.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import job_over, write_corpus  # noqa: E402
 
 from engine import run_job  # noqa: E402
+from engine.api import plan_job  # noqa: E402
 from engine.inspect.bench import append_record  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
 from engine.runner.ray import init_ray  # noqa: E402
+from engine.spec import JobSpec  # noqa: E402
+from engine.steps.base import build_step  # noqa: E402
 
 
-def timed_run(job_path: str, src: Path, out: Path) -> tuple[float, dict[str, object]]:
+def files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `root`: (size, mtime in ns)."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            stat = (Path(folder) / name).stat()
+            found[str(Path(folder) / name)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def scenario(name: str, job: JobSpec, out: Path, full_bytes: int | None) -> dict[str, Any]:
+    """Plan, run and measure one scenario."""
+    lines = plan_job(job)
+    before = files(out)
     started = time.perf_counter()
-    stats = run_job(job_over(job_path, src, out))
-    return time.perf_counter() - started, stats.to_dict()
+    stats = run_job(job)
+    seconds = time.perf_counter() - started
+    after = files(out)
+    written = sum(size for path, (size, mtime) in after.items() if before.get(path, (None, None))[1] != mtime)
+    result = {
+        "scenario": name,
+        "plan": lines,
+        "seconds": round(seconds, 2),
+        "shards_processed": stats.shards_processed,
+        "shards_skipped": stats.shards_skipped,
+        "bytes_written": written,
+        "bytes_written_share_of_full": round(written / full_bytes, 4) if full_bytes else 1.0,
+    }
+    print(json.dumps(result))
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--docs", type=int, default=40_000)
     parser.add_argument("--shards", type=int, default=100)
     parser.add_argument("--job", default="jobs/fineweb.yaml")
@@ -40,33 +76,40 @@ def main() -> None:
     args = parser.parse_args()
 
     init_ray()
+    per_shard = args.docs // args.shards
+    one_percent = max(1, args.shards // 100)
+    five_percent = max(1, args.shards // 20)
     with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp) / "in", Path(tmp) / "out"
-        write_corpus(src, docs=args.docs, shards=args.shards, seed=0)
-        full, full_stats = timed_run(args.job, src, out)
-        unchanged, _ = timed_run(args.job, src, out)
-        new = max(1, args.shards // 100)
-        write_corpus(src, docs=args.docs * new // args.shards, shards=new, seed=1, first_shard=args.shards)
-        incremental, incremental_stats = timed_run(args.job, src, out)
+        src, out, blocklist = Path(tmp) / "in", Path(tmp) / "out", Path(tmp) / "blocklist.txt"
+        write_corpus(src, docs=args.docs, shards=args.shards, seed=0, urls=True)
+        blocklist.write_text("# nightly blocklist\n")
+        job = job_over(args.job, src, out)
+        url_filter = build_step({"type": "url_filter", "domains_file": str(blocklist)})
+        steps = [url_filter if s.type == "url_filter" else s for s in job.steps]
+        if url_filter not in steps:
+            steps = [url_filter, *steps]
+        job = job.model_copy(update={"steps": steps})
+
+        results = [scenario("full build", job, out, None)]
+        full_bytes = results[0]["bytes_written"]
+        results.append(scenario("unchanged rerun", job, out, full_bytes))
+        write_corpus(src, docs=per_shard * one_percent, shards=one_percent, seed=1, first_shard=args.shards, urls=True)
+        results.append(scenario(f"+{one_percent} new shards (1%)", job, out, full_bytes))
+        write_corpus(src, docs=per_shard * one_percent, shards=one_percent, seed=2, first_shard=0, urls=True)
+        results.append(scenario(f"{one_percent} changed shards (1%)", job, out, full_bytes))
+        blocklist.write_text("".join(f"news{i}.com\n" for i in range(0, args.shards, args.shards // five_percent)))
+        results.append(scenario(f"blocklist change hitting {five_percent} shards (5%)", job, out, full_bytes))
 
     record = {
-        "benchmark": "rebuild",
+        "benchmark": "rebuild-scenarios",
         "git": git_state(),
         "machine": machine(),
         "job": args.job,
         "docs": args.docs,
         "shards": args.shards,
-        "new_shards": new,
-        "full_seconds": round(full, 2),
-        "unchanged_rerun_seconds": round(unchanged, 2),
-        "one_percent_rebuild_seconds": round(incremental, 2),
-        "rebuild_fraction": round(incremental / full, 3),
-        "full_shards_processed": full_stats["shards_processed"],
-        "rebuild_shards_processed": incremental_stats["shards_processed"],
-        "rebuild_shards_skipped": incremental_stats["shards_skipped"],
+        "scenarios": results,
     }
     append_record(record, args.results)
-    print(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -54,8 +54,14 @@ def job_over(job_path: str, src: Path, out: Path) -> JobSpec:
     return job.model_copy(update={"input": job.input.model_copy(update={"path": str(src)})})
 
 
-def write_corpus(target: Path, *, docs: int, shards: int, seed: int = 0, first_shard: int = 0) -> Path:
-    """Write `docs` documents as `shards` zstd Parquet shards (`shard-NNNNN.parquet`) under `target`."""
+def write_corpus(
+    target: Path, *, docs: int, shards: int, seed: int = 0, first_shard: int = 0, urls: bool = False
+) -> Path:
+    """Write `docs` documents as `shards` zstd Parquet shards (`shard-NNNNN.parquet`) under `target`.
+
+    With `urls`, documents get a `url` on a domain of their own shard (`news<shard>.com/<seed>-<row>`), so a
+    blocklist entry hits exactly one shard.
+    """
     rng = np.random.default_rng(seed)
     base = real_documents()
     texts = [variant(base[i % len(base)], i // len(base), rng) for i in range(docs)]
@@ -65,5 +71,8 @@ def write_corpus(target: Path, *, docs: int, shards: int, seed: int = 0, first_s
         part = texts[index * per : (index + 1) * per]
         ids = [f"s{seed}-{index * per + j}" for j in range(len(part))]
         table = pa.table({"id": ids, "text": pa.array(part, type=pa.large_string())})
+        if urls:
+            shard = first_shard + index
+            table = table.append_column("url", pa.array([f"news{shard}.com/{seed}-{j}" for j in range(len(part))]))
         pq.write_table(table, target / f"shard-{first_shard + index:05d}.parquet", compression="zstd")
     return target
