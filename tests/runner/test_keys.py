@@ -13,7 +13,7 @@ import engine.runner.keys as keys_module
 from engine.batch import Verdict
 from engine.errors import SpecError
 from engine.io.documents import READER_VERSION
-from engine.runner.keys import job_key, key_changes, step_version
+from engine.runner.keys import JobKey, job_key, key_changes, step_version
 from engine.spec import JobSpec, parse_job
 from engine.steps.base import Filter
 from engine.steps.length import DocLength
@@ -36,14 +36,18 @@ def job_with(blocklist: Path, *, min_words: int = 50, **extra: object) -> JobSpe
     )
 
 
-def changes(old: JobSpec, new: JobSpec, *, old_input: dict | None = None) -> list[str]:
-    before, after = job_key(old), job_key(new)
+def key_diff(before: JobKey, after: JobKey, *, old_input: dict | None = None) -> list[str]:
+    """What `plan` would say about a shard recorded under `before` (input `old_input`), keyed `after` now."""
     return key_changes(
         before.unit_key(old_input or FINGERPRINT),
         after.unit_key(FINGERPRINT),
         previous_config=before.config,
         current_config=after.config,
     )
+
+
+def changes(old: JobSpec, new: JobSpec, *, old_input: dict | None = None) -> list[str]:
+    return key_diff(job_key(old), job_key(new), old_input=old_input)
 
 
 @pytest.fixture
@@ -74,19 +78,9 @@ def test_each_component_is_named_when_it_changes(blocklist: Path, monkeypatch: p
     before = job_key(job)
     blocklist.write_text("bad.com\nworse.com\n")
     after = job_key(job)
-    assert key_changes(
-        before.unit_key(FINGERPRINT),
-        after.unit_key(FINGERPRINT),
-        previous_config=before.config,
-        current_config=after.config,
-    ) == ["changed asset steps[0].domains_file"]
+    assert key_diff(before, after) == ["changed asset steps[0].domains_file"]
     monkeypatch.setattr(DocLength, "version", 2)
-    assert key_changes(
-        after.unit_key(FINGERPRINT),
-        job_key(job).unit_key(FINGERPRINT),
-        previous_config=after.config,
-        current_config=after.config,
-    ) == ["step steps[1] doc_length: version 1 -> 2"]
+    assert key_diff(after, job_key(job)) == ["step steps[1] doc_length: version 1 -> 2"]
 
 
 def test_moving_an_asset_without_changing_it_changes_nothing(blocklist: Path, tmp_path: Path) -> None:
@@ -135,12 +129,9 @@ def test_a_step_without_version_follows_the_engine_version(monkeypatch: pytest.M
     engine_version = keys_module.__version__
     monkeypatch.setattr(keys_module, "__version__", "99.0.0")
     after = job_key(job)
-    assert key_changes(
-        before.unit_key(FINGERPRINT),
-        after.unit_key(FINGERPRINT),
-        previous_config=before.config,
-        current_config=after.config,
-    ) == [f"step steps[0] unversioned_test: version engine-{engine_version} -> engine-99.0.0"]
+    assert key_diff(before, after) == [
+        f"step steps[0] unversioned_test: version engine-{engine_version} -> engine-99.0.0"
+    ]
 
 
 def test_every_built_in_step_declares_a_version() -> None:
