@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.version import __version__
 
-_API = ("apply_step", "build_step", "load_job", "run_job")
+_API = ("apply_step", "build_step", "load_job", "plan_job", "run_job")
 
 
 def __getattr__(name: str) -> Any:

@@ -51,10 +51,7 @@ def run_job(
     """
     from engine.runner.run import run_on_ray
 
-    if not isinstance(job, JobSpec):
-        job = load_job(job, output=output)
-    elif output is not None:
-        job = job.model_copy(update={"output": job.output.model_copy(update={"path": output})})
+    job = _job(job, output)
     try:
         stats = run_on_ray(job, address=address, show_progress=show_progress, on_plan=on_plan)
     except RunFailed:
@@ -68,9 +65,16 @@ def plan_job(job: JobSpec | str | Path, *, output: str | None = None) -> list[st
     """What a run of `job` would redo and why, as the lines `corpus-engine plan` prints; runs nothing."""
     from engine.runner.plan import make_run_plan, plan_lines, with_absolute_paths
 
+    return plan_lines(make_run_plan(with_absolute_paths(_job(job, output))))
+
+
+def _job(job: JobSpec | str | Path, output: str | None) -> JobSpec:
+    """A job from a `JobSpec` or a YAML path, with `output` (if given) as its output path."""
     if not isinstance(job, JobSpec):
-        job = load_job(job, output=output)
-    return plan_lines(make_run_plan(with_absolute_paths(job)))
+        return load_job(job, output=output)
+    if output is not None:
+        return job.model_copy(update={"output": job.output.model_copy(update={"path": output})})
+    return job
 
 
 def _write_report(job: JobSpec) -> None:

@@ -43,7 +43,7 @@ from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, check_footers, open_parquet, stream_batches
 from engine.io.paths import Shard, all_exist, fingerprint, remove_files
 from engine.pipeline import output_schema, process_batch, read_documents
-from engine.runner.keys import JobKey, job_key
+from engine.runner.keys import JobKey, job_key, known_identities
 from engine.schema import ID, REASON
 from engine.spec import JobSpec
 from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
@@ -98,7 +98,7 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
     forget_versions()  # a model or blocklist may have been replaced since this worker last read it
     own_key = key is None
     if key is None:
-        key = job_key(job)
+        key = job_key(job, known=known_identities(job))
     unit_key = key.unit_key(input_fingerprint or fingerprint(shard.url, job.input.storage_options))
     marker_url = unit_marker_file(out, shard.rel)
     previous = read_json(marker_url, out_options)
