@@ -55,8 +55,23 @@ def _file_entries(url: str) -> frozenset[str]:
 @lru_cache(maxsize=4)
 def _entries_of_version(url: str, version: tuple[int, str]) -> frozenset[str]:
     del version  # part of the cache key only
+    return frozenset(read_blocklist(url))
+
+
+def read_blocklist(url: str) -> list[str]:
+    """The entries of a `domains_file` / `urls_file` exactly as `url_filter` matches them (`engine.steps.url_keys`)."""
     with fsspec.open(url, "r", encoding="utf-8") as handle:
-        return frozenset(line.strip() for line in _read_lines(handle.read()))
+        return [line.strip() for line in _read_lines(handle.read())]
+
+
+@lru_cache(maxsize=1 << 16)
+def domain_and_host(url: str) -> tuple[str, str]:
+    """The registered domain and the full host name of `url`, the two keys a domain blocklist is matched on.
+
+    Cached: a unit recording its documents' keys (`engine.steps.url_keys`) asks for the URLs the filter just did.
+    """
+    info = _extractor()(url)
+    return info.top_domain_under_public_suffix, info.fqdn
 
 
 @lru_cache(maxsize=1)
@@ -142,12 +157,11 @@ class URLFilter(Filter):
         domain_hit = np.zeros(n, dtype=bool)
         subdomain_hit = np.zeros(n, dtype=bool)
         if domains:
-            extract = _extractor()
             unique = urls.filter(pl.Series(has_url)).unique().to_list()
             hits = {}
             for url in unique:
-                info = extract(url)
-                hits[url] = (info.top_domain_under_public_suffix in domains, info.fqdn in domains)
+                registered, host = domain_and_host(url)
+                hits[url] = (registered in domains, host in domains)
             values = urls.to_list()
             domain_hit = np.array([hits.get(u, (False, False))[0] for u in values], dtype=bool)
             subdomain_hit = np.array([hits.get(u, (False, False))[1] for u in values], dtype=bool)
