@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,13 +70,19 @@ def _with_reason(rows: pa.Table, reasons: np.ndarray) -> pa.Table:
 
 
 def process_batch(
-    batch: pa.Table, steps: Sequence[Step], *, input_verdict: Verdict | None = None, keep_scores: bool = False
+    batch: pa.Table,
+    steps: Sequence[Step],
+    *,
+    input_verdict: Verdict | None = None,
+    keep_scores: bool = False,
+    before_step: Callable[[int, pa.Table], None] | None = None,
 ) -> BatchResult:
     """Run `batch` through `steps` in order; every row ends kept or rejected with one reason.
 
     `input_verdict` (from the reader) drops bad documents before any step sees them, with reasons
     `input/<code>`. A rejected row carries the text as it was when its step saw it. With `keep_scores`, the
     result also holds a score sheet: `id`, final `reason`, and one `<step>.<score>` column per measured value.
+    `before_step(index, rows)` sees the rows that reach each step (a unit records what its blocklists see).
     """
     stats = Stats(docs_in=batch.num_rows, bytes_in=text_bytes(batch))
     rejected: list[pa.Table] = []
@@ -97,9 +103,11 @@ def process_batch(
             sheet.record(INPUT_STEP, positions, input_verdict)
         current = take(current, input_verdict.keep)
         positions = positions[input_verdict.keep]
-    for step in steps:
+    for index, step in enumerate(steps):
         if current.num_rows == 0:
             break
+        if before_step is not None:
+            before_step(index, current)
         started = time.perf_counter()
         try:
             result, verdict = step.apply(current)

@@ -38,6 +38,7 @@ class Stats:
     shards_total: int = 0
     shards_processed: int = 0
     shards_skipped: int = 0
+    shards_rekeyed: int = 0  # of the skipped: given a new key without work (a blocklist change touched none of theirs)
     shards_failed: int = 0
     peak_rss_bytes: int = 0  # the largest resident memory of any worker process that ran a unit (merged by max)
 

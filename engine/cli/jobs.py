@@ -50,9 +50,10 @@ def conservation_lines(stats: Stats, *, write_rejected: bool) -> list[str]:
 def summary(stats: Stats, job: JobSpec) -> str:
     """The lines printed after a run: totals, the counted conservation lines, the top drop reasons."""
     rate = stats.docs_in / max(stats.seconds, 1e-9)
+    rekeyed = f" ({stats.shards_rekeyed} re-keyed)" if stats.shards_rekeyed else ""
     lines = [
         f"done: {stats.docs_in:,} docs in {stats.seconds:.1f}s ({rate:,.0f} docs/s);"
-        f" shards: {stats.shards_processed} processed, {stats.shards_skipped} skipped of {stats.shards_total}",
+        f" shards: {stats.shards_processed} processed, {stats.shards_skipped} skipped{rekeyed} of {stats.shards_total}",
         *conservation_lines(stats, write_rejected=job.output.write_rejected),
     ]
     for reason, count in stats.dropped.most_common(8):

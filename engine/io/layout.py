@@ -10,6 +10,8 @@ Public contract (README, "Output layout"):
     OUT/job.resolved.yaml             the job with defaults filled in, and the engine's git revision
     OUT/_units/<rel>.stats.json       per-shard stats
     OUT/_units/<rel>.marker.json      per-shard completion marker (its reuse key, files and row counts), written last
+    OUT/_units/<rel>.urlkeys.parquet  keys the shard's documents present to url_filter's blocklists (hashed)
+    OUT/_units/_lists/<token>.parquet the hashed entries of each blocklist version a run used (to diff the next)
     OUT/_units/_keys/<hash>.json      a phase-A configuration a marker refers to (to say what changed)
     OUT/_units/_assets.json           content identities of the assets steps read (the hash cache)
     OUT/_tmp/<rel>/                   a running unit's temporary files (what a killed unit left is removed)
@@ -21,6 +23,8 @@ Public contract (README, "Output layout"):
 
 from __future__ import annotations
 
+import hashlib
+
 KEPT = "kept"
 REJECTED = "rejected"
 SCORES = "scores"
@@ -30,6 +34,7 @@ DEDUP = "_dedup"
 TMP = "_tmp"
 KEYS_DIR = "_keys"
 ASSETS_FILE = "_assets.json"
+LISTS_DIR = "_lists"
 STATS_FILE = "stats.json"
 RESOLVED_JOB_FILE = "job.resolved.yaml"
 
@@ -65,3 +70,18 @@ def config_file(root: str, config_hash: str) -> str:
 def assets_file(root: str) -> str:
     """`OUT/_units/_assets.json`: the identities of the assets the last run's steps read."""
     return join(root, UNITS, ASSETS_FILE)
+
+
+def unit_list_keys_file(root: str, rel: str) -> str:
+    """`OUT/_units/<rel>.urlkeys.parquet`: the hashed keys shard `rel`'s documents present to blocklists."""
+    return join(root, UNITS, f"{rel}.urlkeys.parquet")
+
+
+def list_snapshots_dir(root: str) -> str:
+    """`OUT/_units/_lists/`: the hashed entries of the blocklist versions runs used."""
+    return join(root, UNITS, LISTS_DIR)
+
+
+def list_snapshot_file(root: str, token: str) -> str:
+    """`OUT/_units/_lists/<digest of token>.parquet`: the hashed entries of the list whose identity is `token`."""
+    return join(list_snapshots_dir(root), f"{hashlib.sha256(token.encode()).hexdigest()[:32]}.parquet")

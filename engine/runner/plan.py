@@ -3,7 +3,9 @@
 One listing of the input (fingerprints come with it), one of `OUT/_units/`, then every current shard's marker is
 read (in parallel threads) and its recorded key compared with the shard's key now (`engine.runner.keys`). A shard
 is redone when it has no marker, when its key differs, or when a file its marker lists is gone; a marker whose
-input is gone is a vanished shard, whose outputs the run removes. `run` acts on exactly this plan. No Ray here.
+input is gone is a vanished shard, whose outputs the run removes. A shard whose key differs only by a changed
+blocklist is redone only if one of its documents presents a changed entry, else re-keyed: its marker gets the
+new key, its outputs stay (`engine.runner.lists`). `run` acts on exactly this plan. No Ray here.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from engine.io.layout import STATS_FILE, UNITS, config_file, join
 from engine.io.markers import read_json
 from engine.io.paths import Shard, absolute, all_exist, list_files, list_shard_fingerprints, relative_path
 from engine.runner.keys import JobKey, job_key, key_changes, known_identities
+from engine.runner.lists import ListVersions, decide, diffable_lists, list_only_changes
 from engine.spec import JobSpec
 
 MARKER_SUFFIX = ".marker.json"
@@ -37,16 +40,22 @@ Result = TypeVar("Result")
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One current shard: its input fingerprint, the key it gets, why it is redone (empty: reused)."""
+    """One current shard: its input fingerprint, why it is redone (empty: reused), why it is re-keyed (if so)."""
 
     shard: Shard
     fingerprint: dict[str, Any]
     reasons: tuple[str, ...]
     marker: dict[str, Any] | None = None
+    rekey: tuple[str, ...] = ()
 
     @property
     def is_redone(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def is_rekeyed(self) -> bool:
+        """Reused with a new key (a changed list affects none of its documents): only its marker is rewritten."""
+        return not self.reasons and bool(self.rekey)
 
     @property
     def size(self) -> int:
@@ -61,6 +70,7 @@ class RunPlan:
     key: JobKey
     shards: list[ShardPlan]
     vanished: list[str] = field(default_factory=list)
+    lists: ListVersions | None = None
 
     @property
     def redo(self) -> list[ShardPlan]:
@@ -68,7 +78,12 @@ class RunPlan:
 
     @property
     def reuse(self) -> list[ShardPlan]:
+        """Shards not redone (re-keyed ones included: their outputs and stats stand)."""
         return [s for s in self.shards if not s.is_redone]
+
+    @property
+    def rekeyed(self) -> list[ShardPlan]:
+        return [s for s in self.shards if s.is_rekeyed]
 
 
 def with_absolute_paths(job: JobSpec) -> JobSpec:
@@ -81,7 +96,8 @@ def with_absolute_paths(job: JobSpec) -> JobSpec:
     )
 
 
-def _parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+def in_parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    """`fn` over `items` in up to `THREADS` threads (small storage requests), results in order."""
     if len(items) <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(THREADS, len(items))) as pool:
@@ -104,7 +120,7 @@ def make_run_plan(job: JobSpec) -> RunPlan:
     unit_stats = {n.removesuffix(STATS_SUFFIX) for n in names if n.endswith(STATS_SUFFIX)}
     failed_last = _failed_last_run(job)
     shards = list(fingerprints)
-    read = _parallel(
+    read = in_parallel(
         lambda s: read_json(join(units, s.rel + MARKER_SUFFIX), options) if s.rel in markers else None, shards
     )
     configs: dict[str, dict[str, Any] | None] = {key.config_hash: key.config}
@@ -118,8 +134,11 @@ def make_run_plan(job: JobSpec) -> RunPlan:
     def outputs_exist(marker: dict[str, Any]) -> bool:
         return all_exist(list(marker.get("outputs", [])), options)
 
+    lists = diffable_lists(job)
+    versions = ListVersions(job, key) if lists else None
     planned: list[ShardPlan] = []
     to_check: list[int] = []
+    by_lists: list[tuple[int, dict[str, str]]] = []  # shards whose key differs only by changed lists
     for shard, marker in zip(shards, read, strict=True):
         fingerprint = fingerprints[shard]
         if marker is None:
@@ -128,22 +147,47 @@ def make_run_plan(job: JobSpec) -> RunPlan:
             else:
                 reasons = [UNFINISHED if shard.rel in unit_stats else NEW_SHARD]
         else:
+            unit_key = key.unit_key(fingerprint)
             reasons = key_changes(
-                marker.get("key"),
-                key.unit_key(fingerprint),
-                previous_config=previous_config(marker),
-                current_config=key.config,
+                marker.get("key"), unit_key, previous_config=previous_config(marker), current_config=key.config
             )
-            if not reasons:
+            changed = list_only_changes(marker.get("key"), unit_key, lists) if reasons else None
+            if changed:
+                by_lists.append((len(planned), changed))
+            elif not reasons:
                 to_check.append(len(planned))
         planned.append(ShardPlan(shard, fingerprint, tuple(reasons), marker))
-    present = _parallel(lambda i: outputs_exist(planned[i].marker or {}), to_check)
+    if versions is not None and by_lists:
+        to_check.extend(_decide_list_changes(versions, planned, by_lists, options))
+    present = in_parallel(lambda i: outputs_exist(planned[i].marker or {}), to_check)
     for index, exists in zip(to_check, present, strict=True):
         if not exists:
             planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
     current = {s.rel for s in shards}
     vanished = sorted(rel for rel in markers if rel not in current)
-    return RunPlan(job, key, planned, vanished)
+    return RunPlan(job, key, planned, vanished, versions)
+
+
+def _decide_list_changes(
+    versions: ListVersions,
+    planned: list[ShardPlan],
+    by_lists: list[tuple[int, dict[str, str]]],
+    options: dict[str, Any],
+) -> list[int]:
+    """Redo or re-key the shards whose keys differ only by changed lists (in place); the re-keyed ones' indices.
+
+    Each list is diffed once per recorded version, then the shards' sidecars are read in parallel threads.
+    """
+    for _, changed in by_lists:
+        for name, token in changed.items():
+            versions.diff(name, token)
+    decisions = in_parallel(lambda item: decide(versions, planned[item[0]].marker or {}, item[1], options), by_lists)
+    rekeyed = []
+    for (index, _), decision in zip(by_lists, decisions, strict=True):
+        planned[index] = replace(planned[index], reasons=decision.redo, rekey=decision.rekey)
+        if not decision.redo:
+            rekeyed.append(index)
+    return rekeyed
 
 
 def _failed_last_run(job: JobSpec) -> set[str]:
@@ -171,23 +215,29 @@ def plan_lines(plan: RunPlan) -> list[str]:
     """The plan in a few lines: totals and shares, then one line per reason with its count and example shards."""
     total = len(plan.shards)
     total_bytes = sum(s.size for s in plan.shards)
-    redo = plan.redo
+    redo, rekeyed = plan.redo, plan.rekeyed
     redo_bytes = sum(s.size for s in redo)
+    reused = total - len(redo) - len(rekeyed)
     head = f"plan for {plan.job.name!r}: {total:,} shards, {_megabytes(total_bytes)} of input"
+    rekey = f"re-key {len(rekeyed):,} (outputs kept), " if rekeyed else ""
     if not redo and not plan.vanished:
-        lines = [f"{head}; nothing to redo, every shard is reused"]
+        if rekeyed:
+            lines = [f"{head}; nothing to redo: {rekey}reuse {reused:,}"]
+        else:
+            lines = [f"{head}; nothing to redo, every shard is reused"]
     else:
         vanished = f", remove {len(plan.vanished):,} vanished" if plan.vanished else ""
         lines = [
             f"{head}; redo {len(redo):,} ({_share(len(redo), total)} of shards, {_share(redo_bytes, total_bytes)}"
-            f" of bytes), reuse {total - len(redo):,}{vanished}"
+            f" of bytes), {rekey}reuse {reused:,}{vanished}"
         ]
-    by_reason: dict[str, list[str]] = defaultdict(list)
-    for shard in redo:
-        for reason in shard.reasons:
-            by_reason[reason].append(shard.shard.rel)
-    for reason, rels in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
-        lines.append(f"  redo   {len(rels):>7,}  {reason}: {_names(rels)}")
+    for action, shards in (("redo  ", redo), ("re-key", rekeyed)):
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for shard in shards:
+            for reason in shard.reasons or shard.rekey:
+                by_reason[reason].append(shard.shard.rel)
+        for reason, rels in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+            lines.append(f"  {action} {len(rels):>7,}  {reason}: {_names(rels)}")
     if plan.vanished:
         lines.append(f"  remove {len(plan.vanished):>7,}  {VANISHED}: {_names(plan.vanished)}")
     lines.extend(dedup_plan_lines(plan))

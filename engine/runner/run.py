@@ -16,13 +16,13 @@ import yaml
 
 from engine.errors import RunFailed
 from engine.io.atomic import TMP_MARK, remove_temporary, write_text
-from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, TMP, UNITS, join
+from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, TMP, UNITS, join, unit_marker_file
 from engine.io.markers import read_json, write_json
 from engine.io.paths import list_files, remove_files
 from engine.provenance import git_state
 from engine.runner.dedup import run_dedup
 from engine.runner.keys import save_key
-from engine.runner.plan import RunPlan, make_run_plan, plan_lines, with_absolute_paths
+from engine.runner.plan import RunPlan, ShardPlan, in_parallel, make_run_plan, plan_lines, with_absolute_paths
 from engine.runner.progress import Progress
 from engine.runner.ray import RayExecutor, describe_failure, init_ray, run_unit_task
 from engine.runner.unit import UnitResult
@@ -38,6 +38,18 @@ def remove_vanished(job: JobSpec, vanished: Sequence[str]) -> None:
         marker_url = join(out, UNITS, f"{rel}.marker.json")
         marker = read_json(marker_url, options) or {}
         remove_files([*marker.get("outputs", []), join(out, UNITS, f"{rel}.stats.json"), marker_url], options)
+
+
+def rekey_units(plan: RunPlan) -> None:
+    """Give the re-keyed shards their new key: rewrite their markers only (parallel small writes), no output."""
+    job = plan.job
+    out, options = job.output.path, job.output.storage_options
+
+    def rekey(shard: ShardPlan) -> None:
+        marker = {**(shard.marker or {}), "key": plan.key.unit_key(shard.fingerprint)}
+        write_json(unit_marker_file(out, shard.shard.rel), marker, options)
+
+    in_parallel(rekey, plan.rekeyed)
 
 
 def remove_run_leftovers(job: JobSpec) -> None:
@@ -77,8 +89,11 @@ def run_on_ray(
         on_plan(plan_lines(plan))
     write_resolved_job(job)
     save_key(job, plan.key)
+    if plan.lists is not None:
+        plan.lists.save()  # before any marker refers to the lists' current versions
     remove_run_leftovers(job)
     remove_vanished(job, plan.vanished)
+    rekey_units(plan)
     executor = None
     if plan.redo or job.dedup is not None:
         init_ray(address)
@@ -95,6 +110,8 @@ def run_on_ray(
         raise RunFailed(failures, consequence=_failure_consequence(job, total))
     total.check_written(f"run {job.name!r}", rejected_written=job.output.write_rejected)
     remove_temporary(join(job.output.path, TMP), job.output.storage_options)  # every unit finished: nothing is live
+    if plan.lists is not None:
+        plan.lists.prune()  # every marker now refers to the lists' current versions
 
     if job.dedup is not None and executor is not None:
         duplicates = run_dedup(job, [s.shard.rel for s in plan.shards], executor)
@@ -117,7 +134,7 @@ def _phase_a(
     def add(stats: dict[str, object], status: str) -> None:
         nonlocal total
         unit = Stats.from_dict(stats)
-        unit.shards_total = unit.shards_processed = unit.shards_skipped = 0
+        unit.shards_total = unit.shards_processed = unit.shards_skipped = unit.shards_rekeyed = 0
         total = total + unit
         total.shards_processed += status == "processed"
         total.shards_skipped += status == "skipped"
@@ -125,6 +142,7 @@ def _phase_a(
     for reused in plan.reuse:
         stats = (reused.marker or {})["stats"]
         add(stats, "skipped")
+        total.shards_rekeyed += reused.is_rekeyed
         progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=True)
 
     def on_result(result: UnitResult | BaseException) -> None:

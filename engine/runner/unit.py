@@ -35,6 +35,7 @@ from engine.io.layout import (
     config_file,
     join,
     shard_file,
+    unit_list_keys_file,
     unit_marker_file,
     unit_stats_file,
     unit_tmp_dir,
@@ -44,6 +45,7 @@ from engine.io.parquet import PartitionedWriter, StreamWriter, check_footers, op
 from engine.io.paths import Shard, all_exist, fingerprint, remove_files
 from engine.pipeline import output_schema, process_batch, read_documents
 from engine.runner.keys import JobKey, job_key, known_identities
+from engine.runner.lists import KeyRecorder
 from engine.schema import ID, REASON
 from engine.spec import JobSpec
 from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
@@ -111,7 +113,7 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
         remove_files([marker_url], out_options)  # being rewritten: not complete until the new marker
     started = time.perf_counter()
     try:
-        stats, rows = _process(job, shard, tmp_dir)
+        stats, rows, list_keys = _process(job, shard, tmp_dir)
     except (EngineError, OSError):
         raise
     except Exception as error:
@@ -139,6 +141,8 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
         "stats": stats_dict,
         "engine_version": __version__,
     }
+    if list_keys is not None:
+        marker["list_keys"] = list_keys
     write_json(marker_url, marker, out_options, tmp_dir=tmp_dir)
     remove_temporary(tmp_dir, out_options)
     return UnitResult(shard.rel, "processed", stats_dict, outputs)
@@ -147,8 +151,12 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
 _EMPTY_SCORES = pa.schema([pa.field(ID, pa.string()), pa.field(REASON, pa.string())])
 
 
-def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str, int]]:
-    """Stream the shard through the steps into its writers; the stats and the rows in every file written."""
+def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str, int], dict[str, Any] | None]:
+    """Stream the shard through the steps into its writers.
+
+    Returns the stats, the rows in every file written, and what the marker records of the keys the documents
+    present to blocklists (`engine.runner.lists`; None when no step reads a diffable list).
+    """
     spec, out, options = job.input, job.output.path, job.output.storage_options
     writers: list[PartitionedWriter | StreamWriter] = []
     compression = job.output.compression
@@ -169,6 +177,8 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
         )
 
     stats = Stats(shards_total=1, shards_processed=1)
+    recorder = KeyRecorder.for_job(job)
+    list_keys = None
     try:
         with open_parquet(shard.url, spec.storage_options) as parquet:
             check_schema(parquet.schema_arrow, text_column=spec.text_column, shard=shard.url)
@@ -195,7 +205,11 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 batch, input_verdict = read_documents(raw, spec, rel=shard.rel, first_row=row)
                 row += raw.num_rows
                 result = process_batch(
-                    batch, job.steps, input_verdict=input_verdict, keep_scores=job.output.keep_scores
+                    batch,
+                    job.steps,
+                    input_verdict=input_verdict,
+                    keep_scores=job.output.keep_scores,
+                    before_step=recorder.observe if recorder is not None else None,
                 )
                 stats = stats + result.stats
                 if result.scores is not None and result.scores.num_rows:
@@ -219,6 +233,9 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 rows.update(writer.rows_by_file)
             else:
                 rows[writer.close()] = writer.rows
+        if recorder is not None:
+            keys_url = unit_list_keys_file(out, shard.rel)
+            rows[keys_url], list_keys = recorder.write(keys_url, options, tmp_dir=tmp_dir)
     except BaseException:
         for writer in writers:
             writer.abort()
@@ -237,7 +254,7 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
     stats.written = written
     _check_sidecar(where, "signatures", signatures.rows if signatures else None, kept.rows)
     _check_sidecar(where, "scores", scores.rows if scores else None, stats.docs_in)
-    return stats, rows
+    return stats, rows, list_keys
 
 
 def _check_sidecar(where: str, name: str, rows: int | None, expected: int) -> None:

@@ -134,14 +134,16 @@ def test_changed_blocklist_content_is_planned_redone_and_applied(ray_local: None
     assert plan_job(job) == unchanged
 
     site["blocklist"].write_text("# nightly blocklist\nbad.com\n")
+    change = "list steps[0].domains_file changed (1 entry added, 0 removed)"
     assert plan_job(job) == [
-        headline(site["src"], everything()),
-        "  redo         5  changed asset steps[0].domains_file: part-0, part-1, part-2, ... (+2)",
+        headline(site["src"], ["part-1", "part-3"]).replace("reuse 3", "re-key 3 (outputs kept), reuse 0"),
+        f"  redo         2  {change}: a document of the shard matches a changed entry: part-1, part-3",
+        f"  re-key       3  {change}: no document of the shard is affected: part-0, part-2, part-4",
     ]
     before = marker_times(site["out"])
     stats = run_job(job)
-    assert redone(before, marker_times(site["out"])) == everything()
-    assert (stats.shards_processed, stats.shards_skipped) == (5, 0)
+    assert redone(before, marker_times(site["out"])) == everything()  # 2 redone, 3 re-keyed (tests/runner/test_lists)
+    assert (stats.shards_processed, stats.shards_skipped, stats.shards_rekeyed) == (2, 3, 3)
     assert stats.dropped["url_filter/blocked_domain"] == sum(BAD.values())
     assert not any(doc_id.startswith(("s1-0", "s3-0")) for doc_id, _ in kept(site["out"]))
     assert kept(site["out"]) == full_rebuild(job, site["tmp"])
