@@ -18,6 +18,10 @@ from engine.io.layout import DEDUP, join
 from engine.schema import ID, TEXT
 from engine.spec import DedupSpec, MinhashDedup, dedup_parameters_name
 
+SIGNATURE_VERSION = 1
+"""The version of the code signatures depend on (normalisation, shingling, hashing, banding): part of every unit's
+reuse key in a dedup job. Bump it with any change to that code that changes a signature; every shard is redone."""
+
 KEYS = "keys"
 LENGTH = "length"
 SCORE = "score"

@@ -3,7 +3,8 @@
 The key of one shard = its input's fingerprint (size, etag or mtime) + the job's phase-A configuration
 (`JobSpec.phase_a_config`: steps' parameters, reader and writer settings, signature parameters) + the content
 identity of every asset a step reads (`Step.assets`: models, blocklists, word lists) + every step's behaviour
-version (`Step.version`; the engine's version for a step class that declares none) + the reader's version.
+version (`Step.version`; the engine's version for a step class that declares none) + the reader's version + the
+signature code's version (`SIGNATURE_VERSION`, in a dedup job).
 Everything but the input is the same for every shard of a run: `JobKey`, computed once on the driver (assets are
 hashed there, never per unit). A marker records its shard's key, so a rerun says why it redoes a shard.
 """
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.dedup.signatures import SIGNATURE_VERSION
 from engine.errors import SpecError
 from engine.io.assets import asset_identity, identity_token
 from engine.io.documents import READER_VERSION
@@ -25,6 +27,7 @@ from engine.steps.base import Step
 from engine.version import __version__
 
 READER = "reader"
+SIGNATURES = "signatures"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ def job_key(job: JobSpec, *, known: Mapping[str, Mapping[str, Any]] | None = Non
             assets[where] = identity_token(identities[url])
     versions = {f"steps[{i}]": step_version(step) for i, step in enumerate(job.steps)}
     versions[READER] = str(READER_VERSION)
+    if job.dedup is not None:
+        versions[SIGNATURES] = str(SIGNATURE_VERSION)
     config = job.phase_a_config()
     return JobKey(config, config_hash(config), assets, versions, identities)
 
@@ -134,8 +139,8 @@ def key_changes(
     if not steps_differ:
         reasons.extend(_asset_changes(previous.get("assets", {}), current["assets"]))
         reasons.extend(_version_changes(previous.get("versions", {}), current["versions"]))
-    elif previous.get("versions", {}).get(READER) != current["versions"].get(READER):
-        reasons.extend(_version_changes(previous.get("versions", {}), current["versions"], only=READER))
+    else:
+        reasons.extend(_version_changes(previous.get("versions", {}), current["versions"], steps=False))
     if not reasons and dict(previous) != dict(current):
         reasons.append("changed reuse key")
     return reasons
@@ -158,18 +163,22 @@ def _asset_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return reasons
 
 
-def _version_changes(old: Mapping[str, str], new: Mapping[str, str], *, only: str | None = None) -> list[str]:
+def _version_changes(old: Mapping[str, str], new: Mapping[str, str], *, steps: bool = True) -> list[str]:
+    """Versions that differ; with `steps=False` only the reader's and the signatures' (steps were replaced)."""
     reasons = []
     for where in sorted(new, key=_order):
-        if (only is not None and where != only) or old.get(where) == new[where]:
+        if (not steps and where.startswith("steps[")) or old.get(where) == new[where]:
             continue
-        if where == READER:
-            reasons.append(f"reader version {old.get(where, '?')} -> {new[where]}")
+        if where in _NAMED_VERSIONS:
+            reasons.append(f"{_NAMED_VERSIONS[where]} version {old.get(where, '?')} -> {new[where]}")
             continue
         kind, _, after = str(new[where]).partition("@")
         before = str(old.get(where, "")).partition("@")[2] or "?"
         reasons.append(f"step {where} {kind}: version {before} -> {after}")
     return reasons
+
+
+_NAMED_VERSIONS = {READER: "reader", SIGNATURES: "signature code"}
 
 
 def _order(where: str) -> tuple[int, str]:

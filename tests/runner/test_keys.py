@@ -83,6 +83,16 @@ def test_each_component_is_named_when_it_changes(blocklist: Path, monkeypatch: p
     assert key_diff(after, job_key(job)) == ["step steps[1] doc_length: version 1 -> 2"]
 
 
+def test_signature_code_version_is_in_a_dedup_job_key(blocklist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    without = job_key(job_with(blocklist))
+    assert "signatures" not in without.unit_key(FINGERPRINT)["versions"]  # no dedup: signatures are not written
+    job = job_with(blocklist, dedup={"type": "minhash"})
+    before = job_key(job)
+    assert before.unit_key(FINGERPRINT)["versions"]["signatures"] == "1"
+    monkeypatch.setattr(keys_module, "SIGNATURE_VERSION", 2)  # normalisation or shingling changed a signature
+    assert key_diff(before, job_key(job)) == ["signature code version 1 -> 2"]
+
+
 def test_moving_an_asset_without_changing_it_changes_nothing(blocklist: Path, tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere.txt"
     shutil.copy(blocklist, moved)
