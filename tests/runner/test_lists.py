@@ -25,16 +25,13 @@ from engine import run_job
 from engine.api import plan_job
 from engine.spec import JobSpec
 from tests.runner.test_rebuild import (
-    DOCS,
-    SHARDS,
     everything,
     full_rebuild,
     job_of,
     kept,
     marker_times,
     redone,
-    sample_texts,
-    write_shard,
+    write_site,
 )
 
 pytestmark = pytest.mark.ray
@@ -47,10 +44,7 @@ ADDED_ONE = "1 entry added, 0 removed"
 def lists(tmp_path: Path) -> dict[str, Any]:
     """Input shards, a domain and a URL blocklist (empty at first), the job (as a dict, to vary it)."""
     src = tmp_path / "in"
-    src.mkdir()
-    texts = sample_texts()
-    for index in range(SHARDS):
-        write_shard(src, index, texts[index * DOCS : (index + 1) * DOCS])
+    write_site(src)
     domains, urls = tmp_path / "domains.txt", tmp_path / "urls.txt"
     domains.write_text("# domains\n")
     urls.write_text("# urls\n")

@@ -52,14 +52,20 @@ def sample_texts() -> list[str]:
     return texts
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> dict[str, Any]:
-    """Input shards, an empty blocklist, and the job (as a dict, to vary it)."""
-    src = tmp_path / "in"
+def write_site(src: Path) -> list[str]:
+    """The input shards in a new folder `src`; the real texts they were cut from (more follow the first 100)."""
     src.mkdir()
     texts = sample_texts()
     for index in range(SHARDS):
         write_shard(src, index, texts[index * DOCS : (index + 1) * DOCS])
+    return texts
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Any]:
+    """Input shards, an empty blocklist, and the job (as a dict, to vary it)."""
+    src = tmp_path / "in"
+    texts = write_site(src)
     blocklist = tmp_path / "blocklist.txt"
     blocklist.write_text("# nightly blocklist\n")
     raw = {
