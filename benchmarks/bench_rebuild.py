@@ -1,14 +1,17 @@
 """Nightly rebuild cost, scenario by scenario, on one growing output (issue 11).
 
-    python benchmarks/bench_rebuild.py [--docs 40000] [--shards 100] [--job jobs/fineweb.yaml]
+    python benchmarks/bench_rebuild.py [--docs 40000] [--shards 100] [--job jobs/fineweb.yaml] [--no-dedup]
 
 Scenarios, each measured against the state the previous one left: a full build; an unchanged rerun; +1% new
-shards; +1% changed shards (rewritten with other documents); a blocklist change whose new domains appear in 5% of
-the shards (the job gets `url_filter: {domains_file: ...}`; documents carry a url on a domain of their own shard).
+shards; +1% changed shards (rewritten with other documents); a blocklist change whose new domains appear in no
+shard; one whose new domains appear in 5% of the shards (the job gets `url_filter: {domains_file: ...}`;
+documents carry a url on a domain of their own shard). `--no-dedup` drops the job's `dedup:` section (phase A
+alone: what selective list invalidation saves is then not hidden by the global dedup rerun).
 Per scenario: the plan's lines (what `corpus-engine plan` says), wall seconds (Ray started once, not timed),
-shards redone and reused, and the bytes of files the run created or rewrote under the output (present after the
-run: temporary and deleted intermediate files are not counted). Runs on the embedded local Ray and appends one JSON
-line to benchmarks/results/rebuild.jsonl. CPU seconds and storage requests are not measured here yet.
+shards redone, re-keyed and reused, and the bytes of files the run created or rewrote under the output (present
+after the run: temporary and deleted intermediate files are not counted). After the full build: the bytes of the
+shards' URL-key sidecars (`_units/*.urlkeys.parquet`) per document. Runs on the embedded local Ray and appends one
+JSON line to benchmarks/results/rebuild.jsonl. CPU seconds and storage requests are not measured here yet.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def scenario(name: str, job: JobSpec, out: Path, full_bytes: int | None) -> dict
         "seconds": round(seconds, 2),
         "shards_processed": stats.shards_processed,
         "shards_skipped": stats.shards_skipped,
+        "shards_rekeyed": getattr(stats, "shards_rekeyed", 0),
         "bytes_written": written,
         "bytes_written_share_of_full": round(written / full_bytes, 4) if full_bytes else 1.0,
     }
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=40_000)
     parser.add_argument("--shards", type=int, default=100)
     parser.add_argument("--job", default="jobs/fineweb.yaml")
+    parser.add_argument("--no-dedup", action="store_true", help="drop the job's dedup section")
     parser.add_argument("--results", default="benchmarks/results/rebuild.jsonl")
     args = parser.parse_args()
 
@@ -88,15 +93,20 @@ def main() -> None:
         steps = [url_filter if s.type == "url_filter" else s for s in job.steps]
         if url_filter not in steps:
             steps = [url_filter, *steps]
-        job = job.model_copy(update={"steps": steps})
+        job = job.model_copy(update={"steps": steps, **({"dedup": None} if args.no_dedup else {})})
 
         results = [scenario("full build", job, out, None)]
         full_bytes = results[0]["bytes_written"]
+        sidecars = sum(p.stat().st_size for p in (out / "_units").rglob("*.urlkeys.parquet"))
+        results[0]["list_keys_bytes"] = sidecars
+        results[0]["list_keys_bytes_per_doc"] = round(sidecars / args.docs, 2)
         results.append(scenario("unchanged rerun", job, out, full_bytes))
         write_corpus(src, docs=per_shard * one_percent, shards=one_percent, seed=1, first_shard=args.shards, urls=True)
         results.append(scenario(f"+{one_percent} new shards (1%)", job, out, full_bytes))
         write_corpus(src, docs=per_shard * one_percent, shards=one_percent, seed=2, first_shard=0, urls=True)
         results.append(scenario(f"{one_percent} changed shards (1%)", job, out, full_bytes))
+        blocklist.write_text("".join(f"absent{i}.com\n" for i in range(five_percent)))
+        results.append(scenario("blocklist change hitting no shard", job, out, full_bytes))
         blocklist.write_text("".join(f"news{i}.com\n" for i in range(0, args.shards, args.shards // five_percent)))
         results.append(scenario(f"blocklist change hitting {five_percent} shards (5%)", job, out, full_bytes))
 
@@ -105,6 +115,7 @@ def main() -> None:
         "git": git_state(),
         "machine": machine(),
         "job": args.job,
+        "dedup": not args.no_dedup,
         "docs": args.docs,
         "shards": args.shards,
         "scenarios": results,
