@@ -1,0 +1,310 @@
+"""Phases B-D of the global dedup at 1M-8M documents: how wall, CPU, files, requests and memory grow.
+
+    python benchmarks/bench_scale.py generate --docs 1000000 --dir /tmp/scale/1M [--hub 0]
+    python benchmarks/bench_scale.py run --dir /tmp/scale/1M [--in-memory-max-edges 0] [--rerun] [--grow 0.01]
+    python benchmarks/bench_scale.py curve --docs 1000000,2000000,4000000,8000000 [--hub-at-largest 1000000]
+
+`generate` writes what phase A leaves (signature files in the engine's layout, a short staged text per document,
+`benchmarks/scale_data.py`), with a known duplicate structure. `run` drives the engine's own dedup driver
+(`run_dedup(job, shards, executor)`) on a local Ray with the machine's CPUs and the partition count chosen
+automatically, with the job's output behind the `count://` filesystem (`benchmarks/storage_counter.py`), so every
+storage call of the driver and of every task is counted as the S3 requests it would be. Per run it records wall
+and CPU seconds (every task's, plus the driver's), objects and bytes written and read, requests by kind, and the
+peak RSS of the driver and of the largest task, in total and by phase; then checks the duplicates removed and
+the rows written against the ground truth. `--rerun` measures an unchanged rerun after it; `--grow F` first
+builds without the last F of the shards, then measures the rebuild once they are added (a night with new shards).
+Appends one JSON line per measured run to benchmarks/results/scale.jsonl.
+
+Timings are from a shared 2-core machine: compare ratios within one run of the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import scale_data  # noqa: E402
+import storage_counter  # noqa: E402
+from measured import MeasuringExecutor, peak_rss_bytes, process_tree_cpu, reset_peak_rss  # noqa: E402
+
+from engine.io.layout import DEDUP, KEPT, REJECTED  # noqa: E402
+from engine.provenance import git_state, machine  # noqa: E402
+from engine.spec import JobSpec  # noqa: E402
+
+RESULTS = HERE / "results" / "scale.jsonl"
+
+
+def dedup_driver() -> Any:
+    """The engine's dedup driver, wherever the layering move has put it."""
+    try:
+        from engine.runner.dedup import run_dedup  # type: ignore[import-not-found]
+    except ImportError:
+        from engine.dedup.phases import run_dedup
+    return run_dedup
+
+
+def partition_count(job: JobSpec, shards: list[str]) -> int | None:
+    """The partition count the engine chooses for this job (None if its planner cannot be found)."""
+    for module in ("engine.dedup.plan", "engine.dedup.phases"):
+        try:
+            planner = __import__(module, fromlist=["make_plan"])
+        except ImportError:
+            continue
+        if hasattr(planner, "make_plan"):
+            plan, _ = planner.make_plan(job, shards)
+            return int(plan.partitions)
+    return None
+
+
+def append_record(record: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+
+def make_job(output: str, args: argparse.Namespace) -> JobSpec:
+    dedup: dict[str, Any] = {"type": "minhash", "in_memory_max_edges": args.in_memory_max_edges}
+    if args.partitions:
+        dedup["partitions"] = args.partitions
+    return JobSpec.model_validate({"input": {"path": "unused"}, "output": {"path": output}, "dedup": dedup})
+
+
+def start_ray(cpus: int | None) -> int:
+    """A private local Ray (never someone else's cluster) whose workers import the benchmark modules."""
+    import logging
+
+    import ray
+
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1", "PYTHONPATH": path}},
+    )
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def clean_outputs(folder: Path) -> None:
+    """Remove what phases B-D wrote (their work folder, kept/, rejected/), keeping phase A's files."""
+    for path in [*folder.glob(f"{DEDUP}/*/work"), folder / KEPT, folder / REJECTED]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def folder_state(folder: Path) -> dict[str, dict[str, int]]:
+    """Files and bytes left on storage after a run, by area (what a next night starts from)."""
+    state: dict[str, dict[str, int]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "synthetic.json":
+            area = storage_counter.area_of(str(path))
+            entry = state.setdefault(area, {"files": 0, "bytes": 0})
+            entry["files"] += 1
+            entry["bytes"] += path.stat().st_size
+    return dict(sorted(state.items()))
+
+
+def parquet_rows(folder: Path, pattern: str) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in folder.glob(pattern))
+
+
+def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, executor: Any) -> dict[str, Any]:
+    """One call of the dedup driver over `shards`, measured; the record (without provenance)."""
+    run_dedup = dedup_driver()
+    job = make_job(f"{storage_counter.PROTOCOL}://{folder}", args)
+    partitions = partition_count(make_job(str(folder), args), shards)
+    measuring = MeasuringExecutor(executor)
+    reset_peak_rss()
+    before = storage_counter.snapshot()
+    tree_cpu, cpu, started = process_tree_cpu(), time.process_time(), time.perf_counter()
+    error = None
+    try:
+        removed = run_dedup(job, shards, measuring)
+    except Exception as failure:  # noqa: BLE001 - a benchmark records where the design breaks
+        error, removed = f"{type(failure).__name__}: {failure}"[:2000], {}
+    wall = time.perf_counter() - started
+    driver_cpu = time.process_time() - cpu - measuring.in_driver_cpu
+    tree_cpu = process_tree_cpu() - tree_cpu
+    driver_peak = peak_rss_bytes()
+    driver_counts = Counter(storage_counter.delta(before, storage_counter.snapshot()))
+    driver_counts.subtract(measuring.in_driver)
+    totals = measuring.totals()
+    all_counts = Counter(totals.counts)
+    all_counts.update({k: v for k, v in driver_counts.items() if v})
+    n = sum(staged_rows(folder, rel) for rel in shards)
+    cpu_total = totals.cpu + driver_cpu
+    by_area: dict[str, dict[str, int]] = {}
+    for key, value in all_counts.items():
+        if "@" in key:
+            kind, area = key.split("@", 1)
+            by_area.setdefault(area, {})[kind] = value
+    return {
+        "docs": n,
+        "shards": len(shards),
+        "partitions": partitions,
+        "error": error,
+        "duplicates": sum(removed.values()),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu_total, 2),
+        "driver_cpu_s": round(driver_cpu, 2),
+        "ray_process_tree_cpu_s": round(tree_cpu, 2),
+        "wall_us_per_doc": round(wall / n * 1e6, 2),
+        "cpu_us_per_doc": round(cpu_total / n * 1e6, 2),
+        "tasks": totals.tasks,
+        "driver_peak_rss_mb": round(driver_peak / 2**20, 1),
+        "max_task_peak_rss_mb": round(totals.max_task_peak_rss / 2**20, 1),
+        "max_task_growth_mb": round(totals.max_task_growth / 2**20, 1),
+        "requests": storage_counter.requests(all_counts),
+        "requests_per_1k_docs": round(storage_counter.requests(all_counts) / n * 1000, 2),
+        "driver_requests": storage_counter.requests(driver_counts),
+        "counts": {k: v for k, v in sorted(all_counts.items()) if "@" not in k},
+        "bytes_written_per_doc": round(all_counts["bytes_written"] / n, 1),
+        "bytes_read_per_doc": round(all_counts["bytes_read"] / n, 1),
+        "by_area": dict(sorted(by_area.items())),
+        "phases": {name: phase.to_dict() for name, phase in measuring.phases.items()},
+    }
+
+
+def staged_rows(folder: Path, rel: str) -> int:
+    import pyarrow.parquet as pq
+
+    from engine.io.layout import STAGE, join, shard_file
+
+    return int(pq.read_metadata(shard_file(str(folder), join(STAGE, KEPT), rel)).num_rows)
+
+
+def check(record: dict[str, Any], truth: dict[str, Any], folder: Path, *, full: bool) -> dict[str, Any]:
+    """Duplicates and rows written against the ground truth (only for a run over every shard)."""
+    kept = parquet_rows(folder / KEPT, "**/*.parquet")
+    dups = parquet_rows(folder / REJECTED, "**/*.duplicates.parquet")
+    checks: dict[str, Any] = {"kept_rows": kept, "duplicate_rows": dups, "conserved": kept + dups == record["docs"]}
+    if full:
+        checks["duplicates_as_expected"] = record["duplicates"] == truth["expected_duplicates"]
+    return checks
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    spec = scale_data.Synthetic(docs=args.docs, shard_docs=args.shard_docs, hub=args.hub, seed=args.seed)
+    started = time.perf_counter()
+    described = scale_data.generate(args.dir, spec)
+    print(
+        json.dumps({k: v for k, v in described.items() if k != "shards"} | {"seconds": time.perf_counter() - started})
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    folder = Path(args.dir).resolve()
+    truth = scale_data.load(str(folder))
+    shards: list[str] = truth["shards"]
+    clean_outputs(folder)
+    ray_started = time.perf_counter()
+    cpus = start_ray(args.cpus)
+    ray_seconds = time.perf_counter() - ray_started
+    from engine.runner.ray import RayExecutor
+
+    executor = RayExecutor()
+    runs: list[tuple[str, list[str]]] = []
+    if args.grow:
+        held = max(1, math.ceil(len(shards) * args.grow))
+        runs += [("full build without the new shards", shards[:-held]), (f"+{held} new shards", shards)]
+    else:
+        runs.append(("full build", shards))
+    if args.rerun:
+        runs.append(("unchanged rerun", shards))
+    base = {
+        "benchmark": "scale",
+        "design": args.design,
+        "git": git_state(),
+        "machine": {**machine(), "ray_cpus": cpus},
+        "synthetic": truth["spec"],
+        "hub": truth["spec"]["hub"],
+        "in_memory_max_edges": args.in_memory_max_edges,
+        "ray_start_s": round(ray_seconds, 2),
+        "command": " ".join(sys.argv),
+    }
+    first: dict[str, Any] | None = None
+    for name, subset in runs:
+        record = measure_run(folder, subset, args, executor)
+        record["run"] = name
+        record["checks"] = check(record, truth, folder, full=subset == shards and name == "full build")
+        record["storage_after"] = folder_state(folder)
+        if first is None:
+            first = record
+        else:
+            record["share_of_full_build"] = {
+                key: round(record[key] / first[key], 4) if first[key] else None
+                for key in ("wall_s", "cpu_s", "requests")
+            } | {"bytes_written": round(record["counts"].get("bytes_written", 0) / first["counts"]["bytes_written"], 4)}
+        append_record({**base, **record}, Path(args.results))
+        summary = {k: record[k] for k in ("run", "docs", "partitions", "wall_s", "cpu_us_per_doc", "requests")}
+        print(json.dumps({**summary, "max_task_mb": record["max_task_peak_rss_mb"], "checks": record["checks"]}))
+        if record["error"]:
+            print(record["error"], file=sys.stderr)
+            break
+
+
+def cmd_curve(args: argparse.Namespace) -> None:
+    """`generate` then `run` at each size, each run in a fresh process (so driver memory is its own)."""
+    import subprocess
+
+    sizes = [int(x) for x in args.docs.split(",")]
+    for docs in sizes:
+        hubs = [0] + ([args.hub_at_largest] if args.hub_at_largest and docs == max(sizes) else [])
+        for hub in hubs:
+            folder = Path(args.work) / f"{docs}-hub{hub}"
+            script = [sys.executable, __file__]
+            gen = ["generate", "--docs", str(docs), "--hub", str(hub), "--dir", str(folder)]
+            subprocess.run([*script, *gen, "--shard-docs", str(args.shard_docs)], check=True)
+            run = ["run", "--dir", str(folder), "--results", args.results, "--design", args.design]
+            run += ["--in-memory-max-edges", str(args.in_memory_max_edges)]
+            subprocess.run([*script, *run], check=False)
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("generate")
+    p.add_argument("--docs", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--hub", type=int, default=0, help="exact copies of one page (0: no hub)")
+    p.add_argument("--shard-docs", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    for name in ("run", "curve"):
+        p = sub.add_parser(name)
+        p.add_argument("--results", default=str(RESULTS))
+        p.add_argument("--design", default="current", help="name of the design under test, recorded")
+        p.add_argument("--in-memory-max-edges", type=int, default=0, help="0: components always distributed")
+        if name == "run":
+            p.add_argument("--dir", required=True)
+            p.add_argument("--cpus", type=int, default=None)
+            p.add_argument("--partitions", type=int, default=None, help="default: automatic")
+            p.add_argument("--rerun", action="store_true", help="also measure an unchanged rerun")
+            p.add_argument("--grow", type=float, default=0.0, help="build without this share of shards, then add")
+        else:
+            p.add_argument("--docs", default="1000000,2000000,4000000,8000000")
+            p.add_argument("--hub-at-largest", type=int, default=0)
+            p.add_argument("--shard-docs", type=int, default=100_000)
+            p.add_argument("--work", default="/tmp/scale")
+            p.add_argument("--keep", action="store_true", help="keep the generated folders")
+    args = parser.parse_args(argv)
+    {"generate": cmd_generate, "run": cmd_run, "curve": cmd_curve}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
