@@ -276,7 +276,36 @@ def cmd_curve(args: argparse.Namespace) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def cmd_table(args: argparse.Namespace) -> None:
+    """Markdown tables of the recorded runs (the numbers quoted in docs/dedup-design.md)."""
+    records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+    records = [r for r in records if r.get("design") == args.design]
+    print(
+        "| docs | hub | run | S | P | tasks | wall s | CPU µs/doc | objects written | requests | requests/1k docs "
+        "| B written/doc | B read/doc | driver MB | largest task MB (growth) |"
+    )
+    print("|" + "---|" * 15)
+    for r in records:
+        print(
+            f"| {r['docs']:,} | {r['hub']:,} | {r['run']} | {r['shards']} | {r['partitions']} | {r['tasks']} "
+            f"| {r['wall_s']} | {r['cpu_us_per_doc']} | {r['counts'].get('files_written', 0):,} | {r['requests']:,} "
+            f"| {r['requests_per_1k_docs']} | {r['bytes_written_per_doc']} | {r['bytes_read_per_doc']} "
+            f"| {r['driver_peak_rss_mb']} | {r['max_task_peak_rss_mb']} ({r['max_task_growth_mb']}) |"
+        )
+    print()
+    print("| docs | hub | phase | tasks | CPU µs/doc | objects written | requests | GET | largest task MB (growth) |")
+    print("|" + "---|" * 9)
+    for r in records:
+        for name, phase in r["phases"].items():
+            print(
+                f"| {r['docs']:,} | {r['hub']:,} | {name} | {phase['tasks']} "
+                f"| {round(phase['cpu_s'] / r['docs'] * 1e6, 2)} | {phase.get('files_written', 0):,} "
+                f"| {phase['requests']:,} | {phase.get('GET', 0):,} "
+                f"| {phase['max_task_peak_rss_mb']} ({phase['max_task_growth_mb']}) |"
+            )
+
+
+def main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("generate")
@@ -302,8 +331,15 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--shard-docs", type=int, default=100_000)
             p.add_argument("--work", default="/tmp/scale")
             p.add_argument("--keep", action="store_true", help="keep the generated folders")
-    args = parser.parse_args(argv)
-    {"generate": cmd_generate, "run": cmd_run, "curve": cmd_curve}[args.command](args)
+    p = sub.add_parser("table")
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--design", default="current")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = main_parser().parse_args(argv)
+    {"generate": cmd_generate, "run": cmd_run, "curve": cmd_curve, "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,20 @@ class MeasuringExecutor:
         return total
 
 
+def psutil_module() -> Any:
+    """psutil (Ray ships its own copy, importable once Ray is)."""
+    import importlib
+
+    try:
+        return importlib.import_module("psutil")
+    except ImportError:
+        importlib.import_module("ray")  # puts ray/thirdparty_files (psutil) on sys.path
+        return importlib.import_module("psutil")
+
+
 def process_tree_cpu() -> float:
     """CPU seconds of this process and every live descendant (Ray's raylet, GCS and workers when embedded)."""
-    import psutil
-
+    psutil = psutil_module()
     me = psutil.Process()
     total = 0.0
     for proc in [me, *me.children(recursive=True)]:

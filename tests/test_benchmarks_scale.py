@@ -1,0 +1,106 @@
+"""The dedup scale benchmark's own pieces: request counting, the synthetic corpus's ground truth, a smoke run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from engine.dedup.bands import KEY, NODE, band_rows, collision_edges, node_ids
+from engine.dedup.components import components_in_memory
+from engine.dedup.signatures import signatures_file
+from engine.io.parquet import read_table, write_table
+from engine.io.paths import filesystem
+from engine.runner.executor import SerialExecutor
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_scale  # noqa: E402
+import scale_data  # noqa: E402
+import storage_counter  # noqa: E402
+
+
+def test_counting_filesystem_counts_a_moved_write_and_a_read_as_s3_would(tmp_path: Path) -> None:
+    url = f"count://{tmp_path}/x/_dedup/p/work/bands/p=00001/s=1.parquet"
+    before = storage_counter.snapshot()
+    write_table(pa.table({"a": list(range(1000))}), url, {})
+    written = storage_counter.delta(before, storage_counter.snapshot())
+    assert (written["PUT"], written["COPY"], written["DELETE"], written["files_written"]) == (1, 1, 1, 1)
+    assert written["PUT@work/bands"] == 1
+    assert written["bytes_written"] == (tmp_path / "x/_dedup/p/work/bands/p=00001/s=1.parquet").stat().st_size
+
+    before = storage_counter.snapshot()
+    assert read_table(url, {}).num_rows == 1000
+    read = storage_counter.delta(before, storage_counter.snapshot())
+    assert read["HEAD"] == 1
+    assert read["GET"] >= 1
+    assert "PUT" not in read
+
+    fs, path = filesystem(f"count://{tmp_path}/x", {})
+    before = storage_counter.snapshot()
+    assert len(fs.find(path)) == 1
+    assert not fs.exists(f"{path}/missing")
+    listed = storage_counter.delta(before, storage_counter.snapshot())
+    assert listed["LIST"] == 2  # the listing, and the prefix lookup after a missing HEAD
+    assert listed["HEAD"] == 1
+
+
+def test_counting_filesystem_counts_a_multipart_upload(tmp_path: Path) -> None:
+    fs, path = filesystem(f"count://{tmp_path}/big.bin", {})
+    before = storage_counter.snapshot()
+    with fs.open(path, "wb", block_size=1000) as handle:
+        for _ in range(4):
+            handle.write(b"x" * 1000)  # a full block: uploaded as a part
+        handle.write(b"y" * 500)
+    counts = storage_counter.delta(before, storage_counter.snapshot())
+    assert counts["files_written"] == 1
+    assert counts["PUT"] == 1 + 5 + 1  # create, five parts, complete
+    assert (tmp_path / "big.bin").read_bytes() == b"x" * 4000 + b"y" * 500
+
+
+def _components_from_files(folder: str, shards: list[str]) -> int:
+    """Duplicates implied by the band keys on disk, computed independently of the generator."""
+    dedup = scale_data.dedup_spec()
+    frames = []
+    for index, rel in enumerate(shards):
+        table = read_table(signatures_file(folder, dedup, rel), {})
+        has = np.asarray(table["keys"].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        flat = table["keys"].filter(pa.array(has)).combine_chunks().flatten()
+        keys = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, dedup.bands)
+        frame = pl.from_arrow(band_rows(keys, np.ones(len(keys), dtype=bool), node_ids(index, table.num_rows)[has]))
+        assert isinstance(frame, pl.DataFrame)
+        frames.append(frame.select("band", KEY, NODE))
+    labels = components_in_memory(collision_edges(pl.concat(frames)))
+    return labels.height - labels["label"].n_unique()
+
+
+@pytest.mark.parametrize("hub", [0, 500])
+def test_synthetic_corpus_has_the_duplicates_it_claims(tmp_path: Path, hub: int) -> None:
+    spec = scale_data.Synthetic(docs=6000, shard_docs=2500, hub=hub, seed=7)
+    truth = scale_data.generate(str(tmp_path), spec)
+    assert len(truth["shards"]) == 3
+    assert truth["largest_cluster"] >= max(hub, 2)
+    assert _components_from_files(str(tmp_path), truth["shards"]) == truth["expected_duplicates"], f"seed {spec.seed}"
+
+
+def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path: Path) -> None:
+    truth = scale_data.generate(str(tmp_path), scale_data.Synthetic(docs=4000, shard_docs=1000, hub=100, seed=3))
+    args = bench_scale.main_parser().parse_args(["run", "--dir", str(tmp_path)])
+    record = bench_scale.measure_run(tmp_path, truth["shards"], args, SerialExecutor())
+    assert record["error"] is None
+    assert record["duplicates"] == truth["expected_duplicates"]
+    checks = bench_scale.check(record, truth, tmp_path, full=True)
+    assert checks == {
+        "kept_rows": 4000 - truth["expected_duplicates"],
+        "duplicate_rows": truth["expected_duplicates"],
+        "conserved": True,
+        "duplicates_as_expected": True,
+    }
+    assert record["requests"] > 0
+    assert record["counts"]["files_written"] >= 3 * len(truth["shards"])  # kept, duplicates, marker per shard
+    assert set(record["phases"]) >= {"band keys", "collisions", "removal"}
