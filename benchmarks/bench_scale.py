@@ -38,33 +38,19 @@ import scale_data  # noqa: E402
 import storage_counter  # noqa: E402
 from measured import MeasuringExecutor, peak_rss_bytes, process_tree_cpu, reset_peak_rss  # noqa: E402
 
+from engine.dedup.plan import make_plan  # noqa: E402
 from engine.io.layout import DEDUP, KEPT, REJECTED  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
+from engine.runner.dedup import run_dedup  # noqa: E402
 from engine.spec import JobSpec  # noqa: E402
 
 RESULTS = HERE / "results" / "scale.jsonl"
 
 
-def dedup_driver() -> Any:
-    """The engine's dedup driver, wherever the layering move has put it."""
-    try:
-        from engine.runner.dedup import run_dedup  # type: ignore[import-not-found]
-    except ImportError:
-        from engine.dedup.phases import run_dedup
-    return run_dedup
-
-
-def partition_count(job: JobSpec, shards: list[str]) -> int | None:
-    """The partition count the engine chooses for this job (None if its planner cannot be found)."""
-    for module in ("engine.dedup.plan", "engine.dedup.phases"):
-        try:
-            planner = __import__(module, fromlist=["make_plan"])
-        except ImportError:
-            continue
-        if hasattr(planner, "make_plan"):
-            plan, _ = planner.make_plan(job, shards)
-            return int(plan.partitions)
-    return None
+def partition_count(job: JobSpec, shards: list[str]) -> int:
+    """The partition count the engine chooses for this job."""
+    plan, _ = make_plan(job, shards)
+    return int(plan.partitions)
 
 
 def append_record(record: dict[str, Any], path: Path) -> None:
@@ -124,7 +110,6 @@ def parquet_rows(folder: Path, pattern: str) -> int:
 
 def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, executor: Any) -> dict[str, Any]:
     """One call of the dedup driver over `shards`, measured; the record (without provenance)."""
-    run_dedup = dedup_driver()
     job = make_job(f"{storage_counter.PROTOCOL}://{folder}", args)
     partitions = partition_count(make_job(str(folder), args), shards)
     measuring = MeasuringExecutor(executor)

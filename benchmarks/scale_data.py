@@ -28,10 +28,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.dedup.config import MinhashDedup
 from engine.dedup.minhash import mix64
 from engine.dedup.signatures import signatures_file
 from engine.io.layout import KEPT, STAGE, join, shard_file
+from engine.spec import MinhashDedup
 
 ROW_GROUP = 2048  # rows per row group, as phase A writes them (one per input batch)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -52,8 +52,9 @@ import storage_counter  # noqa: E402
 from bench_scale import append_record, partition_count, start_ray  # noqa: E402
 from measured import MeasuringExecutor, process_tree_cpu, psutil_module  # noqa: E402
 
-from engine.dedup.bands import KEY, NODE, band_rows, collision_edges, key_partitions, node_ids  # noqa: E402
 from engine.dedup.minhash import mix64  # noqa: E402
+from engine.dedup.plan import NODE, node_ids  # noqa: E402
+from engine.dedup.shuffle import KEY, band_rows, collision_edges, key_partitions  # noqa: E402
 from engine.dedup.signatures import KEYS, signatures_file  # noqa: E402
 from engine.io.paths import filesystem  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
@@ -299,7 +300,7 @@ class RssSampler:
 
 
 def current_reduce(plan: Any, partition: int) -> tuple[int, int, int]:
-    from engine.dedup.phases import find_edges
+    from engine.dedup.shuffle import find_edges
 
     return find_edges(plan, partition), 0, 0
 
@@ -308,8 +309,9 @@ def run_tasks(setup: Setup, option: str, executor: Any) -> tuple[list[tuple[int,
     measuring = MeasuringExecutor(executor)
     maps = list(range(len(setup.signatures)))
     parts = list(range(setup.partitions))
-    if option == "current":  # today's shuffle (engine.dedup.phases before the layering move): bands and keys
-        from engine.dedup.phases import Plan, map_bands
+    if option == "current":  # today's shuffle: bands and sort keys, one file per map task and partition
+        from engine.dedup.plan import Plan
+        from engine.dedup.shuffle import map_bands
 
         plan = Plan(setup.work, {}, setup.partitions, "bench", "first_seen", has_score=False, compression="zstd")
         measuring.map(functools.partial(map_bands, plan), list(enumerate(setup.signatures)), label="map")
@@ -361,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     local_job = JobSpec.model_validate(
         {"input": {"path": "x"}, "output": {"path": str(folder)}, "dedup": {"type": "minhash"}}
     )
-    partitions = args.partitions or partition_count(local_job, shards) or 1
+    partitions = args.partitions or partition_count(local_job, shards)
     dedup = scale_data.dedup_spec()
     work = folder / "_options" / args.option
     import shutil

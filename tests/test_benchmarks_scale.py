@@ -10,8 +10,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from engine.dedup.bands import KEY, NODE, band_rows, collision_edges, node_ids
 from engine.dedup.components import components_in_memory
+from engine.dedup.plan import NODE, node_ids
+from engine.dedup.shuffle import KEY, band_rows, collision_edges
 from engine.dedup.signatures import signatures_file
 from engine.io.parquet import read_table, write_table
 from engine.io.paths import filesystem
