@@ -25,15 +25,18 @@ class Verdict:
         reason: one entry per row: the rule that dropped it (first that fired), None where kept.
         scores: measured values per row (NaN where not measured), so thresholds can be revisited
             without recomputing.
+        labels: measured categories per row (a language code; None where not measured), for the same reason.
     """
 
     keep: BoolArray
     reason: npt.NDArray[np.object_]
     scores: Mapping[str, FloatArray] = field(default_factory=dict)
+    labels: Mapping[str, npt.NDArray[np.object_]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.keep)
-        if len(self.reason) != n or any(len(v) != n for v in self.scores.values()):
+        arrays = [*self.scores.values(), *self.labels.values()]
+        if len(self.reason) != n or any(len(v) != n for v in arrays):
             msg = f"Verdict arrays disagree in length: keep={n}, reason={len(self.reason)}"
             raise ValueError(msg)
 
@@ -66,12 +69,17 @@ class Verdict:
             undecided &= ~mask
         return cls(undecided, reason, score_arrays)
 
+    def with_labels(self, **labels: npt.ArrayLike) -> Verdict:
+        """The same verdict with measured categories (`language=...`) added to `labels`."""
+        arrays = {name: np.asarray(values, dtype=object) for name, values in labels.items()}
+        return Verdict(self.keep, self.reason, self.scores, {**self.labels, **arrays})
+
     def prefixed(self, step: str) -> Verdict:
         """The same verdict with reasons written `step/rule`, as they appear in outputs and stats."""
         reason = self.reason.copy()
         dropped = ~self.keep
         reason[dropped] = [f"{step}/{r}" for r in reason[dropped]]
-        return Verdict(self.keep, reason, self.scores)
+        return Verdict(self.keep, reason, self.scores, self.labels)
 
 
 def text_column(batch: pa.Table) -> pa.ChunkedArray:

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from engine.batch import Verdict, take, text_bytes
 from engine.io.documents import canonical_batch
-from engine.schema import ID, INPUT_STEP, REASON
+from engine.schema import BATCH, ID, INPUT_STEP, REASON
 from engine.spec import InputSpec
 from engine.stats import Stats
 from engine.steps.base import Step
@@ -45,10 +45,11 @@ class BatchResult:
 
 
 class _ScoreSheet:
-    """Every step's measured values for every row of a batch (NaN where a step did not see the row)."""
+    """Every step's measured values for every row of a batch (NaN, or null for labels, where a step did not see it)."""
 
-    def __init__(self, ids: pa.ChunkedArray) -> None:
+    def __init__(self, ids: pa.ChunkedArray, batch_index: int) -> None:
         self.ids = ids
+        self.batch_index = batch_index
         self.reason = np.full(len(ids), None, dtype=object)
         self.columns: dict[str, np.ndarray] = {}
 
@@ -56,12 +57,21 @@ class _ScoreSheet:
         for name, values in verdict.scores.items():
             column = self.columns.setdefault(f"{label}.{name}", np.full(len(self.ids), np.nan))
             column[positions] = values
+        for name, categories in verdict.labels.items():
+            column = self.columns.setdefault(f"{label}.{name}", np.full(len(self.ids), None, dtype=object))
+            column[positions] = categories
         dropped = ~verdict.keep
         self.reason[positions[dropped]] = verdict.prefixed(label).reason[dropped]
 
     def table(self) -> pa.Table:
-        arrays = {ID: self.ids, REASON: pa.array(self.reason.tolist(), type=pa.string())}
-        arrays.update({name: pa.array(values, type=pa.float64()) for name, values in self.columns.items()})
+        arrays = {
+            ID: self.ids,
+            REASON: pa.array(self.reason.tolist(), type=pa.string()),
+            BATCH: pa.array(np.full(len(self.ids), self.batch_index, dtype=np.int32)),
+        }
+        for name, values in self.columns.items():
+            kind = pa.string() if values.dtype == object else pa.float64()
+            arrays[name] = pa.array(values.tolist() if values.dtype == object else values, type=kind)
         return pa.table(arrays)
 
 
@@ -75,20 +85,22 @@ def process_batch(
     *,
     input_verdict: Verdict | None = None,
     keep_scores: bool = False,
+    batch_index: int = 0,
     before_step: Callable[[int, pa.Table], None] | None = None,
 ) -> BatchResult:
     """Run `batch` through `steps` in order; every row ends kept or rejected with one reason.
 
     `input_verdict` (from the reader) drops bad documents before any step sees them, with reasons
     `input/<code>`. A rejected row carries the text as it was when its step saw it. With `keep_scores`, the
-    result also holds a score sheet: `id`, final `reason`, and one `<step>.<score>` column per measured value.
+    result also holds a score sheet: `id`, final `reason`, `batch` (`batch_index`: steps that cut a fraction of
+    each batch are re-decided batch by batch) and one `<step>.<score>` column per measured value and label.
     `before_step(index, rows)` sees the rows that reach each step (a unit records what its blocklists see).
     """
     stats = Stats(docs_in=batch.num_rows, bytes_in=text_bytes(batch))
     rejected: list[pa.Table] = []
     current = batch
     positions = np.arange(batch.num_rows)
-    sheet = _ScoreSheet(batch[ID]) if keep_scores else None
+    sheet = _ScoreSheet(batch[ID], batch_index) if keep_scores else None
 
     def reject(label: str, rows: pa.Table, verdict: Verdict) -> None:
         dropped = ~verdict.keep
@@ -135,6 +147,21 @@ def process_batch(
     else:
         rejected_table = _with_reason(batch.slice(0, 0), np.array([], dtype=object))
     return BatchResult(current, rejected_table, stats, sheet.table() if sheet is not None else None)
+
+
+def score_schema(input_schema: pa.Schema, steps: Sequence[Step], *, input_verdict: Verdict) -> pa.Schema:
+    """The schema of a shard's score sidecar: every step's columns, whether or not a batch reached the step.
+
+    Found by running the steps on an empty batch (every step names its scores and labels even then), so a shard
+    whose first batch is dropped whole by an early step still gets the later steps' columns.
+    """
+    empty = input_schema.empty_table()
+    sheet = _ScoreSheet(empty[ID], 0)
+    sheet.record(INPUT_STEP, np.zeros(0, dtype=np.int64), input_verdict)
+    for step in steps:
+        empty, verdict = step.apply(empty)
+        sheet.record(step.label, np.zeros(0, dtype=np.int64), verdict)
+    return sheet.table().schema
 
 
 def output_schema(input_schema: pa.Schema, steps: Sequence[Step]) -> pa.Schema:

@@ -12,6 +12,7 @@ QUALITY_SCORE = "quality_score"
 DUPLICATE_OF = "duplicate_of"
 CLUSTER_ID = "cluster_id"
 CLUSTER_SIZE = "cluster_size"
+BATCH = "batch"  # score sidecar: the index of the batch a document was read in, within its shard
 
 # Reason codes given by the reader before any step runs (bad documents are data, not exceptions).
 INPUT_STEP = "input"

@@ -11,26 +11,31 @@ The rule (steps s_0 .. s_{n-1} in job order; the first changed step is s_c):
   kept document was seen by every step; a document dropped by the reader (`input/...`) by none.
 - Documents dropped before s_c keep their original reason: the steps before s_c are unchanged and saw the same
   documents, so they decide the same.
-- Every other document is walked from s_c onwards. A changed step re-decides it with `decide(scores)` from the
-  stored scores; an unchanged step keeps its original decision (it dropped the document exactly when the
-  original reason names it), so unchanged steps need no `decide`.
+- Every other document is walked from s_c onwards. A changed step re-decides it with `decide(measured)` from the
+  stored values; an unchanged step keeps its original decision (it dropped the document exactly when the
+  original reason names it), so unchanged steps need no `decide`. The exception is a step whose verdict depends
+  on the other documents of its batch (`keep_top_fraction`): after an earlier change it is re-decided batch by
+  batch (the sidecar's `batch` column), since the documents reaching it changed.
 - A document that the change lets through a step that originally dropped it was never measured by the steps
   after that one. Its fate there is *unknown* without a rerun: it is counted apart (with the step where what is
-  known ends), and the kept total is reported as a range.
+  known ends), and the kept total is reported as a range. A batch-relative step whose batch holds such a
+  document cannot rank it, so every document of that batch reaching the step is unknown there too.
 
 Only phase A (the filters) is re-decided; duplicates removed by a dedup phase are reported as they were.
-Only parameters that `decide` reads may be changed: a step may list them in a `decide_fields` class variable,
-and what-if refuses the others (a changed measurement parameter, e.g. a stop-word list, would need a rerun).
+Every step declares each parameter as deciding (`Decides`: a threshold, a language list, a top fraction) or
+measuring (`Measures`: a word list, a line length, the model); what-if refuses a change of the second kind,
+naming the parameter and why, since only a rerun measures again (`Step.redecide_refusal`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -38,13 +43,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from engine.batch import Verdict
 from engine.errors import InputError, SpecError
 from engine.inspect.run_outputs import iter_score_batches, load_run_job, require_score_files
 from engine.io.layout import STATS_FILE, join
 from engine.io.markers import read_json
-from engine.schema import INPUT_STEP, REASON
+from engine.schema import BATCH, ID, INPUT_STEP, REASON
 from engine.spec import JobSpec, parse_job
-from engine.steps.base import Filter, Step
+from engine.steps.base import Decides, Measures, Step
 
 KEPT_LABEL = "kept"
 
@@ -61,13 +67,26 @@ class Change:
     old: Any
 
 
+@dataclass(frozen=True)
+class WholeRunCut:
+    """A `keep_top_fraction` taken over the whole run instead of batch by batch, as a `min_score` to rerun with."""
+
+    label: str
+    score: str
+    fraction: float
+    reaching: int
+    kept: int
+    min_score: float
+
+
 @dataclass
 class WhatIf:
     """What the changes would do, counted over every document of the run.
 
     `original` and `new` map a final reason (`step/rule`, or "kept") to a document count; `moves` counts
     documents whose fate changed, by (original, new); `unknown` counts documents whose new fate is not known
-    without a rerun, by (original reason, step they would reach next but never did).
+    without a rerun, by (original reason, step they would reach next but never did). `whole_run_cuts`: for each
+    step that keeps a top fraction of each batch, the same fraction taken over the whole run.
     """
 
     run_dir: str
@@ -80,6 +99,7 @@ class WhatIf:
     new: Counter[str] = field(default_factory=Counter)
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     unknown: Counter[tuple[str, str]] = field(default_factory=Counter)
+    whole_run_cuts: list[WholeRunCut] = field(default_factory=list)
 
     @property
     def kept_range(self) -> tuple[int, int]:
@@ -165,32 +185,26 @@ def apply_settings(raw: dict[str, Any], job: JobSpec, settings: Sequence[str]) -
         if old != new:
             changes.append(Change(text, index, before.label, param, new, old))
     for change in changes:
-        _check_decidable(job.steps[change.index], change)
+        _check_decidable(job.steps[change.index], new_job.steps[change.index], change)
     return new_job, changes
 
 
-def can_decide(step: Step) -> bool:
-    """Whether the step re-decides from stored scores (it overrides `Filter.decide`)."""
-    method = getattr(type(step), "decide", None)
-    return method is not None and method is not getattr(Filter, "decide", None)
-
-
-def _check_decidable(step: Step, change: Change) -> None:
-    if not can_decide(step):
-        msg = (
-            f"--set {change.text!r}: step {step.label!r} ({step.type}, {step.kind}) cannot re-decide from stored "
-            "scores (it does not implement `decide`), so what-if cannot try this change; rerun the job (e.g. "
-            "`corpus-engine bench` on a sample) to see its effect"
-        )
-        raise SpecError(msg)
-    fields = getattr(type(step), "decide_fields", None)
-    if fields is not None and change.param not in fields:
-        allowed = ", ".join(sorted(fields)) or "(none)"
-        msg = (
-            f"--set {change.text!r}: {step.type}.{change.param} changes what the step measures, not only its "
-            f"thresholds, so the stored scores cannot answer; parameters what-if can change here: {allowed}"
-        )
-        raise SpecError(msg)
+def _check_decidable(old: Step, new: Step, change: Change) -> None:
+    role = type(new).parameters.get(change.param)
+    if isinstance(role, Measures):
+        refusal: str | None = f"{new.type}.{change.param} {role.why}"
+    else:
+        refusal = new.redecide_refusal(old)
+    if refusal is None:
+        return
+    deciding = sorted(p for p, role in type(new).parameters.items() if isinstance(role, Decides))
+    allowed = ", ".join(deciding) if deciding and new.can_decide() else "(none)"
+    msg = (
+        f"--set {change.text!r}: what-if cannot answer this from the stored scores: {refusal}. Only a rerun measures "
+        f"again (try it on a sample with `corpus-engine bench`). Parameters what-if can change for {change.label}: "
+        f"{allowed}"
+    )
+    raise SpecError(msg)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -221,25 +235,79 @@ def _reach(reasons: pa.ChunkedArray | pa.Array, labels: Sequence[str]) -> np.nda
     return reach
 
 
-def _step_scores(table: pa.Table, label: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+def _measured(table: pa.Table, label: str, rows: np.ndarray, *, with_ids: bool = False) -> dict[str, np.ndarray]:
+    """Step `label`'s stored values for `rows`: scores as floats (NaN where null), labels as objects (and `id`)."""
     prefix = f"{label}."
-    scores = {}
+    measured = {ID: np.asarray(table[ID].to_pylist(), dtype=object)[rows]} if with_ids else {}
     for name in table.column_names:
-        if name.startswith(prefix):
-            column = pc.fill_null(table[name], np.nan).to_numpy()
-            scores[name[len(prefix) :]] = np.asarray(column, dtype=np.float64)[rows]
-    return scores
+        if not name.startswith(prefix):
+            continue
+        column = table[name]
+        if pa.types.is_floating(column.type):
+            values = np.asarray(pc.fill_null(column, np.nan).to_numpy(), dtype=np.float64)
+        else:
+            values = np.asarray(column.to_pylist(), dtype=object)
+        measured[name[len(prefix) :]] = values[rows]
+    return measured
 
 
-def redecide(
-    table: pa.Table, old_steps: Sequence[Step], new_steps: Sequence[Step], changed: set[int]
-) -> tuple[np.ndarray, np.ndarray]:
+class Fates(NamedTuple):
+    """The outcome of re-deciding one sidecar table (see `redecide`)."""
+
+    reason: np.ndarray
+    unknown_at: np.ndarray
+    ranked: dict[int, np.ndarray]
+
+
+def _decide(step: Step, label: str, measured: dict[str, np.ndarray]) -> Verdict:
+    try:
+        return step.decide(measured)
+    except KeyError as error:
+        msg = (
+            f"the score sidecar has no value {error} of step {label!r}: it was written by another job or an older "
+            "engine; rerun the job with `keep_scores: true` to get one what-if can read"
+        )
+        raise InputError(msg) from None
+
+
+def _decide_by_batch(
+    table: pa.Table, step: Step, label: str, rows: np.ndarray, uncertain: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch-relative step over `rows`, batch by batch: (keep, reasons, rows whose fate is unknown).
+
+    A batch holding an `uncertain` row (its fate before this step is unknown) cannot be ranked: its rows are
+    returned as unknown.
+    """
+    if BATCH not in table.column_names:
+        msg = (
+            f"step {label!r} keeps a fraction of each batch, but the score sidecar has no `{BATCH}` column (written "
+            "by an older engine); rerun the job with `keep_scores: true`"
+        )
+        raise InputError(msg)
+    batches = np.asarray(table[BATCH].to_numpy(zero_copy_only=False), dtype=np.int64)
+    doubtful = set(np.unique(batches[uncertain]).tolist())
+    keep = np.ones(len(rows), dtype=bool)
+    reasons = np.full(len(rows), None, dtype=object)
+    unknown = np.zeros(len(rows), dtype=bool)
+    measured = _measured(table, label, rows, with_ids=True)
+    for batch in np.unique(batches[rows]).tolist():
+        inside = batches[rows] == batch
+        if batch in doubtful:
+            unknown |= inside
+            continue
+        verdict = _decide(step, label, {name: values[inside] for name, values in measured.items()})
+        keep[inside] = verdict.keep
+        reasons[inside] = verdict.prefixed(label).reason
+    return keep, reasons, unknown
+
+
+def redecide(table: pa.Table, old_steps: Sequence[Step], new_steps: Sequence[Step], changed: set[int]) -> Fates:
     """The new fate of every row of one sidecar table, by the rule in the module docstring.
 
     Returns:
-        Two object arrays: the new final reason (None where kept), and where the new fate is unknown the
-        label of the step the row would reach next but was never measured by (None elsewhere; the reason
-        array then holds the original reason).
+        The new final reason of every row (None where kept); where the new fate is unknown, the label of the
+        step the row would reach next but was never measured by (None elsewhere; the reason then holds the
+        original reason); and per batch-ranking step index, the ranking scores of the rows known to reach it.
     """
     labels = [s.label for s in old_steps]
     reasons = table[REASON]
@@ -247,8 +315,9 @@ def redecide(
     reach = _reach(reasons, labels)
     new = original.copy()
     unknown_at = np.full(len(original), None, dtype=object)
+    ranked: dict[int, np.ndarray] = {}
     if not changed:
-        return new, unknown_at
+        return Fates(new, unknown_at, ranked)
     first = min(changed)
     pending = reach >= first  # rows that reached the first changed step: their fate is walked again
     new[pending] = None
@@ -259,14 +328,22 @@ def redecide(
         pending &= ~never_seen
         if not pending.any():
             break
-        if k in changed:
+        step = new_steps[k]
+        ranking = step.batch_ranking()
+        if ranking is not None:
             rows = np.flatnonzero(pending)
-            scores = _step_scores(table, labels[k], rows)
-            try:
-                verdict = new_steps[k].decide(scores)  # type: ignore[attr-defined]
-            except KeyError as error:
-                msg = f"the score sidecar has no score {error} of step {labels[k]!r}; was it written by this job?"
-                raise InputError(msg) from None
+            uncertain = np.asarray([at is not None for at in unknown_at], dtype=bool)
+            keep, why, unknown = _decide_by_batch(table, step, labels[k], rows, uncertain)
+            ranked[k] = _measured(table, labels[k], rows[~unknown])[ranking[0]]
+            new[rows[unknown]] = original[rows[unknown]]
+            unknown_at[rows[unknown]] = labels[k]
+            dropped = rows[~keep & ~unknown]
+            new[dropped] = why[~keep & ~unknown]
+            pending[rows[unknown]] = False
+            pending[dropped] = False
+        elif k in changed:
+            rows = np.flatnonzero(pending)
+            verdict = _decide(step, labels[k], _measured(table, labels[k], rows))
             dropped = rows[~verdict.keep]
             new[dropped] = verdict.prefixed(labels[k]).reason[~verdict.keep]
             pending[dropped] = False
@@ -274,7 +351,7 @@ def redecide(
             dropped_here = pending & (reach == k)
             new[dropped_here] = original[dropped_here]
             pending &= ~dropped_here
-    return new, unknown_at
+    return Fates(new, unknown_at, ranked)
 
 
 def what_if(run_dir: str, settings: Sequence[str], storage_options: dict[str, Any] | None = None) -> WhatIf:
@@ -300,12 +377,35 @@ def what_if(run_dir: str, settings: Sequence[str], storage_options: dict[str, An
     stats = read_json(join(run_dir, STATS_FILE), storage_options or {}) or {}
     result.duplicates = int(stats.get("duplicates", 0))
     changed = {c.index for c in changes}
+    ranked: dict[int, list[np.ndarray]] = {}
     for table in iter_score_batches(files, storage_options):
-        new, unknown_at = redecide(table, job.steps, new_job.steps, changed)
+        fates = redecide(table, job.steps, new_job.steps, changed)
         result.docs += table.num_rows
-        _count(result, table[REASON], new, unknown_at)
+        _count(result, table[REASON], fates.reason, fates.unknown_at)
+        for index, scores in fates.ranked.items():
+            ranked.setdefault(index, []).append(scores)
+    for index, parts in sorted(ranked.items()):
+        cut = whole_run_cut(new_job.steps[index], np.concatenate(parts))
+        if cut is not None:
+            result.whole_run_cuts.append(cut)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def whole_run_cut(step: Step, scores: np.ndarray) -> WholeRunCut | None:
+    """The step's top fraction taken over every document known to reach it, as the `min_score` that keeps it.
+
+    The step itself ranks batch by batch; ranking the whole run instead is the exact corpus-wide cut (keeping
+    `ceil(fraction * n)` documents, more on ties at the cut score). None when no document reaches the step.
+    """
+    ranking = step.batch_ranking()
+    if ranking is None or len(scores) == 0:
+        return None
+    score, fraction = ranking
+    count = max(1, min(len(scores), math.ceil(fraction * len(scores) - 1e-9)))
+    cut = float(np.sort(scores)[::-1][count - 1])
+    kept = int((scores >= cut).sum())
+    return WholeRunCut(step.label, score, fraction, len(scores), kept, cut)
 
 
 def _count(result: WhatIf, original: pa.ChunkedArray, new: np.ndarray, unknown_at: np.ndarray) -> None:
@@ -359,6 +459,13 @@ def format_what_if(result: WhatIf) -> str:
             lines.append(f"      {count:>8,}  were {was}; pass the change but were never measured by {next_step}")
     if result.duplicates:
         lines.append(f"  duplicates removed by dedup in the run: {result.duplicates:,} (not re-decided)")
+    for cut in result.whole_run_cuts:
+        lines.append(
+            f"  {cut.label} keeps the top {cut.fraction:g} of each batch; over the whole run, the top "
+            f"{cut.fraction:g} of the {cut.reaching:,} documents reaching it score >= {cut.min_score!r} "
+            f"({cut.kept:,} documents): --set {cut.label}.keep_top_fraction=null "
+            f"--set {cut.label}.min_score={cut.min_score!r} keeps exactly those"
+        )
     if result.moves:
         lines.append("  documents that change fate:")
         for (was, becomes), count in sorted(result.moves.items(), key=lambda x: (-x[1], x[0])):

@@ -43,10 +43,10 @@ from engine.io.layout import (
 from engine.io.markers import read_json, write_json
 from engine.io.parquet import PartitionedWriter, StreamWriter, check_footers, open_parquet, stream_batches
 from engine.io.paths import Shard, all_exist, fingerprint, remove_files
-from engine.pipeline import output_schema, process_batch, read_documents
+from engine.pipeline import output_schema, process_batch, read_documents, score_schema
 from engine.runner.keys import JobKey, job_key, known_identities
 from engine.runner.lists import KeyRecorder
-from engine.schema import ID, REASON
+from engine.schema import REASON
 from engine.spec import JobSpec
 from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
 from engine.version import __version__
@@ -148,9 +148,6 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
     return UnitResult(shard.rel, "processed", stats_dict, outputs)
 
 
-_EMPTY_SCORES = pa.schema([pa.field(ID, pa.string()), pa.field(REASON, pa.string())])
-
-
 def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str, int], dict[str, Any] | None]:
     """Stream the shard through the steps into its writers.
 
@@ -183,7 +180,7 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
         with open_parquet(shard.url, spec.storage_options) as parquet:
             check_schema(parquet.schema_arrow, text_column=spec.text_column, shard=shard.url)
             empty = pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
-            canonical, _ = read_documents(empty, spec, rel=shard.rel, first_row=0)
+            canonical, empty_verdict = read_documents(empty, spec, rel=shard.rel, first_row=0)
             kept_schema = output_schema(canonical.schema, job.steps)
             kept = _area(kept_area(job), kept_schema, job.partition_column() if job.dedup is None else None)
             writers.append(kept)
@@ -199,23 +196,25 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 signatures = _writer(signatures_file(out, job.dedup, shard.rel), signature_schema)
                 writers.append(signatures)
 
-            scores: StreamWriter | None = None
+            scores = None
+            if job.output.keep_scores:
+                sheet_schema = score_schema(canonical.schema, job.steps, input_verdict=empty_verdict)
+                scores = _writer(shard_file(out, SCORES, shard.rel), sheet_schema)
+                writers.append(scores)
             row = 0
-            for raw in stream_batches(parquet, shard.url, spec.batch_rows):
+            for index, raw in enumerate(stream_batches(parquet, shard.url, spec.batch_rows)):
                 batch, input_verdict = read_documents(raw, spec, rel=shard.rel, first_row=row)
                 row += raw.num_rows
                 result = process_batch(
                     batch,
                     job.steps,
                     input_verdict=input_verdict,
-                    keep_scores=job.output.keep_scores,
+                    keep_scores=scores is not None,
+                    batch_index=index,
                     before_step=recorder.observe if recorder is not None else None,
                 )
                 stats = stats + result.stats
-                if result.scores is not None and result.scores.num_rows:
-                    if scores is None:
-                        scores = _writer(shard_file(out, SCORES, shard.rel), result.scores.schema)
-                        writers.append(scores)
+                if scores is not None and result.scores is not None:
                     scores.write(result.scores)
                 kept.write(result.kept)
                 if rejected is not None:
@@ -223,9 +222,6 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 if signatures is not None and job.dedup is not None and result.kept.num_rows:
                     signatures.write(signature_table(result.kept, job.dedup))
             input_rows = parquet.metadata.num_rows
-        if job.output.keep_scores and scores is None:
-            scores = _writer(shard_file(out, SCORES, shard.rel), _EMPTY_SCORES)
-            writers.append(scores)
         rows: dict[str, int] = {}
         for writer in writers:
             if isinstance(writer, PartitionedWriter):

@@ -12,10 +12,10 @@ The runner only calls `apply`, which every kind of step implements:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,8 +23,38 @@ from engine.batch import Verdict
 from engine.errors import SpecError
 
 
+@dataclass(frozen=True)
+class Decides:
+    """A parameter that only turns measured values into keep/drop (a threshold, a list of accepted values).
+
+    `scores` are the scores it bounds: `what-if` re-decides a change from them, the report draws the value on
+    their histograms. A parameter that decides without bounding a score (a language list, a flag) leaves it empty.
+    """
+
+    scores: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Measures:
+    """A parameter that changes what the step measures (word lists, line lengths, tokenisation, the model).
+
+    `why` completes "the stored scores cannot answer a change of this parameter: it ...". `what-if` refuses such a
+    change with that reason: only a rerun measures again.
+    """
+
+    why: str
+
+
+Role = Decides | Measures
+UNLABELLED = ("type", "name")
+
+
 class Step(BaseModel):
-    """Base of every step. `type` is the registry key; `name` (optional) overrides it in reason codes."""
+    """Base of every step. `type` is the registry key; `name` (optional) overrides it in reason codes.
+
+    Every registered step declares each of its parameters in `parameters` as `Decides` or `Measures`
+    (`register` refuses a step that leaves one out): `what-if` answers only changes of deciding parameters.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +70,8 @@ class Step(BaseModel):
     # it decides or writes (a fix), and the next run redoes every shard. A new behaviour a job must opt into gets
     # a new `type` instead (STYLE.md). None: the engine's version stands in (any new release redoes the shards).
     version: ClassVar[int | None] = None
+    # Every parameter (field other than `type` and `name`) -> what it does to the verdict.
+    parameters: ClassVar[Mapping[str, Role]] = {}
 
     @property
     def label(self) -> str:
@@ -70,6 +102,57 @@ class Step(BaseModel):
             SpecError: naming the parameter and the fix.
         """
 
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """The verdict from already measured values (as this step returned them, by name) and this step's parameters.
+
+        `measured` holds the step's scores (float, NaN where not measured) and labels (object arrays, e.g.
+        `language`); a step whose decision depends on the other documents of its batch (`batch_ranking`) is given
+        one batch at a time, with the documents' `id` too. Lets `what-if` re-try deciding parameters from a run's
+        score sidecar without re-reading text; steps that can implement it do, the others raise
+        NotImplementedError.
+        """
+        msg = f"step {self.type!r} cannot re-decide from stored scores"
+        raise NotImplementedError(msg)
+
+    def can_decide(self) -> bool:
+        """Whether the step re-decides from stored values (it overrides `decide`)."""
+        return type(self).decide is not Step.decide
+
+    def batch_ranking(self) -> tuple[str, float] | None:
+        """(score, fraction) when the step keeps the best `fraction` of each batch by `score`, else None.
+
+        Such a step's verdict on a document depends on the other documents of its batch.
+        """
+        return None
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        """Why this step cannot re-decide from what `measured_by` (the run's step) measured; None if it can.
+
+        The default: the step implements `decide` and every parameter that differs is declared `Decides`.
+        Steps whose deciding parameters also choose what is measured (n-gram sizes) add their own conditions.
+        """
+        if not self.can_decide():
+            return f"step {self.type!r} does not re-decide from stored scores (it has no `decide`)"
+        for param in type(self).model_fields:
+            if param in UNLABELLED or getattr(self, param) == getattr(measured_by, param):
+                continue
+            role = type(self).parameters.get(param)
+            if not isinstance(role, Decides):
+                why = role.why if isinstance(role, Measures) else "is not declared as a deciding parameter"
+                return f"{self.type}.{param} {why}"
+        return None
+
+    def thresholds(self) -> dict[str, list[tuple[str, float]]]:
+        """Per score, the deciding parameters that bound it and their values (None, i.e. off, left out)."""
+        found: dict[str, list[tuple[str, float]]] = {}
+        for param, role in type(self).parameters.items():
+            value = getattr(self, param)
+            if not isinstance(role, Decides) or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            for score in role.scores:
+                found.setdefault(score, []).append((param, float(value)))
+        return found
+
 
 class Filter(Step):
     """A step that keeps or drops rows and never changes them."""
@@ -81,15 +164,6 @@ class Filter(Step):
 
     def apply(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
         return batch, self(batch)
-
-    def decide(self, scores: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
-        """The verdict from already measured `scores` (as this step returned them) and this step's thresholds.
-
-        Lets `what-if` re-try thresholds from a run's score sidecar without re-reading text. Filters whose
-        rules are all thresholds on their scores implement it; the others raise NotImplementedError.
-        """
-        msg = f"step {self.type!r} cannot re-decide from stored scores"
-        raise NotImplementedError(msg)
 
 
 class Transform(Step):
@@ -126,6 +200,15 @@ def register(cls: StepType) -> StepType:
     key = cls.__pydantic_fields__["type"].default
     if not isinstance(key, str) or not key:
         msg = f"{cls.__name__} must declare `type: Literal[...] = '<name>'` to be registered"
+        raise TypeError(msg)
+    fields = set(cls.__pydantic_fields__) - set(UNLABELLED)
+    undeclared, unknown = sorted(fields - set(cls.parameters)), sorted(set(cls.parameters) - fields)
+    if undeclared or unknown:
+        msg = (
+            f"{cls.__name__} ({key}) must declare every parameter in `parameters` as Decides(...) or Measures(...); "
+            f"undeclared: {', '.join(undeclared) or '(none)'}; "
+            f"declared but not a field: {', '.join(unknown) or '(none)'}"
+        )
         raise TypeError(msg)
     if key in _REGISTRY:
         msg = f"step type {key!r} is registered twice ({_REGISTRY[key].__name__} and {cls.__name__})"
@@ -194,26 +277,6 @@ def build_step(mapping: Mapping[str, Any], location: str = "step") -> Step:
 
 
 def score_thresholds(step: Step, score_names: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
-    """Per score of `step`, the parameters that bound it and their values (for marking plots).
-
-    A step may declare `score_thresholds: ClassVar[dict[str, tuple[str, ...]]]` (score -> parameter names);
-    otherwise a parameter matches a score when its name is `<score>`, `min_<score>` or `max_<score>`, or, when
-    none of those exists, `min_<x>` / `max_<x>` where the score's name ends in `_<x>` (`min_score` bounds
-    `language_score`). Parameters set to None (rule disabled) are left out.
-    """
-    declared = getattr(type(step), "score_thresholds", None)
-    found: dict[str, list[tuple[str, float]]] = {}
-    fields = [name for name in type(step).model_fields if name.startswith(("min_", "max_"))]
-    for score in score_names:
-        if isinstance(declared, dict):
-            params = tuple(declared.get(score, ()))
-        else:
-            params = (score, f"min_{score}", f"max_{score}")
-            if not any(hasattr(step, p) for p in params):
-                # `min_score` bounds `language_score`: a bound named after the end of the score's name.
-                params = tuple(f for f in fields if score.endswith(f"_{f[4:]}"))
-        for param in params:
-            value = getattr(step, param, None)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                found.setdefault(score, []).append((param, float(value)))
-    return found
+    """Per score in `score_names`, the parameters of `step` that bound it and their values (for marking plots)."""
+    bounds = step.thresholds()
+    return {score: bounds[score] for score in score_names if score in bounds}

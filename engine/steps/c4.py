@@ -8,6 +8,7 @@ a word of the LDNOOBW list for their language (lists shipped in engine/data/ldno
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import ClassVar, Literal
@@ -20,7 +21,7 @@ from pydantic import Field
 from engine.batch import Verdict
 from engine.schema import ID, LANGUAGE, TEXT
 from engine.steps import text as tx
-from engine.steps.base import Filter, Transform, register
+from engine.steps.base import Decides, Filter, Measures, Step, Transform, register
 
 CITATION = r"\[\d*]|\[edit]|\[citation needed]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -36,6 +37,7 @@ _WORD = r"[^\s\x1c-\x1f]+"
 _IS_PUNCT = r"^\p{P}+$"
 _SENTENCE_PUNCT = "^[" + tx.char_class(tx.SENTENCE_PUNCT) + "]$"
 _MAYBE_BREAK = "[" + tx.char_class(tx.SENTENCE_PUNCT) + r"][\s\p{P}]*[^\s\p{P}]"
+_LINES_MEASURED = "changes which lines are kept, hence the rewritten text and the sentence count the run measured"
 
 
 def sentence_counts(lines: pl.Series) -> np.ndarray:
@@ -115,6 +117,33 @@ class C4Quality(Transform):
     filter_javascript: bool = True
     filter_curly_bracket: bool = True
     filter_policy: bool = True
+    parameters = {
+        "remove_citations": Measures(_LINES_MEASURED),
+        "filter_no_terminal_punct": Measures(_LINES_MEASURED),
+        "min_num_sentences": Decides(("sentences",)),
+        "min_words_per_line": Measures(_LINES_MEASURED),
+        "max_word_length": Measures(_LINES_MEASURED),
+        "filter_lorem_ipsum": Measures(_LINES_MEASURED),
+        "filter_javascript": Measures(_LINES_MEASURED),
+        "filter_curly_bracket": Measures(_LINES_MEASURED),
+        "filter_policy": Measures(_LINES_MEASURED),
+    }
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        if isinstance(measured_by, C4Quality) and measured_by.min_num_sentences == -1 != self.min_num_sentences:
+            return "c4_quality.min_num_sentences was -1 in the run, so sentences were not counted (NaN in the sidecar)"
+        return super().redecide_refusal(measured_by)
+
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """The document rules from the stored scores, in the order `__call__` applies them."""
+        sentences = np.asarray(measured["sentences"], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            too_few = sentences < self.min_num_sentences
+        return Verdict.from_rules(
+            lorem_ipsum=np.asarray(measured["lorem_ipsum"]) == 1,
+            curly_bracket=np.asarray(measured["curly_bracket"]) == 1,
+            too_few_sentences=too_few,
+        )
 
     def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
         texts = tx._texts(batch)
@@ -171,12 +200,13 @@ class C4Quality(Transform):
 
         kept_lines = line.filter(pl.Series(keep))
         kept_row = pieces.row[keep]
-        sentences = np.zeros(n, dtype=np.float64)
+        sentences = np.full(n, np.nan)
         if self.min_num_sentences != -1:
             sentences = np.bincount(kept_row, weights=sentence_counts(kept_lines), minlength=n).astype(np.float64)
         lorem_doc = first_lorem < first_curly
         curly_doc = first_curly < first_lorem
-        too_few = sentences < self.min_num_sentences
+        with np.errstate(invalid="ignore"):
+            too_few = sentences < self.min_num_sentences
         verdict = Verdict.from_rules(
             lorem_ipsum=lorem_doc,
             curly_bracket=curly_doc,
@@ -185,6 +215,8 @@ class C4Quality(Transform):
                 "sentences": sentences,
                 "lines": pieces.counts.astype(np.float64),
                 "kept_lines": np.bincount(kept_row, minlength=n).astype(np.float64),
+                "lorem_ipsum": lorem_doc.astype(np.float64),
+                "curly_bracket": curly_doc.astype(np.float64),
             },
         )
         joined = (
@@ -247,6 +279,12 @@ class C4BadWords(Filter):
     keep_fraction: float = Field(0.0, ge=0, le=1)
     seed: int = 0
     missing_language: Literal["keep", "drop"] = "keep"
+    parameters = {
+        "default_language": Measures("chooses the word list of documents without a language, which was matched"),
+        "keep_fraction": Decides(("badwords_draw",)),
+        "seed": Measures("changes the per-document draws the run stored"),
+        "missing_language": Decides(),
+    }
 
     def assets(self) -> dict[str, str]:
         return {f"ldnoobw/{code}": str(_BADWORDS_DIR / f"{code}.txt") for code in BADWORDS_LANGUAGES}
@@ -269,17 +307,26 @@ class C4BadWords(Filter):
                 missing |= rows
                 continue
             found[rows] = tx.to_numpy(lower.filter(pl.Series(rows)).str.contains(pattern), bool)
-        if self.keep_fraction > 0 and found.any():
+        # The draw that spares a matching document when below keep_fraction: a hash of (seed, id), so it does not
+        # depend on batching; drawn for matching documents only (NaN elsewhere: nothing to spare).
+        draws = np.full(n, np.nan)
+        if found.any():
             ids = batch[ID].to_pylist() if ID in batch.column_names else [str(i) for i in range(n)]
-            draws = np.array(
-                [
-                    int.from_bytes(hashlib.blake2b(f"{self.seed}:{i}".encode(), digest_size=8).digest()) / 2**64
-                    for i in ids
-                ]
-            )
-            found &= draws >= self.keep_fraction
+            draws[found] = [
+                int.from_bytes(hashlib.blake2b(f"{self.seed}:{ids[i]}".encode(), digest_size=8).digest()) / 2**64
+                for i in np.flatnonzero(found)
+            ]
+        badwords = np.where(missing, np.nan, found.astype(np.float64))
+        return self.decide({"badwords": badwords, "badwords_draw": draws})
+
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """`badwords` is 1 where the document's list matched, 0 where not, NaN where its language has no list."""
+        badwords = np.asarray(measured["badwords"], dtype=np.float64)
+        draws = np.asarray(measured["badwords_draw"], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            spared = draws < self.keep_fraction if self.keep_fraction > 0 else np.zeros(len(draws), dtype=bool)
         return Verdict.from_rules(
-            badwords=found,
-            missing_language=missing & (self.missing_language == "drop"),
-            scores={"has_badwords": found.astype(np.float64)},
+            badwords=(badwords == 1) & ~spared,
+            missing_language=np.isnan(badwords) & (self.missing_language == "drop"),
+            scores={"badwords": badwords, "badwords_draw": draws},
         )

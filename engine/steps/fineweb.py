@@ -13,7 +13,7 @@ from pydantic import Field
 
 from engine.batch import Verdict
 from engine.steps import text as tx
-from engine.steps.base import Filter, register
+from engine.steps.base import Decides, Filter, Measures, register
 from engine.steps.gopher import tx_ratio
 
 
@@ -41,6 +41,15 @@ class FineWebQuality(Filter):
     short_line_length: int = Field(30, ge=0)
     char_duplicates_ratio: float = Field(0.01, ge=0, le=1)
     new_line_ratio: float = Field(0.3, ge=0)
+    parameters = {
+        "line_punct_thr": Decides(("line_punct_ratio",)),
+        "line_punct_exclude_zero": Decides(),
+        "stop_chars": Measures("chooses which line endings count into `line_punct_ratio`"),
+        "short_line_thr": Decides(("short_line_ratio",)),
+        "short_line_length": Measures("chooses which lines count as short into `short_line_ratio`"),
+        "char_duplicates_ratio": Decides(("char_dup_ratio",)),
+        "new_line_ratio": Decides(("list_ratio",)),
+    }
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)

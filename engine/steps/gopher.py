@@ -20,7 +20,7 @@ from pydantic import Field
 
 from engine.batch import Verdict
 from engine.steps import text as tx
-from engine.steps.base import Filter, register
+from engine.steps.base import Decides, Filter, Measures, Step, register
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 
@@ -64,6 +64,18 @@ class GopherQuality(Filter):
     min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1)
     min_stop_words: int | None = Field(2, ge=0)
     stop_words: tuple[str, ...] = STOP_WORDS
+    parameters = {
+        "min_doc_words": Decides(("words",)),
+        "max_doc_words": Decides(("words",)),
+        "min_avg_word_length": Decides(("mean_word_length",)),
+        "max_avg_word_length": Decides(("mean_word_length",)),
+        "max_symbol_word_ratio": Decides(("hash_ratio", "ellipsis_ratio")),
+        "max_bullet_lines_ratio": Decides(("bullet_lines_ratio",)),
+        "max_ellipsis_lines_ratio": Decides(("ellipsis_lines_ratio",)),
+        "min_alpha_words_ratio": Decides(("alpha_words_ratio",)),
+        "min_stop_words": Decides(("stop_words",)),
+        "stop_words": Measures("is the word list counted into the `stop_words` score"),
+    }
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
@@ -297,6 +309,58 @@ class GopherRepetition(Filter):
         (9, 0.11),
         (10, 0.10),
     )
+    parameters = {
+        "dup_line_frac": Decides(("dup_line_frac",)),
+        "dup_para_frac": Decides(("dup_para_frac",)),
+        "dup_line_char_frac": Decides(("dup_line_char_frac",)),
+        "dup_para_char_frac": Decides(("dup_para_char_frac",)),
+        # (n, fraction) pairs: the fractions decide; the sizes n choose which n-grams are measured.
+        "top_n_grams": Decides(),
+        "dup_n_grams": Decides(),
+    }
+
+    def thresholds(self) -> dict[str, list[tuple[str, float]]]:
+        found = super().thresholds()
+        for param, pairs, score in (
+            ("top_n_grams", self.top_n_grams, "top_{}_gram"),
+            ("dup_n_grams", self.dup_n_grams, "duplicated_{}_n_grams"),
+        ):
+            for size, fraction in pairs:
+                if fraction:
+                    found.setdefault(score.format(size), []).append((f"{param}[{size}]", float(fraction)))
+        return found
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        if isinstance(measured_by, GopherRepetition):
+            for param in ("top_n_grams", "dup_n_grams"):
+                sizes, measured = (
+                    sorted(n for n, _ in getattr(self, param)),
+                    sorted(n for n, _ in getattr(measured_by, param)),
+                )
+                if sizes != measured:
+                    return (
+                        f"gopher_repetition.{param} changes the n-gram sizes measured ({measured} in the run, "
+                        f"{sizes} asked); only the fractions can be re-decided"
+                    )
+        return super().redecide_refusal(measured_by)
+
+    def decide(self, measured: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
+        """The rules from the stored fractions, in the order `__call__` applies them.
+
+        `empty` is where the paragraph character fraction is NaN: its denominator, the text length, is 0.
+        """
+
+        def score(name: str) -> np.ndarray:
+            return np.asarray(measured[name], dtype=np.float64)
+
+        rules: dict[str, np.ndarray] = {"empty": np.isnan(score("dup_para_char_frac"))}
+        for name in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
+            rules[name] = _above(score(name), getattr(self, name))
+        for size, fraction in self.top_n_grams:
+            rules[f"top_{size}_gram"] = _above(score(f"top_{size}_gram"), fraction)
+        for size, fraction in self.dup_n_grams:
+            rules[f"duplicated_{size}_n_grams"] = _above(score(f"duplicated_{size}_n_grams"), fraction)
+        return Verdict.from_rules(scores=None, **rules)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)

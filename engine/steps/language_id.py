@@ -14,6 +14,7 @@ code the model cannot emit and suggests the nearest labels. A GlotLID-style mode
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -32,7 +33,7 @@ from engine.models.loader import (
     strip_label,
 )
 from engine.schema import LANGUAGE, LANGUAGE_SCORE
-from engine.steps.base import Annotator, register
+from engine.steps.base import Annotator, Decides, Measures, register
 
 
 def top_labels(labels: list[list[str]], probs: list[np.ndarray]) -> tuple[list[str | None], np.ndarray]:
@@ -92,6 +93,14 @@ class LanguageId(Annotator):
         default=DEFAULT_MAX_CHARS, ge=1, description="predict on the first max_chars characters (None: whole text)"
     )
     partition_by_language: bool = Field(default=False, description="write kept output under kept/language=xx/")
+    parameters = {
+        "model": Measures("is the model that measured every language and score"),
+        "languages": Decides(),
+        "min_score": Decides((LANGUAGE_SCORE,)),
+        "max_chars": Measures("changes how much of each text the model read"),
+        # Where kept documents are written, not which: re-deciding it changes no document's fate.
+        "partition_by_language": Decides(),
+    }
 
     @property
     def model_path(self) -> str:
@@ -136,14 +145,19 @@ class LanguageId(Annotator):
         language = pa.array(codes, type=pa.string())
         annotated = with_column(batch, LANGUAGE, language)
         annotated = with_column(annotated, LANGUAGE_SCORE, pa.array(scores, type=pa.float64()))
+        return annotated, self.decide({LANGUAGE_SCORE: scores, LANGUAGE: np.asarray(codes, dtype=object)})
+
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """`low_score` from `language_score`, then `not_in_languages` from the stored `language` label."""
+        scores = np.asarray(measured[LANGUAGE_SCORE], dtype=np.float64)
+        codes = np.asarray(measured[LANGUAGE], dtype=object)
         if self.languages is None:
             outside = np.zeros(len(codes), dtype=bool)
         else:
-            wanted = pc.is_in(language, value_set=pa.array(self.languages, type=pa.string()))
+            wanted = pc.is_in(pa.array(codes.tolist(), type=pa.string()), value_set=pa.array(self.languages))
             outside = ~np.asarray(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False), dtype=bool)
-        verdict = Verdict.from_rules(
+        return Verdict.from_rules(
             low_score=scores < self.min_score,
             not_in_languages=outside,
             scores={LANGUAGE_SCORE: scores},
-        )
-        return annotated, verdict
+        ).with_labels(**{LANGUAGE: codes})

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from engine.batch import Verdict, text_column, utf8_lengths
-from engine.steps.base import Filter, register
+from engine.steps.base import Decides, Filter, register
 
 
 def whitespace_word_counts(batch: pa.Table) -> np.ndarray:
@@ -36,6 +36,12 @@ class DocLength(Filter):
     max_chars: int | None = Field(None, ge=1)
     min_words: int = Field(1, ge=0)
     max_words: int | None = Field(None, ge=1)
+    parameters = {
+        "min_chars": Decides(("chars",)),
+        "max_chars": Decides(("chars",)),
+        "min_words": Decides(("words",)),
+        "max_words": Decides(("words",)),
+    }
 
     def __call__(self, batch: pa.Table) -> Verdict:
         return self.decide({"chars": utf8_lengths(batch), "words": whitespace_word_counts(batch)})

@@ -11,7 +11,7 @@ import pyarrow as pa
 from engine.batch import Verdict
 from engine.schema import TEXT
 from engine.steps import text as tx
-from engine.steps.base import Transform, register
+from engine.steps.base import Measures, Transform, register
 
 
 def _ftfy() -> object:
@@ -37,6 +37,10 @@ class Normalise(Transform):
     version: ClassVar[int] = 1
     fix_text: bool = True
     form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFC"
+    parameters = {
+        "fix_text": Measures("changes the text every later step measured"),
+        "form": Measures("changes the text every later step measured"),
+    }
 
     def check(self) -> None:
         if self.fix_text:

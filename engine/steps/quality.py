@@ -10,6 +10,7 @@ domain, ...) is trained and applied the same way, with its own label and column 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -22,7 +23,7 @@ from engine.errors import SpecError
 from engine.models.loader import DEFAULT_MAX_CHARS, LABEL_PREFIX, check_model, load_model, prepare_texts
 from engine.models.training import DEFAULT_POSITIVE_LABEL
 from engine.schema import ID, QUALITY_SCORE
-from engine.steps.base import Annotator, register
+from engine.steps.base import Annotator, Decides, Measures, register
 
 
 def positive_probability(
@@ -89,6 +90,20 @@ class QualityClassifier(Annotator):
     min_score: float | None = Field(default=None, ge=0, le=1)
     keep_top_fraction: float | None = Field(default=None, gt=0, le=1)
     max_chars: int | None = Field(default=DEFAULT_MAX_CHARS, ge=1)
+    parameters = {
+        "model": Measures("is the classifier that measured every score"),
+        "positive_label": Measures("chooses which label's probability was stored as the score"),
+        "score_column": Measures("renames the score column; the sidecar holds the run's name"),
+        "min_score": Decides(),  # bounds `score_column` (see `thresholds`)
+        "keep_top_fraction": Decides(),
+        "max_chars": Measures("changes how much of each text the classifier read"),
+    }
+
+    def thresholds(self) -> dict[str, list[tuple[str, float]]]:
+        return {self.score_column: [("min_score", self.min_score)]} if self.min_score is not None else {}
+
+    def batch_ranking(self) -> tuple[str, float] | None:
+        return (self.score_column, self.keep_top_fraction) if self.keep_top_fraction is not None else None
 
     @model_validator(mode="after")
     def _one_rule(self) -> QualityClassifier:
@@ -124,10 +139,19 @@ class QualityClassifier(Annotator):
             scores = np.zeros(0)
         scores[blank] = 0.0
         annotated = with_column(batch, self.score_column, pa.array(scores, type=pa.float64()))
+        measured = {self.score_column: scores}
+        if self.keep_top_fraction is not None:
+            measured[ID] = np.asarray(batch[ID].to_pylist(), dtype=object)
+        return annotated, self.decide(measured)
+
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """`low_score` by `min_score`, or outside the batch's top fraction (`measured` is then one batch, with `id`)."""
+        scores = np.asarray(measured[self.score_column], dtype=np.float64)
         if self.min_score is not None:
             low = scores < self.min_score
         elif self.keep_top_fraction is not None:
-            low = ~top_fraction_mask(scores, batch[ID], self.keep_top_fraction)
+            ids = pa.array(np.asarray(measured[ID], dtype=object).tolist(), type=pa.string())
+            low = ~top_fraction_mask(scores, ids, self.keep_top_fraction)
         else:
             low = np.zeros(len(scores), dtype=bool)
-        return annotated, Verdict.from_rules(low_score=low, scores={self.score_column: scores})
+        return Verdict.from_rules(low_score=low, scores={self.score_column: scores})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any, ClassVar, Literal
@@ -18,9 +19,10 @@ from engine.errors import SpecError
 from engine.io.assets import current_version
 from engine.schema import URL
 from engine.steps import text as tx
-from engine.steps.base import Filter, register
+from engine.steps.base import Decides, Filter, Measures, register
 
 _DATA = "url"
+_LISTS_MEASURED = "changes a list the URLs were matched against (the run stored which rules matched)"
 
 
 def _normalize(word: str) -> str:
@@ -113,6 +115,22 @@ class URLFilter(Filter):
     soft_banned_words: tuple[str, ...] = ()
     use_integrated_lists: bool = Field(True, description="Add the shipped banned/soft-banned/subword lists.")
     soft_word_threshold: int = Field(2, ge=1)
+    parameters = {
+        **dict.fromkeys(
+            (
+                "domains_file",
+                "urls_file",
+                "extra_domains",
+                "extra_urls",
+                "banned_words",
+                "banned_subwords",
+                "soft_banned_words",
+                "use_integrated_lists",
+            ),
+            Measures(_LISTS_MEASURED),
+        ),
+        "soft_word_threshold": Decides(("soft_banned_words",)),
+    }
 
     def check(self) -> None:
         for field in ("domains_file", "urls_file"):
@@ -149,9 +167,10 @@ class URLFilter(Filter):
 
     def __call__(self, batch: pa.Table) -> Verdict:
         n = batch.num_rows
-        if URL not in batch.column_names:
-            return Verdict.keep_all(n)
-        urls = pl.Series("url", batch[URL]).cast(pl.String).fill_null("")
+        if URL in batch.column_names:
+            urls = pl.Series("url", batch[URL]).cast(pl.String).fill_null("")
+        else:
+            urls = pl.Series("url", [""] * n, dtype=pl.String)
         has_url = tx.to_numpy(urls.str.len_bytes() > 0, bool)
         domains, blocked_urls, banned, subwords, soft = self._lists()
         domain_hit = np.zeros(n, dtype=bool)
@@ -186,12 +205,33 @@ class URLFilter(Filter):
         if subwords:
             normalised = urls.str.replace_all(r"[^a-zA-Z0-9]+", "").str.to_lowercase()
             subword_hit = tx.to_numpy(normalised.str.contains_any(sorted(subwords)), bool)
+        matches = {
+            "blocked_domain": domain_hit,
+            "blocked_subdomain": subdomain_hit,
+            "blocked_url": url_hit,
+            "banned_word": banned_hit,
+            "banned_subword": subword_hit,
+        }
+        scores = {name: (hit & has_url).astype(np.float64) for name, hit in matches.items()}
+        return self.decide({**scores, "soft_banned_words": soft_count})
+
+    def decide(self, measured: Mapping[str, np.ndarray]) -> Verdict:
+        """The rules in datatrove's order from the stored matches (1/0) and the soft-banned word count.
+
+        A document without a URL matches nothing and counts 0 soft-banned words, so it passes.
+        """
+
+        def hit(name: str) -> np.ndarray:
+            matched: np.ndarray = np.asarray(measured[name], dtype=np.float64) == 1.0
+            return matched
+
+        soft_count = np.asarray(measured["soft_banned_words"], dtype=np.float64)
         return Verdict.from_rules(
-            blocked_domain=domain_hit & has_url,
-            blocked_subdomain=subdomain_hit & has_url,
-            blocked_url=url_hit & has_url,
-            banned_word=banned_hit & has_url,
-            soft_banned_words=(soft_count >= self.soft_word_threshold) & has_url,
-            banned_subword=subword_hit & has_url,
-            scores={"soft_banned_words": soft_count},
+            blocked_domain=hit("blocked_domain"),
+            blocked_subdomain=hit("blocked_subdomain"),
+            blocked_url=hit("blocked_url"),
+            banned_word=hit("banned_word"),
+            soft_banned_words=soft_count >= self.soft_word_threshold,
+            banned_subword=hit("banned_subword"),
+            scores=measured,
         )

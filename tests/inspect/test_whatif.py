@@ -23,7 +23,7 @@ from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_
 from engine.runner.unit import run_unit
 from engine.spec import JobSpec, parse_job
 from engine.stats import Stats
-from engine.steps.base import Filter, register
+from engine.steps.base import Decides, Filter, register
 
 
 @register
@@ -32,6 +32,7 @@ class DigitShare(Filter):
 
     type: Literal["test_whatif_digits"] = "test_whatif_digits"
     max_ratio: float = 0.04
+    parameters = {"max_ratio": Decides(("digit_ratio",))}
 
     def __call__(self, batch: pa.Table) -> Verdict:
         digits = pc.utf8_length(pc.replace_substring_regex(text_column(batch), r"\D", ""))
@@ -49,9 +50,20 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
-def run_units(src: Path, out: Path, steps: list[dict[str, Any]], *, keep_scores: bool = True) -> JobSpec:
+def run_units(
+    src: Path,
+    out: Path,
+    steps: list[dict[str, Any]],
+    *,
+    keep_scores: bool = True,
+    input_options: dict[str, Any] | None = None,
+) -> JobSpec:
     """Run every shard under `src` with `run_unit` (no Ray), then write what `run_on_ray` writes around them."""
-    raw = {"name": "tiny", "input": {"path": str(src)}, "output": {"path": str(out), "keep_scores": keep_scores}}
+    raw = {
+        "name": "tiny",
+        "input": {"path": str(src), **(input_options or {})},
+        "output": {"path": str(out), "keep_scores": keep_scores},
+    }
     job = with_absolute_paths(parse_job({**raw, "steps": steps}))
     write_resolved_job(job)
     total = Stats()
@@ -102,8 +114,9 @@ def predicted_reasons(out: Path, settings: list[str]) -> tuple[dict[str, str | N
     known: dict[str, str | None] = {}
     unknown: dict[str, str] = {}
     for table in iter_score_batches(score_files(str(out))):
-        new, unknown_at = redecide(table, job.steps, new_job.steps, {c.index for c in changes})
-        for doc, reason, at in zip(table["id"].to_pylist(), new.tolist(), unknown_at.tolist(), strict=True):
+        fates = redecide(table, job.steps, new_job.steps, {c.index for c in changes})
+        rows = zip(table["id"].to_pylist(), fates.reason.tolist(), fates.unknown_at.tolist(), strict=True)
+        for doc, reason, at in rows:
             if at is None:
                 known[doc] = reason
             else:
@@ -197,7 +210,7 @@ def test_unknown_fate_is_reported_as_a_range(tiny_run: tuple[Path, Path]) -> Non
         ("doc_length.min_words=many", ["steps[2].min_words", "integer"]),
         ("nosuch.min_words=1", ["no step 'nosuch'", "steps[0]=short", "steps[2]=doc_length"]),
         ("steps[9].min_words=1", ["no step 'steps[9]'"]),
-        ("digits.max_ratio=0.5", ["cannot re-decide", "digits", "rerun"]),
+        ("digits.max_ratio=0.5", ["cannot answer", "does not re-decide", "test_whatif_digits", "rerun"]),
         ("doc_length.type=other", ["`type` cannot be changed"]),
         ("min_words=1", ["expected STEP.PARAM=VALUE"]),
     ],
@@ -237,16 +250,6 @@ def test_cli_prints_the_table_and_exit_codes(tiny_run: tuple[Path, Path], capsys
     assert "kept -> doc_length/too_few_words" in printed
     assert main(["what-if", str(out), "--set", "doc_length.nope=1"]) == 2
     assert "steps[2].nope: unknown key" in capsys.readouterr().err
-
-
-def test_decide_fields_limit_what_can_change(tiny_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.steps.length import DocLength
-
-    _, out = tiny_run
-    monkeypatch.setattr(DocLength, "decide_fields", ("min_words",), raising=False)
-    assert what_if(str(out), ["doc_length.min_words=150"]).changes
-    with pytest.raises(SpecError, match="changes what the step measures.*can change here: min_words"):
-        what_if(str(out), ["doc_length.max_words=400"])
 
 
 def test_steps_sharing_a_label_are_refused(tmp_path: Path, sample_dir: Path) -> None:
