@@ -15,6 +15,10 @@ class InputError(EngineError):
     """An input path or shard cannot be used (missing, empty, wrong schema, corrupt)."""
 
 
+class OutputError(EngineError):
+    """The output path cannot be written (missing parent, under a file, no permission): names it and the fix."""
+
+
 class StorageError(EngineError, OSError):
     """Storage failed for an object even after the client's retries; names the object.
 
@@ -32,6 +36,9 @@ class RunFailed(EngineError):
     def __init__(self, failures: dict[str, str], *, consequence: str | None = None) -> None:
         self.failures = failures
         consequence = consequence or "every other shard finished and is reusable by the next run"
-        lines = "\n".join(f"  {path}: {error}" for path, error in sorted(failures.items()))
+        # Engine errors name their shard already; the path is added only to messages that do not.
+        lines = "\n".join(
+            f"  {error}" if path in error else f"  {path}: {error}" for path, error in sorted(failures.items())
+        )
         msg = f"{len(failures)} shard(s) failed; {consequence}:\n{lines}"
         super().__init__(msg)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 import engine.steps  # noqa: F401  (registers the built-in steps)
 from engine.errors import SpecError
-from engine.steps.base import Step, build_step, format_validation_error
+from engine.steps.base import Step, build_step
 from engine.steps.presets import expand_preset
 
 
@@ -201,12 +203,24 @@ class JobSpec(_Strict):
         return None
 
     def resolved(self) -> dict[str, Any]:
-        """The job with every default filled in and the preset expanded; credentials removed."""
+        """The job with every default filled in and the preset expanded into `steps`; credentials removed.
+
+        `preset` is null: its steps are listed, so running the resolved job runs each step once, as this job does.
+        """
         data = self.model_dump(mode="json")
+        data["preset"] = None
         for section in ("input", "output"):
             if data[section]["storage_options"]:
                 data[section]["storage_options"] = {k: "<redacted>" for k in data[section]["storage_options"]}
         return data
+
+    def resolved_yaml(self) -> str:
+        """`resolved()` as YAML (a valid job file), with a comment naming the preset it expanded, if any."""
+        note = ""
+        if self.preset is not None:
+            count = len(expand_preset(self.preset))
+            note = f"# preset {self.preset!r} expanded: it is steps[0]..steps[{count - 1}] below\n"
+        return note + str(yaml.safe_dump(self.resolved(), sort_keys=False))
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -215,7 +229,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def parse_job(raw: Any, *, source: str = "job") -> JobSpec:
-    """Validate a job mapping (already parsed from YAML).
+    """Validate a job mapping (already parsed from YAML), reporting every problem at once.
 
     Raises:
         SpecError: one line per problem, each naming the key path and what is allowed.
@@ -223,22 +237,99 @@ def parse_job(raw: Any, *, source: str = "job") -> JobSpec:
     if not isinstance(raw, dict):
         msg = f"{source}: a job file must be a YAML mapping with input, output and steps; got {type(raw).__name__}"
         raise SpecError(msg)
-    raw = dict(raw)
+    problems: list[str] = []
+    steps: list[Step] = []
     preset = raw.get("preset")
     if preset is not None:
-        steps = raw.get("steps") or []
-        if not isinstance(steps, list):
-            msg = f"{source}: steps: expected a list of steps, got {type(steps).__name__}"
-            raise SpecError(msg)
-        raw["steps"] = expand_preset(str(preset)) + steps
+        try:
+            steps += [build_step(s, f"preset {preset}") for s in expand_preset(str(preset))]
+        except SpecError as error:
+            problems.append(str(error))
+    listed = raw.get("steps") or []
+    if not isinstance(listed, list):
+        problems.append(f"steps: expected a list of steps, got {type(listed).__name__}")
+        listed = []
+    for index, mapping in enumerate(listed):
+        try:
+            steps.append(mapping if isinstance(mapping, Step) else build_step(mapping, f"steps[{index}]"))
+        except SpecError as error:
+            problems.append(str(error))
+    sections = {key: value for key, value in raw.items() if key != "steps"}
     try:
-        return JobSpec.model_validate(raw)
+        job = JobSpec.model_validate({**sections, "steps": steps})
     except ValidationError as error:
-        msg = f"{source}: invalid job\n{format_validation_error(error, '')}"
-        raise SpecError(msg) from None
-    except SpecError as error:
-        msg = f"{source}: invalid job\n{error}"
-        raise SpecError(msg) from None
+        problems += job_errors(error)
+    if problems:
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        msg = f"{source}: invalid job ({count})\n" + "\n".join(problems)
+        raise SpecError(msg)
+    return job
+
+
+def job_errors(error: ValidationError) -> list[str]:
+    """One line per problem of a job's sections: its key path and what is allowed there."""
+    lines = []
+    for item in error.errors():
+        path, model, union = _locate(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{path}: unknown key{_allowed(model)}")
+        elif kind == "missing" and _section_model(model, path) is not None:
+            lines.append(f"{path}: missing{_allowed(_section_model(model, path))}")
+        elif kind == "union_tag_not_found" and union:
+            lines.append(f"{path}.type: missing; one of: {', '.join(union)}")
+        elif kind == "model_type" and _section_model(model, path) is not None:
+            lines.append(f"{path}: expected a mapping{_allowed(_section_model(model, path))}")
+        else:
+            lines.append(f"{path or 'job'}: {item['msg']}")
+    return lines
+
+
+def _models_in(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The pydantic models an annotation may hold, by their `type` tag (or class name when untagged)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        default = annotation.model_fields["type"].default if "type" in annotation.model_fields else None
+        return {str(default) if isinstance(default, str) else annotation.__name__: annotation}
+    found: dict[str, type[BaseModel]] = {}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        for argument in typing.get_args(annotation):
+            found.update(_models_in(argument))
+    return found
+
+
+def _locate(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None, list[str]]:
+    """A pydantic error location as a key path (union tags left out), the model holding its last key, and the tags
+    of the union at the path (for a missing `type`)."""
+    path = ""
+    model: type[BaseModel] | None = JobSpec
+    parent: type[BaseModel] | None = JobSpec
+    pending: dict[str, type[BaseModel]] = {}
+    for part in loc:
+        if isinstance(part, str) and part in pending:
+            model, pending = pending[part], {}
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        path += f".{part}" if path else part
+        parent = model
+        field = model.model_fields.get(part) if model is not None else None
+        candidates = _models_in(field.annotation) if field is not None else {}
+        model, pending = (next(iter(candidates.values())), {}) if len(candidates) == 1 else (None, candidates)
+    return path, parent, sorted(pending)
+
+
+def _section_model(parent: type[BaseModel] | None, path: str) -> type[BaseModel] | None:
+    """The model of the section at `path` (e.g. `input` -> InputSpec), when `path` names one."""
+    if parent is None:
+        return None
+    field = parent.model_fields.get(path.rsplit(".", 1)[-1])
+    candidates = _models_in(field.annotation) if field is not None else {}
+    return next(iter(candidates.values())) if len(candidates) == 1 else None
+
+
+def _allowed(model: type[BaseModel] | None) -> str:
+    return f" (keys allowed: {', '.join(model.model_fields)})" if model is not None else ""
 
 
 def load_job(path: str | Path, *, output: str | None = None) -> JobSpec:

@@ -26,6 +26,7 @@ class Stats:
     """
 
     docs_in: int = 0
+    docs_reused: int = 0  # of docs_in, those in shards skipped because the last run's outputs were reused
     docs_kept: int = 0
     duplicates: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -55,6 +56,11 @@ class Stats:
     @property
     def docs_dropped(self) -> int:
         return sum(self.dropped.values())
+
+    @property
+    def docs_processed(self) -> int:
+        """Documents read and run through the steps in this run (not reused from the last run)."""
+        return self.docs_in - self.docs_reused
 
     def is_conserved(self) -> bool:
         """Documents in = kept + dropped (by reason) + duplicates removed."""
@@ -98,6 +104,7 @@ class Stats:
             value = getattr(self, f.name)
             data[f.name] = dict(sorted(value.items())) if isinstance(value, Counter) else value
         data["docs_dropped"] = self.docs_dropped
+        data["docs_processed"] = self.docs_processed
         data["step_docs_per_second"] = {
             step: round(self.step_docs[step] / secs, 1) if secs > 0 else None
             for step, secs in sorted(self.step_seconds.items())

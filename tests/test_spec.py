@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.errors import SpecError
 from engine.spec import load_job, parse_job
@@ -104,3 +105,26 @@ def test_credentials_are_redacted_from_the_resolved_job() -> None:
 def test_jobs_in_repo_validate() -> None:
     for path in sorted(Path(__file__).resolve().parents[1].glob("jobs/**/*.yaml")):
         assert load_job(path).input.path, path
+
+
+def test_resolved_job_lists_each_step_once_12() -> None:
+    """The resolved job has the preset's steps and no preset, so it validates to the same steps (issue 12)."""
+    job = parse_job({**BASE, "preset": "fineweb", "steps": [{"type": "doc_length", "min_words": 3}]})
+    resolved = job.resolved()
+    assert resolved["preset"] is None
+    again = parse_job(resolved)
+    assert again.steps == job.steps
+    assert len(again.steps) == 7
+    assert again.phase_a_hash() == job.phase_a_hash()
+    assert yaml.safe_load(job.resolved_yaml()) == resolved
+
+
+def test_every_section_error_is_reported_with_what_is_allowed_12() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_job({"input": "x", "output": {"path": "o", "keep_scores": "maybe"}, "preset": "nah", "run": []})
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "job: invalid job (4 problems)"
+    assert lines[1] == "preset: unknown preset 'nah'; known presets: c4, fineweb, gopher"
+    assert lines[2].startswith("input: expected a mapping (keys allowed: path, text_column, ")
+    assert lines[3].startswith("output.keep_scores: Input should be a valid boolean")
+    assert lines[4].startswith("run: expected a mapping (keys allowed: max_retries, max_in_flight, cpus_per_task)")

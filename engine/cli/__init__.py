@@ -1,6 +1,7 @@
 """`corpus-engine` / `python -m engine`: the command line, one module per command group.
 
-Exit codes: 0 success; 1 the run failed (some shards, listed); 2 the job or the command line is invalid.
+Exit codes: 0 success; 1 the run failed (some shards, listed); 2 the job, its input or output path, or the command
+line is invalid.
 Errors the user can act on are printed as one paragraph, never as a traceback.
 """
 
@@ -14,7 +15,7 @@ from engine.cli.inspect import add_bench_command, add_report_command, add_what_i
 from engine.cli.jobs import add_job_commands
 from engine.cli.models import add_train_quality_command
 from engine.cli.submit import add_submit_commands
-from engine.errors import EngineError, InputError, RunFailed, SpecError
+from engine.errors import EngineError, InputError, OutputError, RunFailed, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (SpecError, InputError) as error:
+    except (SpecError, InputError, OutputError) as error:
         return _fail(str(error), EXIT_INVALID)
     except RunFailed as error:
         return _fail(str(error), EXIT_FAILED)

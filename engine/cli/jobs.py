@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-import yaml
-
 from engine.api import plan_job, run_job
 from engine.spec import JobSpec, load_job
 from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
@@ -15,12 +13,15 @@ from engine.validate import validate_job
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Print what the job will do; with --resolved, stdout holds only the resolved job (a job file) and the rest
+    goes to stderr, so `validate JOB --resolved > resolved.yaml` writes a job that runs to the same result."""
     job = load_job(args.job, output=args.output)
+    notes = sys.stderr if args.resolved else sys.stdout
     for line in validate_job(job):
-        print(line)
+        print(line, file=notes)
     if args.resolved:
-        print(yaml.safe_dump(job.resolved(), sort_keys=False), end="")
-    print("ok: the job is valid")
+        print(job.resolved_yaml(), end="")
+    print("ok: the job is valid", file=notes)
     return 0
 
 
@@ -48,11 +49,16 @@ def conservation_lines(stats: Stats, *, write_rejected: bool) -> list[str]:
 
 
 def summary(stats: Stats, job: JobSpec) -> str:
-    """The lines printed after a run: totals, the counted conservation lines, the top drop reasons."""
-    rate = stats.docs_in / max(stats.seconds, 1e-9)
+    """The lines printed after a run: totals, the counted conservation lines, the top drop reasons.
+
+    Throughput counts only the documents processed in this run; documents of skipped shards are reused.
+    """
+    processed = stats.docs_processed
+    rate = f" ({processed / stats.seconds:,.0f} docs/s)" if processed and stats.seconds > 0 else ""
+    reused = f", {stats.docs_reused:,} reused from the last run" if stats.docs_reused else ""
     rekeyed = f" ({stats.shards_rekeyed} re-keyed)" if stats.shards_rekeyed else ""
     lines = [
-        f"done: {stats.docs_in:,} docs in {stats.seconds:.1f}s ({rate:,.0f} docs/s);"
+        f"done: {stats.docs_in:,} docs in {stats.seconds:.1f}s: {processed:,} processed{rate}{reused};"
         f" shards: {stats.shards_processed} processed, {stats.shards_skipped} skipped{rekeyed} of {stats.shards_total}",
         *conservation_lines(stats, write_rejected=job.output.write_rejected),
     ]

@@ -9,12 +9,14 @@ output's folders.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from engine.io.paths import filesystem
+from engine.errors import OutputError
+from engine.io.paths import filesystem, has_protocol
 
 TMP_MARK = ".tmp-"
 
@@ -85,3 +87,41 @@ def remove_temporary(tmp_dir: str, storage_options: dict[str, Any]) -> None:
     fs, path = filesystem(tmp_dir, storage_options)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+def check_writable(url: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Fail now, in one paragraph, if a run could not write under `url` (checked by writing and removing a probe).
+
+    A local path is probed in its nearest existing folder (nothing is created); other storage at `url` itself.
+
+    Raises:
+        OutputError: the path lies under a file, its folder cannot be created or written, or storage refuses.
+    """
+    fix = "choose an output folder you can write to (output.path in the job, or --output PATH)"
+    probe_name = f".corpus-engine-write-probe{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    if not has_protocol(url) or url.startswith("file://"):
+        path = os.path.abspath(url.removeprefix("file://"))
+        existing = path
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            msg = f"output path {url} cannot be written: {existing} is a file, not a folder; {fix}"
+            raise OutputError(msg)
+        probe = os.path.join(existing, probe_name)
+        try:
+            with open(probe, "xb"):
+                pass
+            os.remove(probe)
+        except OSError as error:
+            where = "" if existing == path else f" (the folder would be created in {existing})"
+            msg = f"output path {url} cannot be written{where}: {error.strerror or error}; {fix}"
+            raise OutputError(msg) from None
+        return
+    fs, root = filesystem(url, storage_options or {})
+    probe = f"{root.rstrip('/')}/{probe_name}"
+    try:
+        fs.pipe_file(probe, b"")
+        fs.rm(probe)
+    except OSError as error:
+        msg = f"output path {url} cannot be written: {type(error).__name__}: {error}; {fix}"
+        raise OutputError(msg) from None

@@ -12,10 +12,8 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 
-import yaml
-
 from engine.errors import RunFailed
-from engine.io.atomic import TMP_MARK, remove_temporary, write_text
+from engine.io.atomic import TMP_MARK, check_writable, remove_temporary, write_text
 from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, TMP, UNITS, join, unit_marker_file
 from engine.io.markers import read_json, write_json
 from engine.io.paths import list_files, remove_files
@@ -61,7 +59,7 @@ def remove_run_leftovers(job: JobSpec) -> None:
 def write_resolved_job(job: JobSpec) -> None:
     """Save the job with defaults filled in (and the engine's revision) next to the output."""
     header = f"# resolved by corpus-engine {__version__} (git {git_state()['revision'] or 'unknown'})\n"
-    text = header + yaml.safe_dump(job.resolved(), sort_keys=False)
+    text = header + job.resolved_yaml()
     write_text(join(job.output.path, RESOLVED_JOB_FILE), text, job.output.storage_options)
 
 
@@ -78,12 +76,14 @@ def run_on_ray(
 
     Raises:
         InputError: the input path is missing or empty.
+        OutputError: the output path cannot be written (checked before anything runs).
         SpecError: an asset a step reads is missing.
         RunFailed: some shards failed (with dedup, kept/ then waits for every shard).
         ConservationError: the rows written do not account for the rows read (a bug).
     """
     started = time.perf_counter()
     job = with_absolute_paths(job)
+    check_writable(job.output.path, job.output.storage_options)
     plan = make_run_plan(job)
     if on_plan is not None:
         on_plan(plan_lines(plan))
@@ -138,19 +138,22 @@ def _phase_a(
         total = total + unit
         total.shards_processed += status == "processed"
         total.shards_skipped += status == "skipped"
+        if status == "skipped":  # reused from the last run, not processed: counted apart from throughput
+            total.docs_reused += unit.docs_in
 
     for reused in plan.reuse:
-        stats = (reused.marker or {})["stats"]
-        add(stats, "skipped")
+        add((reused.marker or {})["stats"], "skipped")
         total.shards_rekeyed += reused.is_rekeyed
-        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=True)
+        progress.update(skipped=True)  # no documents: docs/s shows only what this run processes
 
     def on_result(result: UnitResult | BaseException) -> None:
         if isinstance(result, BaseException):
             progress.update(failed=True)
             return
-        stats = result.stats
-        progress.update(docs=stats["docs_in"], dropped=stats["docs_dropped"], skipped=result.status == "skipped")
+        if result.status == "skipped":
+            progress.update(skipped=True)
+            return
+        progress.update(docs=result.stats["docs_in"], dropped=result.stats["docs_dropped"])
 
     redo = plan.redo
     results: list[UnitResult | BaseException] = []
@@ -182,7 +185,8 @@ def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
 
 def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:
     data = total.to_dict()
-    data["docs_per_second"] = round(total.docs_in / total.seconds, 1) if total.seconds else None
+    processed = total.docs_processed
+    data["docs_per_second"] = round(processed / total.seconds, 1) if total.seconds and processed else None
     data["conserved"] = total.is_conserved()
     data["failed_shards"] = failures
     data["job"] = job.name

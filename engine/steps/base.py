@@ -56,7 +56,9 @@ class Step(BaseModel):
     (`register` refuses a step that leaves one out): `what-if` answers only changes of deciding parameters.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Defaults are validated like given values (`3` for a float becomes `3.0`), so a job and its resolved form
+    # (defaults written out) dump, and hash, alike.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     type: str
     name: str | None = Field(
@@ -236,8 +238,11 @@ def step_class(type_name: str) -> type[Step]:
         raise SpecError(msg) from None
 
 
-def format_validation_error(error: ValidationError, location: str) -> str:
-    """One line per problem, each naming the full key path (`steps[2].min_ratio`) and what is allowed."""
+def format_validation_error(error: ValidationError, location: str, *, allowed: str = "") -> str:
+    """One line per problem, each naming the full key path (`steps[2].min_ratio`) and what is allowed.
+
+    `allowed` (e.g. "keys allowed for doc_length: ...") follows every unknown key.
+    """
     lines = []
     for item in error.errors():
         path = location
@@ -245,7 +250,7 @@ def format_validation_error(error: ValidationError, location: str) -> str:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         detail = item["msg"]
         if item["type"] == "extra_forbidden":
-            detail = "unknown key"
+            detail = f"unknown key ({allowed})" if allowed else "unknown key"
         lines.append(f"{path}: {detail}")
     return "\n".join(lines)
 
@@ -271,8 +276,8 @@ def build_step(mapping: Mapping[str, Any], location: str = "step") -> Step:
     try:
         return cls.model_validate(dict(mapping))
     except ValidationError as error:
-        allowed = ", ".join(sorted(cls.model_fields))
-        msg = f"{format_validation_error(error, location)}\n(keys allowed for {type_name}: {allowed})"
+        allowed = f"keys allowed for {type_name}: {', '.join(sorted(cls.model_fields))}"
+        msg = format_validation_error(error, location, allowed=allowed)
         raise SpecError(msg) from None
 
 
