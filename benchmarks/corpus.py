@@ -74,5 +74,7 @@ def write_corpus(
         if urls:
             shard = first_shard + index
             table = table.append_column("url", pa.array([f"news{shard}.com/{seed}-{j}" for j in range(len(part))]))
-        pq.write_table(table, target / f"shard-{first_shard + index:05d}.parquet", compression="zstd")
+        pq.write_table(
+            table, target / f"shard-{first_shard + index:05d}.parquet", compression="zstd", write_page_checksum=True
+        )
     return target

@@ -54,7 +54,9 @@ def main() -> None:
     for index in range(args.shards):
         part = rows[index * per_shard : (index + 1) * per_shard]
         table = pa.Table.from_pylist(part, schema=schema)
-        pq.write_table(table, out / f"part-{index:03d}.parquet", compression="zstd", row_group_size=64)
+        pq.write_table(
+            table, out / f"part-{index:03d}.parquet", compression="zstd", row_group_size=64, write_page_checksum=True
+        )
     print(f"wrote {len(rows)} documents in {args.shards} shards to {out}")
 
 

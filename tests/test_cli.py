@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from engine.cli import main
+from tests.io.test_parquet import overwrite_middle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +80,14 @@ def test_run_reports_bad_shards_and_exits_1(
     (src / "part-002.parquet").write_bytes(b"garbage")
     pq.write_table(pa.table({"body": ["no text column here"]}), src / "part-009.parquet")
     pq.write_table(pa.table({"text": [1, 2]}), src / "part-010.parquet")
+    overwrite_middle(src / "part-000.parquet")  # issue 12: this went through with rc 0, texts silently altered
     code, out, err = run_cli(["run", str(job_file(tmp_path, src)), "--quiet"], capsys)
     assert code == 1
-    assert "3 shard(s) failed" in err
+    assert "4 shard(s) failed" in err
+    assert "part-000.parquet is corrupt: could not verify page integrity, CRC checksum verification failed" in err
+    assert err.count("part-000.parquet") == 1
+    stats = json.loads((tmp_path / "out/stats.json").read_text())
+    assert (stats["shards_failed"], stats["shards_processed"]) == (4, 2)  # part-001 and part-003 finished
     assert "part-002.parquet is not a readable Parquet file" in err
     assert err.count("part-002.parquet") == 1  # the message names the shard once (issue 12)
     assert "part-009.parquet has no text column 'text'" in err

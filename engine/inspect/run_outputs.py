@@ -9,12 +9,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from engine.errors import EngineError, InputError
 from engine.io.layout import RESOLVED_JOB_FILE, SCORES, UNITS, join
 from engine.io.markers import read_json
+from engine.io.parquet import read_table
 from engine.io.paths import filesystem, list_files, relative_path
 from engine.spec import JobSpec, parse_job
 
@@ -71,9 +71,7 @@ def require_score_files(run_dir: str, job: JobSpec, storage_options: dict[str, A
 def iter_score_batches(files: Sequence[str], storage_options: dict[str, Any] | None = None) -> Iterator[pa.Table]:
     """The sidecar, one file at a time (what-if is row-local, so memory stays bounded by the largest shard)."""
     for url in files:
-        fs, path = filesystem(url, storage_options or {})
-        with fs.open(path, "rb") as handle:
-            yield pq.read_table(handle)
+        yield read_table(url, storage_options or {})  # page checksums verified
 
 
 def run_job_and_header(output_path: str, storage_options: dict[str, Any]) -> tuple[JobSpec | None, str]:

@@ -2,6 +2,11 @@
 
 Writers count the rows they write; `check_footers` compares those counts with the row counts in the committed
 files' Parquet footers (read back from storage), so conservation is counted from the files, not computed.
+
+Every file the engine writes carries a CRC32 checksum per page, and every read verifies the checksums a file
+carries (the engine's own files always; input shards when their writer added them): a damaged page fails its
+file with an `InputError` naming it, instead of decoding into silently altered text. A file written without
+checksums can only be caught where its damage breaks decoding.
 """
 
 from __future__ import annotations
@@ -20,6 +25,33 @@ from engine.io.layout import shard_file
 from engine.io.paths import filesystem
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# Arrow reports a page that fails its checksum or cannot be decoded as a plain OSError; these say it is the bytes.
+_DAMAGE = (
+    "CRC checksum verification failed",
+    "decompression failed",
+    "Corrupt",
+    "corrupt",
+    "Unexpected end of stream",
+    "Invalid BYTE_ARRAY",
+    "Couldn't deserialize thrift",
+    "Destination buffer",
+)
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether a read error says the file's bytes are damaged (retrying cannot help), not that storage failed."""
+    if isinstance(error, pa.ArrowException) and not isinstance(error, OSError | MemoryError):
+        return True
+    return type(error) is OSError and any(phrase in str(error) for phrase in _DAMAGE)
+
+
+def damaged(url: str, error: BaseException) -> InputError:
+    """The error for a damaged file: names it, says what failed and what to do."""
+    msg = (
+        f"{url} is corrupt: {error}. Restore the file from its source (or remove it from the input); "
+        "a damaged output of the engine is deleted and rewritten by the next run once its marker is removed"
+    )
+    return InputError(msg)
 
 
 @contextmanager
@@ -33,13 +65,15 @@ def open_parquet(url: str, storage_options: dict[str, Any]) -> Iterator[pq.Parqu
     try:
         handle = fs.open(path, "rb")
     except FileNotFoundError:
-        msg = f"shard {url} does not exist (it was listed, then removed?)"
+        msg = f"{url} does not exist (it was listed, then removed?)"
         raise InputError(msg) from None
     with handle:
         try:
-            parquet = pq.ParquetFile(handle)
-        except pa.ArrowException as error:  # pyarrow's own errors: the bytes are not valid Parquet
-            msg = f"shard {url} is not a readable Parquet file: {error}"
+            parquet = pq.ParquetFile(handle, page_checksum_verification=True)
+        except (pa.ArrowException, OSError) as error:  # pyarrow's own errors: the bytes are not valid Parquet
+            if not is_damage(error):
+                raise
+            msg = f"{url} is not a readable Parquet file: {error}"
             raise InputError(msg) from None
         yield parquet
 
@@ -50,14 +84,15 @@ def stream_batches(
     """Batches of an open Parquet file, row group by row group (bounded memory).
 
     Raises:
-        InputError: the file is corrupt part-way, naming the file.
+        InputError: the file is corrupt part-way (a page fails its checksum or cannot be decoded), naming it.
     """
     try:
         for group in range(parquet.num_row_groups):
             yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
-    except pa.ArrowException as error:  # storage errors (plain OSError) pass through to be retried
-        msg = f"shard {url} is corrupt: {error}"
-        raise InputError(msg) from None
+    except (pa.ArrowException, OSError) as error:  # storage errors pass through to be retried
+        if not is_damage(error):
+            raise
+        raise damaged(url, error) from None
 
 
 def iter_batches(
@@ -73,9 +108,18 @@ def iter_batches(
 
 
 def read_table(url: str, storage_options: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
-    """A whole (small) Parquet file as a table."""
+    """A whole (small) Parquet file as a table.
+
+    Raises:
+        InputError: the file is missing, not Parquet, or corrupt, naming it.
+    """
     with open_parquet(url, storage_options) as parquet:
-        return parquet.read(columns=columns)
+        try:
+            return parquet.read(columns=columns)
+        except (pa.ArrowException, OSError) as error:
+            if not is_damage(error):
+                raise
+            raise damaged(url, error) from None
 
 
 def write_table(table: pa.Table, url: str, storage_options: dict[str, Any], compression: str = "zstd") -> None:
@@ -122,7 +166,7 @@ class StreamWriter:
         self.url, self.schema = url, schema
         self.rows = 0
         self._file = AtomicFile(url, "wb", storage_options, tmp_dir=tmp_dir)
-        self._writer = pq.ParquetWriter(self._file.handle, schema, compression=compression)
+        self._writer = pq.ParquetWriter(self._file.handle, schema, compression=compression, write_page_checksum=True)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:

@@ -116,7 +116,8 @@ def read_texts(source: str, text_column: str, storage_options: dict[str, Any] | 
                     "name the text column with --text-column"
                 )
                 raise InputError(msg)
-            column = pq.read_table(path, columns=[text_column], filesystem=fs)[text_column]
+            table = pq.read_table(path, columns=[text_column], filesystem=fs, page_checksum_verification=True)
+            column = table[text_column]
         except InputError:
             raise
         except (OSError, ValueError, pa.ArrowException) as error:

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import InputError
-from engine.io.parquet import PartitionedWriter, iter_batches, write_table
+from engine.io.parquet import PartitionedWriter, is_damage, iter_batches, read_table, write_table
 from engine.io.paths import fingerprint, list_shards
 
 
@@ -134,3 +134,53 @@ def test_temporary_files_go_to_the_given_folder(tmp_path: Path) -> None:
     remove_temporary(tmp_dir, {})
     assert not Path(tmp_dir).exists()
     assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Page checksums (issue 12): the engine's files carry them and every read verifies them.
+
+
+def overwrite_middle(path: Path, size: int = 2000, fill: bytes = b"x") -> None:
+    """Damage a file as the issue did: `size` bytes overwritten in the middle."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + size] = fill * size
+    path.write_bytes(bytes(data))
+
+
+def test_engine_files_carry_page_checksums_that_reads_verify(tmp_path: Path) -> None:
+    """Uncompressed pages decode whatever their letters say: without checksums the damage would read back silently."""
+    texts = [f"document {i} " + "some words of text " * 40 for i in range(400)]
+    url = str(tmp_path / "plain.parquet")
+    write_table(pa.table({"text": texts}), url, {}, compression="none")
+    data = bytearray((tmp_path / "plain.parquet").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = bytes(b"x"[0] if 97 <= b <= 122 else b for b in data[middle : middle + 2000])
+    (tmp_path / "plain.parquet").write_bytes(bytes(data))
+    unchecked = pq.ParquetFile(url).read()["text"].to_pylist()  # what a reader without verification gets
+    assert unchecked != texts
+    assert len(unchecked) == len(texts)
+    with pytest.raises(InputError, match=r"plain\.parquet is corrupt: .*CRC checksum verification failed"):
+        list(iter_batches(url, {}, 100))
+    with pytest.raises(InputError, match=r"plain\.parquet is corrupt: .*CRC checksum"):
+        read_table(url, {})
+
+
+def test_damaged_sample_shard_fails_with_its_name(tmp_path: Path, sample_dir: Path) -> None:
+    """The issue's case: 2,000 bytes overwritten mid-file in a zstd shard (the shipped sample carries checksums)."""
+    shard = tmp_path / "part-000.parquet"
+    shard.write_bytes((sample_dir / "part-000.parquet").read_bytes())
+    overwrite_middle(shard)
+    with pytest.raises(InputError) as error:
+        list(iter_batches(str(shard), {}, 2048))
+    message = str(error.value)
+    assert message.startswith(f"{shard} is corrupt: could not verify page integrity, CRC checksum verification failed")
+    assert message.count(str(shard)) == 1
+    assert not isinstance(error.value, OSError)  # not a storage error: retrying cannot help
+
+
+def test_storage_errors_are_not_taken_for_damage() -> None:
+    assert is_damage(OSError("could not verify page integrity, CRC checksum verification failed"))
+    assert not is_damage(ConnectionResetError(104, "Connection reset by peer"))
+    assert not is_damage(OSError("Service Unavailable"))
+    assert not is_damage(TimeoutError("read timed out"))
