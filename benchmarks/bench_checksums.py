@@ -79,6 +79,7 @@ def main() -> None:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git": git_state(),
         "machine": machine(),
+        "pyarrow": pa.__version__,
         "docs": args.docs,
         "text_mb": round(text_mb, 1),
         "file_mb": {"off": round(len(files[False]) / 1e6, 2), "on": round(len(files[True]) / 1e6, 2)},
