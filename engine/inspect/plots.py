@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+THRESHOLD_COLOUR = "#e45756"
+CUT_PERCENTILE = 99.5
 
-def _png(fig: Any) -> str:
-    """A matplotlib figure as an <img> tag with the PNG inline (base64)."""
+
+def _png(fig: Any, *, alt: str = "plot", data: dict[str, str] | None = None) -> str:
+    """A matplotlib figure as an <img> tag with the PNG inline (base64); `data` becomes data-* attributes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    attributes = "".join(f' data-{key}="{html.escape(value)}"' for key, value in (data or {}).items())
+    return f'<img alt="{html.escape(alt)}"{attributes} src="data:image/png;base64,{encoded}">'
 
 
 def _figure(width: float, height: float) -> Any:
@@ -56,21 +61,32 @@ def histogram(
     bins: Any = 40,
     xlabel: str = "",
 ) -> str:
-    """A histogram with each threshold drawn as a labelled vertical line.
+    """A histogram with each threshold drawn as a labelled dashed vertical line.
 
-    With `dropped` (a mask), the bars are stacked: documents the step kept, and those it dropped. A long tail is
-    cut at the 99.5th percentile (thresholds stay in view) and the title says so.
+    With `dropped` (a mask), the bars are stacked: documents the step kept, and those it dropped. With 200 values
+    or more, a long tail (reaching more than half the drawn width beyond it) is cut at the `CUT_PERCENTILE`th
+    percentile and the title says how many documents lie beyond the cut. A threshold far outside the data (more
+    than the data's width beyond it) would squash the bars into one: it is drawn as an arrow at the edge of the
+    axis, labelled with its value. The <img> carries the thresholds in `data-thresholds`, the cut in `data-cut`.
     """
     fig = _figure(4.2, 2.6)
     ax = fig.add_subplot()
     finite = np.isfinite(values)
     shown = values[finite]
     low, high = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
-    cut = float(np.percentile(shown, 99.5)) if len(shown) >= 200 else high
-    limit = max([cut, *(v for _, v in thresholds)])
+    cut = float(np.percentile(shown, CUT_PERCENTILE)) if len(shown) >= 200 else high
+    if cut <= low or high - cut <= 0.5 * (cut - low):  # no long tail (or a few values): the whole range is drawn
+        cut = high
+    span = max(cut - low, 1e-9)
+    in_view = [(name, value) for name, value in thresholds if low - span <= value <= cut + span]
+    beyond = [(name, value) for name, value in thresholds if (name, value) not in in_view]
+    limit = max([cut, *(v for _, v in in_view)])
+    data = {"thresholds": " ".join(f"{name}={value:g}" for name, value in thresholds)}
     if limit < high and isinstance(bins, int):
-        title += f" (cut at {limit:.4g}; max {high:.4g})"
-        bins = np.linspace(low, limit, bins + 1)
+        above = int((shown > limit).sum())
+        title += f"\n(axis cut at the {CUT_PERCENTILE:g}th percentile, {limit:.4g}: {above:,} above, max {high:.4g})"
+        data["cut"] = f"{limit:g}"
+        bins = np.linspace(min([low, *(v for _, v in in_view)]), limit, bins + 1)
     if dropped is not None:
         mask = dropped[finite]
         ax.hist(
@@ -84,22 +100,37 @@ def histogram(
     else:
         ax.hist(shown, bins=bins, color="#72b7b2")
     left, right = ax.get_xlim()
-    for name, value in thresholds:
-        ax.axvline(value, color="#e45756", linestyle="--", linewidth=1.2)
+    for name, value in in_view:
+        ax.axvline(value, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.2)
         on_right = value > (left + right) / 2
         ax.text(
             value,
             0.6,
             f" {name}={value:g} ",
             transform=ax.get_xaxis_transform(),
-            color="#e45756",
+            color=THRESHOLD_COLOUR,
             fontsize=7,
             va="top",
             ha="right" if on_right else "left",
+        )
+    left, right = ax.get_xlim()
+    for row, (name, value) in enumerate(beyond):
+        at_right = value > right
+        ax.annotate(
+            f"{name}={value:g} (off the axis)",
+            xy=(1.0 if at_right else 0.0, 0.9 - 0.12 * row),
+            xycoords="axes fraction",
+            xytext=(-6 if at_right else 6, 0),
+            textcoords="offset points",
+            color=THRESHOLD_COLOUR,
+            fontsize=7,
+            va="center",
+            ha="right" if at_right else "left",
+            arrowprops={"arrowstyle": "-|>", "color": THRESHOLD_COLOUR},
         )
     if log_y:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=8)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(labelsize=7)
-    return _png(fig)
+    return _png(fig, alt=f"histogram: {title}", data=data)

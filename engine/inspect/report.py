@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.inspect.plots import bar_chart, histogram
+from engine.inspect.plots import CUT_PERCENTILE, bar_chart, histogram
 from engine.inspect.run_outputs import iter_score_batches, run_job_and_header, score_files, unit_stats
 from engine.io.atomic import write_text
 from engine.io.layout import DEDUP, KEPT, STATS_FILE, join
@@ -61,7 +61,7 @@ def score_sample(output_path: str, storage_options: dict[str, Any], limit: int =
         take = min(table.num_rows, limit - rows)
         table = table.slice(0, take)
         for name in table.column_names:
-            if "." in name:
+            if "." in name and pa.types.is_floating(table.schema.field(name).type):  # labels are not plotted
                 columns.setdefault(name, []).append(
                     np.asarray(pc.fill_null(table[name], np.nan).to_numpy(), dtype=np.float64)
                 )
@@ -150,8 +150,10 @@ def _totals(stats: dict[str, Any]) -> list[Section]:
     docs_in, kept = stats.get("docs_in", 0), stats.get("docs_kept", 0)
     dropped = stats.get("docs_dropped", sum(stats.get("dropped", {}).values()))
     duplicates = stats.get("duplicates", 0)
+    reused = int(stats.get("docs_reused", 0))
     rows = [
         ("documents read", docs_in),
+        *([("of which reused from the last run (skipped shards)", reused)] if reused else []),
         ("kept", kept),
         ("dropped by filters", dropped),
         ("duplicates removed", duplicates),
@@ -162,7 +164,7 @@ def _totals(stats: dict[str, Any]) -> list[Section]:
         ),
         ("text MB read / kept", f"{stats.get('bytes_in', 0) / 1e6:,.1f} / {stats.get('bytes_kept', 0) / 1e6:,.1f}"),
         ("seconds", float(stats.get("seconds", 0.0))),
-        ("documents per second", stats.get("docs_per_second")),
+        ("documents processed per second", stats.get("docs_per_second")),
     ]
     if kept is None:  # a dedup job with failed shards: nothing reached kept/ (stats.json says why)
         rows[1] = ("kept", f"none yet: {stats.get('dedup', 'dedup did not run')}")
@@ -220,31 +222,51 @@ def _scores(output_path: str, storage_options: dict[str, Any], job: JobSpec | No
     if not sample["columns"]:
         return None
     steps = {step.label: step for step in job.steps} if job is not None else {}
-    figures = []
+    figures: list[str] = []
+    constant: list[tuple[str, str, int, str]] = []
+    empty: list[str] = []
     reasons_by_step: dict[str, np.ndarray] = {}
-    for name in list(sample["columns"])[:MAX_SCORE_PLOTS]:
+    for name in sample["columns"]:
         label, _, score = name.partition(".")
         values = sample["columns"][name]
-        if not np.isfinite(values).any():
-            continue
         step = steps.get(label)
         marks = score_thresholds(step, [score]).get(score, []) if step is not None else []
+        reached = np.isfinite(values)
+        if not reached.any():
+            empty.append(name)
+            continue
+        distinct = np.unique(values[reached])
+        if len(distinct) == 1:  # one bar says nothing a line cannot
+            bounds = ", ".join(f"{param}={value:g}" for param, value in marks)
+            constant.append((name, f"{distinct[0]:g}", int(reached.sum()), bounds))
+            continue
+        if len(figures) == MAX_SCORE_PLOTS:
+            continue
         dropped = reasons_by_step.get(label)
         if dropped is None:
             hit = pc.fill_null(pc.starts_with(sample["reasons"], f"{label}/"), False)
             dropped = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
             reasons_by_step[label] = dropped
-        reached = ~np.isnan(values)
         figures.append(histogram(values[reached], title=name, thresholds=marks, dropped=dropped[reached], log_y=True))
-    more = len(sample["columns"]) - MAX_SCORE_PLOTS
+    plotted = len(sample["columns"]) - len(constant) - len(empty)
     note = (
         f"<p>{sample['rows']:,} documents from the score sidecar; each histogram holds the documents that reached "
-        "the step and have a value (log scale), split into those the step kept and those it dropped. Dashed lines: "
-        "the job's thresholds for that score, where a parameter is known to bound it.</p>"
+        "the step and have a value (log scale), split into those the step kept and those it dropped. Dashed red "
+        "lines: the job's thresholds on that score (a threshold far outside the values is an arrow at the edge). "
+        f"With 200 values or more and a long tail, the x axis stops at the {CUT_PERCENTILE:g}th percentile (or at "
+        "a threshold beyond it) so that a few extreme documents do not squash the rest into one bar; the title "
+        "then says where the axis stops and how many documents lie beyond it.</p>"
     )
-    if more > 0:
-        note += f"<p>{more} more score columns not plotted.</p>"
-    return Section("scores", "Scores", note + '<div class="grid">' + "".join(figures) + "</div>")
+    if plotted > MAX_SCORE_PLOTS:
+        note += f"<p>{plotted - MAX_SCORE_PLOTS} more score columns not plotted.</p>"
+    tables = ""
+    if constant:
+        tables += "<h3>Scores with a single value (not plotted)</h3>" + _table(
+            ["score", "value", "documents", "thresholds"], constant
+        )
+    if empty:
+        tables += "<p>No document has a value for: " + html.escape(", ".join(empty)) + " (not plotted).</p>"
+    return Section("scores", "Scores", note + '<div class="grid">' + "".join(figures) + "</div>" + tables)
 
 
 def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | None:
@@ -260,7 +282,8 @@ def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | N
     total = sum(counts.values())
     chart = bar_chart(labels, values, xlabel="kept documents")
     table = _table(["language", "kept documents", "share"], [(k, c, f"{100 * c / total:.1f}%") for k, c in top])
-    return Section("languages", f"Languages of kept documents ({len(counts)} languages)", chart + table)
+    count = f"{len(counts)} language" + ("s" if len(counts) != 1 else "")
+    return Section("languages", f"Languages of kept documents ({count})", chart + table)
 
 
 def _dedup(output_path: str, storage_options: dict[str, Any]) -> Section | None:
@@ -288,7 +311,7 @@ def _dedup(output_path: str, storage_options: dict[str, Any]) -> Section | None:
     return Section("dedup", "Duplicate clusters", "".join(parts))
 
 
-def _shards(units: list[tuple[str, dict[str, Any]]]) -> Section | None:
+def _shards(units: list[tuple[str, dict[str, Any]]], *, deduplicated: bool) -> Section | None:
     if not units:
         return None
     seconds = np.asarray([float(u.get("seconds", 0.0)) for _, u in units])
@@ -307,7 +330,8 @@ def _shards(units: list[tuple[str, dict[str, Any]]]) -> Section | None:
         f"<p>{len(units):,} shards; seconds per shard: median {np.median(seconds):.2f}, "
         f"max {seconds.max():.2f}, total {seconds.sum():.2f}.</p>"
     )
-    table = "<h3>Slowest shards</h3>" + _table(["shard", "documents", "seconds", "docs/s", "kept"], rows)
+    kept = "kept by the steps (before dedup)" if deduplicated else "kept"
+    table = "<h3>Slowest shards</h3>" + _table(["shard", "documents", "seconds", "docs/s", kept], rows)
     return Section("shards", "Per-shard timing", summary + chart + table)
 
 
@@ -341,7 +365,7 @@ def render(output_path: str, storage_options: dict[str, Any]) -> str:
         _scores(output_path, storage_options, job),
         _languages(output_path, storage_options),
         _dedup(output_path, storage_options),
-        _shards(units),
+        _shards(units, deduplicated=bool(stats.get("duplicates")) or (job is not None and job.dedup is not None)),
     ]
     present = [s for s in sections if s is not None]
     nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in present)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ import pytest
 
 from engine.cli import main
 from engine.errors import InputError
+from engine.inspect.plots import THRESHOLD_COLOUR
 from engine.inspect.report import REPORT_FILE, cluster_sizes, language_counts, write_report
 from engine.io.paths import list_shards
 from engine.runner.executor import SerialExecutor
@@ -22,6 +24,7 @@ from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_
 from engine.runner.unit import run_unit
 from engine.spec import parse_job
 from engine.stats import Stats
+from engine.steps.presets import expand_preset
 from tests.inspect.test_whatif import STEPS, copy_sample, run_units, tiny_run  # noqa: F401  (tiny_run is a fixture)
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -137,6 +140,7 @@ def test_languages_and_duplicate_clusters(tmp_path: Path) -> None:
     assert "duplicates 4 = 16 = 16 documents read" in page
     assert "Languages of kept documents (2 languages)" in page
     assert "<td>clusters</td><td>2</td>" in page
+    assert "<th>kept by the steps (before dedup)</th>" in page  # unit stats count documents before dedup
     assert "<td>largest cluster</td><td>4</td>" in page
 
 
@@ -153,6 +157,102 @@ def test_report_command(tmp_path: Path, sample_dir: Path, capsys: pytest.Capture
     assert (out / REPORT_FILE).exists()
     assert REPORT_FILE in capsys.readouterr().out
     assert main(["report", str(tmp_path / "in")]) == 2
+
+
+def threshold_pixels(png: bytes) -> int:
+    """Pixels of the threshold colour in a plot (dashed lines, labels and edge arrows are drawn in it)."""
+    import io
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    pixels = np.asarray(mpimg.imread(io.BytesIO(png), format="png"))[..., :3] * 255
+    red, green, blue = (pixels[..., i] for i in range(3))
+    # The threshold colour, antialiased into white: red well above green, green close to blue (the orange and teal
+    # bars, black text and grey axes all fail one of these).
+    assert THRESHOLD_COLOUR == "#e45756"
+    return int(((red > 150) & (red - green > 50) & (np.abs(green - blue) < 30)).sum())
+
+
+def histogram_images(page: str) -> list[tuple[str, str, bytes]]:
+    """(title, thresholds, PNG) of every histogram on a page."""
+    found = re.findall(
+        r'<img alt="histogram: ([^"]*)" data-thresholds="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', page
+    )
+    return [(html.unescape(title), html.unescape(marks), base64.b64decode(data)) for title, marks, data in found]
+
+
+@pytest.fixture(scope="module")
+def fineweb_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The report of the FineWeb preset run over the whole sample (no dedup), and its score columns."""
+    from tests.conftest import SAMPLE_DIR
+
+    root = tmp_path_factory.mktemp("fineweb-report")
+    src = copy_sample(SAMPLE_DIR, root / "in", tuple(f"part-00{i}" for i in range(4)))
+    run_units(src, root / "out", expand_preset("fineweb"))
+    write_report(str(root / "out"), {})
+    columns = [c for c in pq.read_schema(root / "out/scores/part-000.parquet").names if "." in c]
+    return root / "out" / REPORT_FILE, columns
+
+
+def test_every_threshold_is_drawn_on_its_histogram_12(fineweb_report: tuple[Path, list[str]]) -> None:
+    """Issue 12: 9 of 31 histograms had their thresholds; every bound a step declares is drawn now."""
+    import numpy as np
+
+    report, columns = fineweb_report
+    page = report.read_text()
+    job = parse_job({"input": {"path": "x"}, "output": {"path": "y"}, "preset": "fineweb"})
+    steps = {step.label: step for step in job.steps}
+    scores = pa.concat_tables(pq.read_table(f) for f in sorted(report.parent.glob("scores/*.parquet")))
+    drawn = {title.split("\n")[0]: (marks, png) for title, marks, png in histogram_images(page)}
+    constant = []
+    for column in columns:
+        label, _, score = column.partition(".")
+        values = scores[column]
+        if not pa.types.is_floating(values.type):
+            continue
+        finite = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        expected = " ".join(f"{p}={v:g}" for p, v in steps[label].thresholds().get(score, []))
+        if len(np.unique(finite)) <= 1:
+            constant.append(column)
+            assert column not in drawn
+            assert f"<td>{column}</td>" in page  # listed with its single value instead
+            continue
+        marks, png = drawn[column]
+        assert marks == expected, column
+        if expected:
+            assert threshold_pixels(png) > 20, f"{column}: no threshold marker drawn"
+        else:
+            assert threshold_pixels(png) == 0, column
+    with_marks = [c for c, (marks, _) in drawn.items() if marks]
+    assert len(with_marks) >= 25  # every ratio of gopher, fineweb and c4, the n-gram fractions, language score
+    assert "url_filter.soft_banned_words" in constant or "url_filter.soft_banned_words" in with_marks
+    assert "gopher_quality.words" in with_marks
+    assert drawn["gopher_quality.words"][0] == "min_doc_words=50 max_doc_words=100000"
+
+
+def test_long_tails_are_cut_and_the_page_says_so() -> None:
+    import numpy as np
+
+    from engine.inspect.plots import histogram
+
+    values = np.concatenate([np.random.default_rng(0).normal(10, 1, 1000), [500.0, 800.0, 900.0]])
+    img = histogram(values, title="x.score", thresholds=[("max_score", 12.0), ("min_score", -400.0)])
+    title = html.unescape(re.search(r'alt="histogram: ([^"]*)"', img).group(1))  # type: ignore[union-attr]
+    assert "axis cut at the 99.5th percentile" in title
+    assert "above, max 900" in title
+    assert 'data-cut="' in img
+    png = base64.b64decode(re.search(r"base64,([^\"]+)", img).group(1))  # type: ignore[union-attr]
+    assert threshold_pixels(png) > 20  # the far-off min_score is an arrow at the left edge
+
+
+def test_one_language_is_singular(tmp_path: Path, sample_dir: Path) -> None:
+    src = copy_sample(sample_dir, tmp_path / "in", ("part-001",))
+    run_units(src, tmp_path / "out", [{"type": "language_id", "languages": ["en"], "partition_by_language": True}])
+    write_report(str(tmp_path / "out"), {})
+    page = (tmp_path / "out" / REPORT_FILE).read_text()
+    assert "Languages of kept documents (1 language)" in page
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (Debian: apt-get install chromium)")
@@ -182,6 +282,29 @@ def test_report_renders_in_a_headless_browser(tiny_report: Path, tmp_path: Path)
     assert "conservation holds" in rendered
 
 
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_every_histogram_with_a_threshold_shows_a_marker_in_the_browser(
+    fineweb_report: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """The page as Chromium renders it: every histogram whose step has a threshold for its score shows one."""
+    report, _ = fineweb_report
+    assert BROWSER is not None
+    common = [BROWSER, *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
+    dom = subprocess.run(
+        [*common, "--dump-dom", report.resolve().as_uri()], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    histograms = histogram_images(dom.stdout)
+    marked = [(title, png) for title, marks, png in histograms if marks]
+    assert len(marked) >= 25
+    for title, png in marked:
+        assert png.startswith(b"\x89PNG")
+        assert threshold_pixels(png) > 20, f"{title}: no threshold marker"
+    for title, marks, png in histograms:
+        if not marks:
+            assert threshold_pixels(png) == 0, title
+
+
 def test_histograms_mark_thresholds_and_split_by_the_step(
     tiny_run: tuple[Path, Path],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -203,7 +326,7 @@ def test_histograms_mark_thresholds_and_split_by_the_step(
     assert page.count("<img>") == len(calls) == 5
     assert calls["doc_length.words"]["thresholds"] == [("min_words", 80.0), ("max_words", 3000.0)]
     assert calls["short.chars"]["thresholds"] == [("min_chars", 400.0)]
-    assert calls["digits.digit_ratio"]["thresholds"] == [("max_ratio", 0.04)]  # by the end of the score name
+    assert calls["digits.digit_ratio"]["thresholds"] == [("max_ratio", 0.04)]  # declared: Decides(("digit_ratio",))
     scores = pa.concat_tables(pq.read_table(p) for p in sorted((out / "scores").glob("*.parquet")))
     words = np.asarray(scores["doc_length.words"].to_numpy())
     dropped_here = sum(1 for r in scores["reason"].to_pylist() if r and r.startswith("doc_length/"))
