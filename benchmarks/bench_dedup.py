@@ -110,7 +110,9 @@ def scaled_corpus(n_docs: int, seed: int = 0) -> tuple[list[str], list[str], lis
 
 
 def emit(record: dict[str, Any], out: str | None) -> None:
-    record = {"bench": "dedup", "machine": platform.node(), "cpus": os.cpu_count(), **record}
+    from engine.provenance import git_state
+
+    record = {"bench": "dedup", "git": git_state(), "machine": platform.node(), "cpus": os.cpu_count(), **record}
     line = json.dumps(record, sort_keys=True)
     print(line, flush=True)
     if out:

@@ -14,7 +14,7 @@ word 5-gram hashes the engine uses) is computed with a sparse matrix product. Th
 - precision of removed documents: the share of removed documents whose Jaccard with the document kept in
   their place is >= 0.8 (and >= 0.5).
 
-    python benchmarks/dedup_ground_truth.py [--corpus mutated|sample] [--originals 300]
+    python benchmarks/dedup_ground_truth.py [--corpus mutated|sample] [--originals 300] [--out FILE]
 """
 
 from __future__ import annotations
@@ -191,7 +191,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "removed_precision_j_ge_0.5": round(float((removed_j >= 0.5).mean()), 4) if len(removed_j) else None,
         "bins": bins,
     }
-    print(json.dumps(result))
+    from engine.provenance import git_state
+
+    line = json.dumps({"bench": "dedup_ground_truth", "git": git_state(), "args": vars(args), **result}, sort_keys=True)
+    print(line)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
     return result
 
 
@@ -202,6 +208,7 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=14)
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="append the JSON line to this file (benchmarks/results/dedup_ground_truth.jsonl)")
     run(parser.parse_args())
 
 
