@@ -14,6 +14,7 @@ from engine.models.loader import default_lid_model, load_model
 from engine.schema import LANGUAGE, LANGUAGE_SCORE
 from engine.steps.base import build_step
 from engine.steps.language_id import LanguageId
+from tests.conftest import shared_corpus
 from tests.steps.property_checks import check_step_properties
 
 ENGLISH = "The committee will publish its annual report on public transport next Tuesday morning."
@@ -91,11 +92,14 @@ def test_existing_language_column_is_replaced() -> None:
     assert out[LANGUAGE_SCORE].to_pylist()[0] > 0.9
 
 
-def test_the_code_the_model_emits_is_the_code_users_write(shared_corpora: Path) -> None:
+GOLD = "gold sentences per language (lingua's test data) to check the codes lid.176 emits and its accuracy"
+
+
+def test_the_code_the_model_emits_is_the_code_users_write() -> None:
     """No `en` versus `eng` trap: each gold ISO 639-1 file's text comes out as that code, and keeping it
     with `languages: [code]` works, while the ISO 639-3 spelling is refused at validation."""
     rng = np.random.default_rng(SEED)
-    root = shared_corpora / "lingua-langid-testdata" / LINGUA_SENTENCES
+    root = shared_corpus("lingua-langid-testdata", GOLD) / LINGUA_SENTENCES
     for code, iso3 in [("en", "eng"), ("fr", "fra"), ("de", "deu"), ("ru", "rus"), ("zh", "zho")]:
         lines = (root / f"{code}.txt").read_text(encoding="utf-8").splitlines()
         sample = [lines[i] for i in rng.choice(len(lines), size=5, replace=False)]
@@ -141,10 +145,11 @@ def test_partition_by_language_asks_for_the_language_column() -> None:
 
 
 @pytest.mark.parametrize("code", ["en", "de", "fr", "es", "ru", "it", "nl", "pl", "ar"])
-def test_accuracy_on_gold_sentences(shared_corpora: Path, code: str) -> None:
+def test_accuracy_on_gold_sentences(code: str) -> None:
     """lid.176.ftz on 100 gold sentences per language (seeded sample). The lingua report gives the full
     lid.176.bin 99-100% on these files; the quantised model measured 98.8-99.9% on all 1000."""
-    lines = (shared_corpora / "lingua-langid-testdata" / LINGUA_SENTENCES / f"{code}.txt").read_text().splitlines()
+    root = shared_corpus("lingua-langid-testdata", GOLD)
+    lines = (root / LINGUA_SENTENCES / f"{code}.txt").read_text().splitlines()
     rng = np.random.default_rng(SEED)
     sample = [lines[i] for i in rng.choice(len(lines), size=100, replace=False)]
     out, _ = LanguageId(min_score=0.0)(make_batch({"text": sample}))
@@ -152,9 +157,10 @@ def test_accuracy_on_gold_sentences(shared_corpora: Path, code: str) -> None:
     assert accuracy >= 0.95, f"{code}: accuracy {accuracy:.2f} on 100 sentences (seed {SEED})"
 
 
-def test_whatlang_examples_major_languages(shared_corpora: Path) -> None:
+def test_whatlang_examples_major_languages() -> None:
     """One sentence per language (ISO 639-3 keys); the model answers in its own codes."""
-    examples = json.loads((shared_corpora / "whatlang-examples" / "examples.json").read_text())
+    root = shared_corpus("whatlang-examples", "one sentence per language, keyed by ISO 639-3 code")
+    examples = json.loads((root / "examples.json").read_text())
     expected = {"eng": "en", "spa": "es", "fra": "fr", "deu": "de", "rus": "ru", "por": "pt", "jpn": "ja", "kor": "ko"}
     texts = [examples[key] for key in expected]
     out, _ = LanguageId(min_score=0.0)(make_batch({"text": texts}))

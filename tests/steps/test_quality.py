@@ -19,6 +19,7 @@ from engine.models.training import TrainConfig, read_texts, train_quality_classi
 from engine.schema import QUALITY_SCORE
 from engine.steps.base import build_step
 from engine.steps.quality import QualityClassifier, top_fraction_mask
+from tests.conftest import shared_corpus
 from tests.fasttext_fixtures import TINY_CONFIG, TinyModel, synthetic_texts, tiny_fasttext_model  # noqa: F401
 from tests.steps.property_checks import check_step_properties
 
@@ -127,9 +128,10 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     assert hashlib.sha256(Path(other_seed.path).read_bytes()).hexdigest() != digest[0]
 
 
-def test_training_on_real_text_separates_english_from_german(shared_corpora: Path, tmp_path: Path) -> None:
+def test_training_on_real_text_separates_english_from_german(tmp_path: Path) -> None:
     """Any binary classifier trains the same way: here English vs German web sentences (Leipzig corpora)."""
-    root = shared_corpora / "lingua-langid-testdata" / "language-testdata" / "sentences"
+    corpus = shared_corpus("lingua-langid-testdata", "English and German web sentences to train a real classifier")
+    root = corpus / "language-testdata" / "sentences"
     for code in ("en", "de"):
         lines = (root / f"{code}.txt").read_text(encoding="utf-8").splitlines()[:600]
         pq.write_table(pa.table({"body": lines}), tmp_path / f"{code}.parquet")
