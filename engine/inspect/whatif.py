@@ -443,11 +443,17 @@ def format_what_if(result: WhatIf) -> str:
     for change in result.changes:
         lines.append(f"  steps[{change.index}] {change.label}.{change.param}: {change.old!r} -> {change.value!r}")
     keys = sorted(set(result.original) | set(result.new), key=lambda k: (k != KEPT_LABEL, k))
-    width = max([len(k) for k in keys] + [24])
+    shown = [k for k in keys if k == KEPT_LABEL or result.original[k] != result.new[k]]
+    # With dedup, phase A's kept documents are the run's kept plus its duplicates: say so on the row.
+    kept_name = "kept by the steps" if result.duplicates else KEPT_LABEL
+    width = max([len(k) for k in shown] + [24])
     lines.append(f"  {'outcome':<{width}} {'original':>10} {'what-if':>10} {'change':>8}")
-    for key in keys:
+    for key in shown:
         before, after = result.original[key], result.new[key]
-        lines.append(f"  {key:<{width}} {before:>10,} {after:>10,} {after - before:>+8,}")
+        name = kept_name if key == KEPT_LABEL else key
+        lines.append(f"  {name:<{width}} {before:>10,} {after:>10,} {after - before:>+8,}")
+    if len(keys) > len(shown):
+        lines.append(f"  ({len(keys) - len(shown)} other outcomes unchanged)")
     unknown = sum(result.unknown.values())
     if unknown:
         low, high = result.kept_range
@@ -458,7 +464,10 @@ def format_what_if(result: WhatIf) -> str:
         for (was, next_step), count in sorted(result.unknown.items(), key=lambda x: -x[1]):
             lines.append(f"      {count:>8,}  were {was}; pass the change but were never measured by {next_step}")
     if result.duplicates:
-        lines.append(f"  duplicates removed by dedup in the run: {result.duplicates:,} (not re-decided)")
+        lines.append(
+            f"  duplicates removed by dedup in the run: {result.duplicates:,} (not re-decided; the run kept "
+            f"{result.original[KEPT_LABEL] - result.duplicates:,})"
+        )
     for cut in result.whole_run_cuts:
         lines.append(
             f"  {cut.label} keeps the top {cut.fraction:g} of each batch; over the whole run, the top "
