@@ -7,6 +7,9 @@ decision, the same reason, and (for c4_quality) the same rewritten text; lists t
 Needs datatrove[processing]==0.10.1 and spaCy (the benchmark venv), never the engine's runtime:
 
     /work/venv-bench/bin/python benchmarks/compare_datatrove_filters.py [--show 5] [--json out.jsonl]
+
+`--tokens` compares the words instead: ours (`engine.steps.text.words`) against datatrove's `split_into_words`
+(a blank spaCy English tokenizer, whitespace tokens dropped) per document, as one JSON line.
 """
 
 from __future__ import annotations
@@ -285,6 +288,27 @@ def write_golden(docs: list[dict[str, Any]], steps: list[str], cache_dir: Path |
     print(f"wrote {len(chosen)} documents to {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
+def compare_tokens(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Documents whose word lists are identical to datatrove's, and whose word counts are within 1%."""
+    import polars as pl
+    from datatrove.utils.text import split_into_words
+
+    from engine.steps import text as tx
+
+    texts = [d["text"] or "" for d in docs]
+    ours = tx.words(pl.Series(texts, dtype=pl.String))
+    values, rows = ours.values.to_list(), ours.row.tolist()
+    per_doc: list[list[str]] = [[] for _ in texts]
+    for row, word in zip(rows, values, strict=True):
+        per_doc[row].append(word)
+    identical = within = 0
+    for text, mine in zip(texts, per_doc, strict=True):
+        reference = split_into_words(text, "en")
+        identical += mine == reference
+        within += abs(len(mine) - len(reference)) <= 0.01 * max(len(reference), 1)
+    return {"what": "tokens", "docs": len(texts), "identical": identical, "count_within_1pct": within}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -295,9 +319,19 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
     parser.add_argument("--holdout", action="store_true", help="use the held-out documents instead")
     parser.add_argument("--write-golden", default=None, help="write the golden test fixture (jsonl.gz) here")
+    parser.add_argument("--tokens", action="store_true", help="compare the word lists instead of the decisions")
     args = parser.parse_args()
     docs = load_holdout_documents() if args.holdout else load_documents()
     print(f"{len(docs)} documents: {dict(Counter(d['id'].split('/')[0] for d in docs))}")
+    if args.tokens:
+        from engine.provenance import git_state
+
+        row = {**compare_tokens(docs), "git": git_state(), "holdout": args.holdout}
+        print(json.dumps(row))
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        return 0
     if args.write_golden:
         write_golden(docs, args.steps.split(","), Path(args.cache) if args.cache else None, Path(args.write_golden))
         return 0
