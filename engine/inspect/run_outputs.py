@@ -14,7 +14,7 @@ import yaml
 from engine.errors import EngineError, InputError
 from engine.io.layout import RESOLVED_JOB_FILE, SCORES, UNITS, join
 from engine.io.markers import read_json
-from engine.io.parquet import read_table
+from engine.io.parquet import read_schema, read_table
 from engine.io.paths import filesystem, list_files, relative_path
 from engine.spec import JobSpec, parse_job
 
@@ -68,10 +68,19 @@ def require_score_files(run_dir: str, job: JobSpec, storage_options: dict[str, A
     return files
 
 
-def iter_score_batches(files: Sequence[str], storage_options: dict[str, Any] | None = None) -> Iterator[pa.Table]:
-    """The sidecar, one file at a time (what-if is row-local, so memory stays bounded by the largest shard)."""
+def iter_score_batches(
+    files: Sequence[str], storage_options: dict[str, Any] | None = None, columns: Sequence[str] | None = None
+) -> Iterator[pa.Table]:
+    """The sidecar, one file at a time (what-if is row-local, so memory stays bounded by the largest shard).
+
+    `columns` (None: all) limits what is read; a column a file lacks is left out of that file's table.
+    """
     for url in files:
-        yield read_table(url, storage_options or {})  # page checksums verified
+        if columns is None:
+            yield read_table(url, storage_options or {})  # page checksums verified
+            continue
+        present = set(read_schema(url, storage_options or {}).names)
+        yield read_table(url, storage_options or {}, columns=[c for c in columns if c in present])
 
 
 def run_job_and_header(output_path: str, storage_options: dict[str, Any]) -> tuple[JobSpec | None, str]:

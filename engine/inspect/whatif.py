@@ -48,6 +48,7 @@ from engine.errors import InputError, SpecError
 from engine.inspect.run_outputs import iter_score_batches, load_run_job, require_score_files
 from engine.io.layout import STATS_FILE, join
 from engine.io.markers import read_json
+from engine.io.parquet import read_schema
 from engine.schema import BATCH, ID, INPUT_STEP, REASON
 from engine.spec import JobSpec, parse_job
 from engine.steps.base import Decides, Measures, Step
@@ -378,7 +379,11 @@ def what_if(run_dir: str, settings: Sequence[str], storage_options: dict[str, An
     result.duplicates = int(stats.get("duplicates", 0))
     changed = {c.index for c in changes}
     ranked: dict[int, list[np.ndarray]] = {}
-    for table in iter_score_batches(files, storage_options):
+    # Only the columns re-deciding reads: ids, reasons, batches, and the values of the steps from the first change.
+    later = [step.label for step in job.steps[min(changed) :]] if changed else []
+    schema = read_schema(files[0], storage_options or {})
+    wanted = [ID, REASON, BATCH, *(c for c in schema.names if c.partition(".")[0] in later)]
+    for table in iter_score_batches(files, storage_options, columns=wanted):
         fates = redecide(table, job.steps, new_job.steps, changed)
         result.docs += table.num_rows
         _count(result, table[REASON], fates.reason, fates.unknown_at)

@@ -122,6 +122,16 @@ def read_table(url: str, storage_options: dict[str, Any], columns: list[str] | N
             raise damaged(url, error) from None
 
 
+def read_schema(url: str, storage_options: dict[str, Any]) -> pa.Schema:
+    """A Parquet file's Arrow schema, from its footer only.
+
+    Raises:
+        InputError: the file is missing or is not readable Parquet, naming it.
+    """
+    with open_parquet(url, storage_options) as parquet:
+        return parquet.schema_arrow
+
+
 def write_table(table: pa.Table, url: str, storage_options: dict[str, Any], compression: str = "zstd") -> None:
     """Write a table as one Parquet file, atomically (temporary name, then rename)."""
     writer = StreamWriter(url, table.schema, storage_options=storage_options, compression=compression)
