@@ -33,6 +33,8 @@ from engine.cli import main
 from engine.errors import InputError, SpecError
 from engine.runner.submit import SubmitError, build_runtime_env, check_for_cluster, entrypoint, resolve_token
 from engine.spec import JobSpec, parse_job
+from tests.readme_examples import missing_lines
+from tests.readme_examples import session as readme_session
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"
@@ -313,6 +315,11 @@ def test_submit_sample_job_succeeds(
     assert f"job {job_id} SUCCEEDED" in done.stderr, report
     # the run's own summary, streamed from the cluster
     assert "counted in the files' Parquet footers" in done.stdout, report
+    # README's session shows what this submission prints (issue 12: it showed another job's numbers).
+    shown = readme_session("submit")
+    (submit_command,) = [c for c in shown if c.startswith("corpus-engine submit")]
+    missing = missing_lines(shown[submit_command], done.stdout + done.stderr)
+    assert not missing, f"README shows lines this submission does not print: {missing}\n{report}"
 
     stats = json.loads((out / "stats.json").read_text())
     assert stats["docs_in"] == 697
@@ -328,7 +335,10 @@ def test_submit_sample_job_succeeds(
     capsys.readouterr()
     cluster = ["--address", ray_head.address, "--token-file", str(token_file)]
     assert main(["status", job_id, *cluster]) == 0
-    assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
+    status = capsys.readouterr().out
+    assert f"{job_id}: SUCCEEDED" in status
+    (status_command,) = [c for c in shown if c.startswith("corpus-engine status")]
+    assert not missing_lines(shown[status_command], status)
     assert main(["logs", job_id, *cluster]) == 0
     assert "counted in the files' Parquet footers" in capsys.readouterr().out
 
