@@ -257,3 +257,17 @@ def test_steps_sharing_a_label_are_refused(tmp_path: Path, sample_dir: Path) -> 
     run_units(src, tmp_path / "out", [{"type": "doc_length", "min_words": 5}, {"type": "doc_length", "min_words": 50}])
     with pytest.raises(SpecError, match="several steps labelled doc_length.*distinct `name:`"):
         what_if(str(tmp_path / "out"), ["steps[1].min_words=10"])
+
+
+def test_sidecar_keeps_every_steps_columns_when_a_first_batch_is_dropped_whole_12(tmp_path: Path) -> None:
+    """The sidecar's schema comes from every step, not from the first batch (which an early step may drop whole)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    texts = ["tiny", "also tiny", " ".join(["a document long enough to pass the first step"] * 3), "long " * 26 + "x"]
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "text": texts}), src / "part.parquet")
+    steps = [{"type": "doc_length", "name": "short", "min_chars": 50}, {"type": "doc_length", "min_words": 3}]
+    run_units(src, tmp_path / "out", steps, input_options={"batch_rows": 2})
+    (scores,) = [pq.read_table(f) for f in score_files(str(tmp_path / "out"))]
+    assert scores["batch"].to_pylist() == [0, 0, 1, 1]
+    assert scores["reason"].to_pylist() == ["short/too_few_chars", "short/too_few_chars", None, None]
+    assert scores["doc_length.words"].to_pylist() == [None, None, 27.0, 27.0]  # null: the step never saw them
