@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 import engine.steps  # noqa: F401  (registers the built-in steps)
 from engine.errors import SpecError
+from engine.schema import SCORES_LAYOUT
 from engine.steps.base import Step, build_step
 from engine.steps.presets import expand_preset
 
@@ -181,6 +182,8 @@ class JobSpec(_Strict):
                 "write_rejected": self.output.write_rejected,
                 "compression": self.output.compression,
                 "keep_scores": self.output.keep_scores,
+                # The sidecar's layout: a new layout redoes the shards of jobs that keep scores, once.
+                "scores_layout": SCORES_LAYOUT if self.output.keep_scores else None,
             },
             "steps": steps,
             "dedup": {"signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None},

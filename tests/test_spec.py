@@ -128,3 +128,13 @@ def test_every_section_error_is_reported_with_what_is_allowed_12() -> None:
     assert lines[2].startswith("input: expected a mapping (keys allowed: path, text_column, ")
     assert lines[3].startswith("output.keep_scores: Input should be a valid boolean")
     assert lines[4].startswith("run: expected a mapping (keys allowed: max_retries, max_in_flight, cpus_per_task)")
+
+
+def test_the_score_sidecar_layout_is_part_of_the_phase_a_config_12() -> None:
+    """A change of the sidecar's layout redoes the shards of jobs that keep scores (and only those)."""
+    from engine.schema import SCORES_LAYOUT
+
+    keeps = parse_job({"input": {"path": "in"}, "output": {"path": "out", "keep_scores": True}})
+    plain = parse_job(BASE)
+    assert keeps.phase_a_config()["output"]["scores_layout"] == SCORES_LAYOUT >= 2
+    assert plain.phase_a_config()["output"]["scores_layout"] is None

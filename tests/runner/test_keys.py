@@ -73,7 +73,8 @@ def test_each_component_is_named_when_it_changes(blocklist: Path, monkeypatch: p
     assert changes(job, job, old_input={"size": 9, "version": "0"}) == ["changed input"]
     assert changes(job, job_with(blocklist, min_words=60)) == ["changed parameter steps[1].min_words: 50 -> 60"]
     assert changes(job, job_with(blocklist, output={"path": "out", "keep_scores": True})) == [
-        "changed parameter output.keep_scores: false -> true"
+        "changed parameter output.keep_scores: false -> true",
+        "changed parameter output.scores_layout: null -> 2",  # the sidecar's layout (issue 12)
     ]
     before = job_key(job)
     blocklist.write_text("bad.com\nworse.com\n")
