@@ -44,6 +44,8 @@ EXEMPT = {
     "ray dashboard": "needs a cloud cluster",
     "ray down": "needs a cloud cluster",
     "kubectl": "needs a Kubernetes cluster with KubeRay",
+    "corpus-engine plan nightly.yaml": "a scenario on the user's own job (a blocklist edited, a shard added); "
+    "tests/runner/test_rebuild.py runs the same plan and run sequence and checks their lines",
 }
 
 
