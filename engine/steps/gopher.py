@@ -9,6 +9,7 @@ datatrove is measured by benchmarks/compare_datatrove_filters.py.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -239,6 +240,28 @@ def _covered_chars(
     return tx.per_row_sum(word_row[covered], lengths[covered], n_rows)
 
 
+def _first_jumps(grams: _NGrams, word_row: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row where the walk's jumps matter, the row and the position of its first such jump.
+
+    The walk counts every later occurrence and jumps over the n-1 words after it. As long as no occurrence of a
+    repeated n-gram starts inside such a jump, nothing is skipped: every later occurrence is counted and their
+    windows do not overlap, so the walk's total is the characters under the later occurrences' windows
+    (`_covered_chars`). The first later occurrence whose jump hides a repeated n-gram is where the walk must start
+    walking; rows without one need no walk at all.
+    """
+    positions = grams.repeated
+    empty = np.zeros(0, dtype=np.int64)
+    if len(positions) < 2:
+        return empty, empty
+    is_later = np.zeros(len(word_row), dtype=bool)
+    is_later[grams.later] = True
+    current, following = positions[:-1], positions[1:]
+    jump = is_later[current] & (word_row[current] == word_row[following]) & (following < current + n)
+    at = current[jump]  # sorted: rows ascend, positions ascend within a row
+    rows, first = np.unique(word_row[at], return_index=True)
+    return rows, at[first]
+
+
 def _walk_duplicates(
     grams: _NGrams,
     hashes: np.ndarray,
@@ -246,12 +269,15 @@ def _walk_duplicates(
     cumulative: np.ndarray,
     n: int,
     rows: np.ndarray,
+    first_jump: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """datatrove's `find_all_duplicate`, exactly, for `rows`: writes the repeated characters into `out[rows]`.
 
     The reference walks the n-grams left to right and, after a repeat, jumps n words ahead, so the result
-    depends on order. Only n-grams seen at least twice can repeat, so the walk visits just those positions.
+    depends on order. Only n-grams seen at least twice can repeat, so the walk visits just those positions, and
+    in each row only from its first jump that hides one (`first_jump`, from `_first_jumps`): before it every
+    later occurrence counts and every n-gram is seen.
     """
     selected = np.zeros(len(out), dtype=bool)
     selected[rows] = True
@@ -259,24 +285,35 @@ def _walk_duplicates(
     out[rows] = 0.0
     if len(positions) == 0:
         return
-    values = _ngram_keys(hashes, word_row, positions, n).tolist()
-    pos_row = word_row[positions].tolist()
-    chars = (cumulative[positions + n] - cumulative[positions]).tolist()
-    current, next_allowed, total = -1, 0, 0
-    seen: set[int] = set()
-    for r_i, s_i, h_i, c_i in zip(pos_row, positions.tolist(), values, chars, strict=True):
-        if r_i != current:
-            if current >= 0:
-                out[current] = total
-            current, seen, next_allowed, total = r_i, set(), 0, 0
-        if s_i < next_allowed:
-            continue
-        if h_i in seen:
-            total += c_i
-            next_allowed = s_i + n
-        else:
-            seen.add(h_i)
-    out[current] = total
+    jump_at = np.zeros(len(out), dtype=np.int64)
+    jump_at[rows] = first_jump
+    pos_row = word_row[positions]
+    chars = cumulative[positions + n] - cumulative[positions]
+    before = positions <= jump_at[pos_row]
+    is_later = np.zeros(len(word_row), dtype=bool)
+    is_later[grams.later] = True
+    counted = before & is_later[positions]
+    out[rows] = np.bincount(pos_row[counted], weights=chars[counted], minlength=len(out))[rows]
+    keys = _ngram_keys(hashes, word_row, positions, n).tolist()
+    starts = np.flatnonzero(np.concatenate([[True], pos_row[1:] != pos_row[:-1]]))
+    ends = np.append(starts[1:], len(positions))
+    resume = starts + np.add.reduceat(before.astype(np.int64), starts)  # first index after the jump, per row
+    position_list, char_list = positions.tolist(), chars.tolist()
+    for start, stop, first in zip(starts.tolist(), ends.tolist(), resume.tolist(), strict=True):
+        row = int(pos_row[start])
+        seen = set(keys[start:first])
+        remember = seen.add
+        total = float(out[row])
+        i = bisect_left(position_list, int(jump_at[row]) + n, first, stop)  # the first position after the jump
+        while i < stop:
+            key = keys[i]
+            if key in seen:
+                total += char_list[i]
+                i = bisect_left(position_list, position_list[i] + n, i + 1, stop)  # jump over the n-gram
+            else:
+                remember(key)
+                i += 1
+        out[row] = total
 
 
 @register
@@ -287,8 +324,9 @@ class GopherRepetition(Filter):
     Paragraphs are `text.strip()` split on 2+ newlines; lines are `text` split on 1+ newlines; fractions of
     characters use `len(text)` as denominator. Top n-gram fractions count the most common n-gram (ties: the
     first seen) times its length (words joined by spaces); duplicate n-gram fractions follow the reference's
-    greedy left-to-right walk exactly. Rules are checked in the reference's order; the n-gram walk is only
-    run for documents no earlier rule dropped (their score is NaN otherwise).
+    greedy left-to-right walk exactly. Rules are checked in the reference's order. Every score is exact for
+    every document (the score sidecar stores them, and what-if re-decides from them): the walk runs only for the
+    documents where one of its jumps can skip a repeated n-gram; for the others its result is computed directly.
 
     Drops with: ``empty``, ``dup_para_frac``, ``dup_para_char_frac``, ``dup_line_frac``, ``dup_line_char_frac``,
     ``top_<n>_gram`` (n in `top_n_grams`), ``duplicated_<n>_n_grams`` (n in `dup_n_grams`).
@@ -403,18 +441,17 @@ class GopherRepetition(Filter):
             scores[name] = tx_ratio(_top_ngram_chars(grams, words.row, cumulative, size, n), length)
             rules[name] = _above(scores[name], fraction)
 
-        undecided = ~np.logical_or.reduce(list(rules.values()))
         for size, fraction in self.dup_n_grams:
             name = f"duplicated_{size}_n_grams"
             grams = grouped[size]
-            # Upper bound: the counted repeats are disjoint windows starting at later occurrences; the exact
-            # walk runs only where the bound could cross the threshold (the score is the bound elsewhere).
+            # Exact for every document (the sidecar stores it: a changed threshold re-decides as a rerun would): the
+            # characters under the repeats' windows, which is what the walk counts unless one of its jumps skips a
+            # repeated n-gram; only the documents where that can happen are walked.
             chars = _covered_chars(grams.later, cumulative, words.row, size, n)
-            exact_rows = np.flatnonzero(undecided & (tx_ratio(chars, length) > (fraction or 0)))
-            _walk_duplicates(grams, hashes, words.row, cumulative, size, exact_rows, chars)
+            walk_rows, first_jump = _first_jumps(grams, words.row, size)
+            _walk_duplicates(grams, hashes, words.row, cumulative, size, walk_rows, first_jump, chars)
             scores[name] = tx_ratio(chars, length)
             rules[name] = _above(scores[name], fraction)
-            undecided &= ~rules[name]
         return Verdict.from_rules(scores=scores, **rules)
 
 

@@ -150,14 +150,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[str], bool]] = {
 }
 
 
-# gopher_repetition stores upper bounds of its duplicated n-gram fractions where the exact walk was skipped: a
-# loosened threshold then re-decides from a bound. Fixed last (engine/steps/gopher.py is being rewritten for speed).
-UPPER_BOUNDS = pytest.mark.xfail(strict=True, reason="issue 12: gopher_repetition stores upper bounds")
-
-
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, marks=UPPER_BOUNDS) if c == "gopher_repetition loosened" else c for c in sorted(CASES)]
-)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_what_if_equals_a_real_rerun(case: str, sample_input: Path, tmp_path: Path) -> None:
     steps, settings, has_unknown = CASES[case]
     result, unknown, _ = compare_with_rerun(sample_input, tmp_path, steps, settings)
