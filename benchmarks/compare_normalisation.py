@@ -32,9 +32,7 @@ from engine.provenance import git_state  # noqa: E402
 def engine_words(texts: list[str]) -> list[list[str]]:
     words = normalised_words(pa.array(texts, type=pa.large_string()))
     vocabulary = words.vocabulary.to_pylist()
-    return [
-        [vocabulary[i] for i in words.indices[words.offsets[d] : words.offsets[d + 1]]] for d in range(len(texts))
-    ]
+    return [[vocabulary[i] for i in words.indices[words.offsets[d] : words.offsets[d + 1]]] for d in range(len(texts))]
 
 
 def shingles(words: list[str], n: int = 5) -> set[tuple[str, ...]]:
