@@ -21,7 +21,9 @@ def git_state() -> dict[str, Any]:
         return done.stdout.strip()
 
     revision = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if revision else None
+    # Results appended by benchmarks (benchmarks/results/) do not make the code dirty.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)benchmarks/results")
+    status = status if revision else None
     return {"revision": revision or None, "dirty": bool(status) if status is not None else None}
 
 
