@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pyarrow.parquet as pq
 
 from engine.spec import JobSpec, load_job
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+# The team's real-data folder beside the repo, or CORPUS_ENGINE_SHARED (as for the tests) from a clone elsewhere.
+SHARED = Path(os.environ.get("CORPUS_ENGINE_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "corpora"
 DOLMA = "dolma-tests/data-history/formats/gz/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 DRAGNET = "dragnet-corrected-text/dragnet_Corrected.tar.gz"
 
