@@ -15,10 +15,15 @@ from engine.steps.base import Decides, Filter, register
 
 
 def whitespace_word_counts(batch: pa.Table) -> np.ndarray:
-    """Whitespace-separated tokens per document (0 for null or blank)."""
-    words = pc.utf8_split_whitespace(text_column(batch))
-    counts = pc.fill_null(pc.list_value_length(words), 0)
-    return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
+    """Whitespace-separated tokens per document (0 for null or blank), as Python's `str.split()` counts them.
+
+    Arrow's split yields an empty token for leading or trailing whitespace (and one for an empty string), so the
+    text is trimmed first and blank texts count 0.
+    """
+    trimmed = pc.utf8_trim_whitespace(text_column(batch))
+    counts = pc.list_value_length(pc.utf8_split_whitespace(trimmed))
+    counts = pc.if_else(pc.equal(trimmed, ""), 0, counts)
+    return np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 @register
@@ -31,7 +36,7 @@ class DocLength(Filter):
     """
 
     type: Literal["doc_length"] = "doc_length"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: words no longer counts an empty token at either end of the text
     min_chars: int = Field(1, ge=0)
     max_chars: int | None = Field(None, ge=1)
     min_words: int = Field(1, ge=0)
