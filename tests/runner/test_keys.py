@@ -64,7 +64,12 @@ def test_key_holds_input_config_assets_and_versions(blocklist: Path) -> None:
     assert unit["config"] == job_with(blocklist).phase_a_hash()
     assert unit["assets"]["steps[0].domains_file"].startswith("sha256:")
     assert "steps[0].shipped/banned_words.txt" in unit["assets"]
-    assert unit["versions"] == {"steps[0]": "url_filter@1", "steps[1]": "doc_length@1", "reader": str(READER_VERSION)}
+    expected = {
+        "steps[0]": "url_filter@1",
+        "steps[1]": f"doc_length@{DocLength.version}",
+        "reader": str(READER_VERSION),
+    }
+    assert unit["versions"] == expected
     assert key_changes(unit, key.unit_key(FINGERPRINT), previous_config=key.config, current_config=key.config) == []
 
 
