@@ -192,7 +192,8 @@ def test_bumped_step_version_redoes_every_shard(
     monkeypatch.setattr(DocLength, "version", current + 1)  # the code of doc_length changed its decisions
     assert plan_job(job) == [
         headline(site["src"], everything()),
-        f"  redo         5  step steps[1] doc_length: version {current} -> {current + 1}: part-0, part-1, part-2, ... (+2)",
+        f"  redo         5  step steps[1] doc_length: version {current} -> {current + 1}:"
+        " part-0, part-1, part-2, ... (+2)",
     ]
     before = marker_times(site["out"])
     run_job(job)
