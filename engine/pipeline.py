@@ -16,6 +16,7 @@ from engine.schema import BATCH, ID, INPUT_STEP, REASON
 from engine.spec import InputSpec
 from engine.stats import Stats
 from engine.steps.base import Step
+from engine.steps.tokens import carry_tokens
 
 
 def read_documents(raw: pa.RecordBatch, spec: InputSpec, *, rel: str, first_row: int) -> tuple[pa.Table, Verdict]:
@@ -79,6 +80,15 @@ def _with_reason(rows: pa.Table, reasons: np.ndarray) -> pa.Table:
     return rows.append_column(REASON, pa.array(reasons.tolist(), type=pa.string()))
 
 
+def _keep_rows(batch: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows of `batch` where `keep` is true; the words already split for it follow the rows."""
+    if keep.all():
+        return batch
+    kept = take(batch, keep)
+    carry_tokens(batch, kept, keep)
+    return kept
+
+
 def process_batch(
     batch: pa.Table,
     steps: Sequence[Step],
@@ -113,7 +123,7 @@ def process_batch(
         reject(INPUT_STEP, current, input_verdict)
         if sheet is not None:
             sheet.record(INPUT_STEP, positions, input_verdict)
-        current = take(current, input_verdict.keep)
+        current = _keep_rows(current, input_verdict.keep)
         positions = positions[input_verdict.keep]
     for index, step in enumerate(steps):
         if current.num_rows == 0:
@@ -138,7 +148,7 @@ def process_batch(
         reject(step.label, current, verdict)
         if sheet is not None:
             sheet.record(step.label, positions, verdict)
-        current = take(result, verdict.keep)
+        current = _keep_rows(result, verdict.keep)
         positions = positions[verdict.keep]
     stats.docs_kept = current.num_rows
     stats.bytes_kept = text_bytes(current)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import ClassVar, Literal
@@ -22,6 +23,7 @@ from engine.batch import Verdict
 from engine.schema import ID, LANGUAGE, TEXT
 from engine.steps import text as tx
 from engine.steps.base import Decides, Filter, Measures, Step, Transform, register
+from engine.steps.tokens import Tokens, peek_tokens, remember_tokens, splice
 
 CITATION = r"\[\d*]|\[edit]|\[citation needed]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -59,23 +61,28 @@ def sentence_counts(lines: pl.Series) -> np.ndarray:
 
 def _sentence_counts_tokenised(lines: pl.Series) -> np.ndarray:
     words = tx.words(lines)
-    n_lines = len(lines)
-    if len(words.values) == 0:
-        return np.zeros(n_lines, dtype=np.int64)
-    ends = tx.to_numpy(words.values.str.contains(_SENTENCE_PUNCT), bool)
-    punct = tx.to_numpy(words.values.str.contains(_IS_PUNCT), bool)
+    return count_sentences(words.values, words.row, len(lines))
+
+
+def count_sentences(words: pl.Series, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sentences per group of consecutive words (`group` non-decreasing) as spaCy's sentencizer counts them."""
+    if len(words) == 0:
+        return np.zeros(n_groups, dtype=np.int64)
+    ends = tx.to_numpy(words.str.contains(_SENTENCE_PUNCT), bool)
+    punct = tx.to_numpy(words.str.contains(_IS_PUNCT), bool)
     normal = ~ends & ~punct
     ends_before = np.concatenate([[0], np.cumsum(ends)])  # ends_before[k]: sentence ends among tokens < k
-    offsets = words.offsets
+    counts = np.bincount(group, minlength=n_groups)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
     idx = np.flatnonzero(normal)
-    row = words.row[idx]
+    row = group[idx]
     previous = np.empty(len(idx), dtype=np.int64)
     if len(idx):
         previous[0] = offsets[row[0]]
         previous[1:] = np.where(row[1:] == row[:-1], idx[:-1] + 1, offsets[row[1:]])
     breaks = (ends_before[idx] - ends_before[previous]) > 0
-    counts = np.bincount(row[breaks], minlength=n_lines) + (words.counts > 0)
-    return counts.astype(np.int64)
+    sentences = np.bincount(row[breaks], minlength=n_groups) + (counts > 0)
+    return sentences.astype(np.int64)
 
 
 def _has_long_word(lines: pl.Series, max_length: int) -> np.ndarray:
@@ -200,9 +207,19 @@ class C4Quality(Transform):
 
         kept_lines = line.filter(pl.Series(keep))
         kept_row = pieces.row[keep]
+        kept_index = np.flatnonzero(keep)
+        # Words already split for this text (by an earlier step) give the sentences of most lines for free.
+        tokens = peek_tokens(batch)
+        words = None
+        if tokens is not None:
+            changed = (
+                tx.to_numpy(raw.str.contains(CITATION), bool) if self.remove_citations else np.zeros(len(raw), bool)
+            )
+            words = _LineWords.of(tokens, pieces, texts, changed)
         sentences = np.full(n, np.nan)
         if self.min_num_sentences != -1:
-            sentences = np.bincount(kept_row, weights=sentence_counts(kept_lines), minlength=n).astype(np.float64)
+            per_line = _kept_line_sentences(kept_lines, kept_index, words)
+            sentences = np.bincount(kept_row, weights=per_line, minlength=n).astype(np.float64)
         lorem_doc = first_lorem < first_curly
         curly_doc = first_curly < first_lorem
         with np.errstate(invalid="ignore"):
@@ -219,17 +236,103 @@ class C4Quality(Transform):
                 "curly_bracket": curly_doc.astype(np.float64),
             },
         )
-        joined = (
-            pl.DataFrame({"row": kept_row, "line": kept_lines})
-            .group_by("row", maintain_order=True)
-            .agg(pl.col("line").str.join("\n"))
-        )
-        new_text = np.full(n, "", dtype=object)
-        new_text[joined["row"].to_numpy()] = joined["line"].str.strip_chars(tx.PY_SPACE).to_list()
-        original = texts.to_numpy()
-        final = np.where(verdict.keep, new_text, original)
-        column = pa.array(final.tolist(), type=pa.large_string())
-        return batch.set_column(batch.schema.get_field_index(TEXT), TEXT, column), verdict
+        final = _rewritten_texts(texts, verdict.keep, kept_lines, kept_row)
+        column = final.to_arrow().cast(pa.large_string())
+        out = batch.set_column(batch.schema.get_field_index(TEXT), TEXT, column)
+        if words is not None:
+            remember_tokens(out, words.rewritten(keep, line, verdict.keep, final))
+        return out, verdict
+
+
+def _rewritten_texts(texts: pl.Series, keep_rows: np.ndarray, kept_lines: pl.Series, kept_row: np.ndarray) -> pl.Series:
+    """Kept rows: their kept lines joined by newlines, stripped; dropped rows: their original text."""
+    joined = (
+        pl.DataFrame({"row": kept_row, "line": kept_lines})
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("line").str.join("\n"))
+    )
+    cleaned = pl.repeat("", len(texts), eager=True, dtype=pl.String).scatter(
+        joined["row"], joined["line"].str.strip_chars(tx.PY_SPACE)
+    )
+    return pl.select(pl.when(pl.Series(keep_rows)).then(cleaned).otherwise(texts)).to_series()
+
+
+@dataclass(frozen=True)
+class _LineWords:
+    """An earlier step's words of the batch, placed on C4's lines (`line`: flat index into the line pieces).
+
+    The tokenizer numbers lines at every `str.splitlines()` break but \x1c-\x1e and splits unstripped lines,
+    so words of rows holding \x1c-\x1f (not `clean`) get line -1: their lines are split again where needed,
+    as are lines whose citation removal `changed` them.
+    """
+
+    tokens: Tokens
+    pieces: tx.Pieces
+    line: np.ndarray
+    clean: np.ndarray  # per row
+    changed: np.ndarray  # per line
+
+    @classmethod
+    def of(cls, tokens: Tokens, pieces: tx.Pieces, texts: pl.Series, changed: np.ndarray) -> _LineWords:
+        row = tokens.words.row
+        clean = ~tx.to_numpy(texts.str.contains("[\x1c-\x1f]"), bool)
+        clean[row[tokens.line >= pieces.counts[row]]] = False
+        line = np.where(clean[row], pieces.offsets[row] + tokens.line, -1)
+        return cls(tokens, pieces, line, clean, changed)
+
+    @property
+    def matched(self) -> np.ndarray:
+        """The lines whose words these are exactly."""
+        matched: np.ndarray = self.clean[self.pieces.row] & ~self.changed
+        return matched
+
+    def on_lines(self, lines: np.ndarray) -> np.ndarray:
+        """Which words are on the lines where `lines` (one bool per line) is true."""
+        on: np.ndarray = (self.line >= 0) & lines[np.maximum(self.line, 0)]
+        return on
+
+    def rewritten(self, kept: np.ndarray, lines: pl.Series, keep_rows: np.ndarray, final: pl.Series) -> Tokens:
+        """The tokens of the rewritten text: a kept row is its kept `lines` joined, a dropped row keeps its text.
+
+        Kept lines changed by citation removal are split again, and so is the whole new text of a row that is
+        not clean or keeps an empty line (stripping the joined text would move its lines).
+        """
+        row = self.tokens.words.row
+        n = len(keep_rows)
+        line_row = self.pieces.row
+        empty = kept & tx.to_numpy(lines.str.len_bytes() == 0, bool)
+        whole = keep_rows & (~self.clean | (np.bincount(line_row[empty], minlength=n) > 0))
+        by_line = keep_rows & ~whole
+        unchanged = ~keep_rows[row]
+        select = unchanged | (by_line[row] & self.on_lines(kept & ~self.changed))
+        kept_before = np.concatenate([[0], np.cumsum(kept)])
+        rank = kept_before[:-1] - kept_before[self.pieces.offsets[line_row]]  # of a kept line among its row's
+        new_line = np.where(unchanged, self.tokens.line, rank[np.maximum(self.line, 0)])
+        again = np.flatnonzero(kept & self.changed & by_line[line_row])
+        redo = np.flatnonzero(whole)
+        texts = pl.concat([lines.gather(again), final.gather(redo)])
+        text_row = np.concatenate([line_row[again], redo])
+        text_line = np.concatenate([rank[again], np.zeros(len(redo), dtype=np.int64)])
+        return splice(self.tokens, select, new_line, texts, text_row, text_line)
+
+
+def _kept_line_sentences(kept_lines: pl.Series, kept_index: np.ndarray, words: _LineWords | None) -> np.ndarray:
+    """Sentences of every kept line: counted on the known words where possible, else on the line split again."""
+    if words is None:
+        return sentence_counts(kept_lines)
+    result = (tx.to_numpy(kept_lines.str.len_bytes(), np.int64) > 0).astype(np.int64)
+    maybe = tx.to_numpy(kept_lines.str.contains(_MAYBE_BREAK), bool)
+    known = maybe & words.matched[kept_index]
+    again = maybe & ~known
+    if again.any():
+        result[again] = _sentence_counts_tokenised(kept_lines.filter(pl.Series(again)))
+    if known.any():
+        lines = np.zeros(len(words.matched), dtype=bool)
+        lines[kept_index[known]] = True
+        on = words.on_lines(lines)
+        group = (np.cumsum(lines) - 1)[words.line[on]]
+        result[known] = count_sentences(words.tokens.words.values.filter(pl.Series(on)), group, int(known.sum()))
+    return result
 
 
 # LDNOOBW languages (datatrove's _BADWORDS_LANGS); the lists are shipped in engine/data/ldnoobw/<lang>.txt.

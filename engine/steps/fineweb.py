@@ -15,6 +15,7 @@ from engine.batch import Verdict
 from engine.steps import text as tx
 from engine.steps.base import Decides, Filter, Measures, register
 from engine.steps.gopher import tx_ratio
+from engine.steps.tokens import batch_words
 
 
 @register
@@ -68,7 +69,7 @@ class FineWebQuality(Filter):
         _, dup_chars = tx.duplicate_stats(row, tx.to_numpy(values.hash(seed=0x5EED), np.uint64), lengths, n)
         newlines = tx.count_matches(texts, "\n", literal=True)
         dup_ratio = tx_ratio(dup_chars, tx.char_lengths(texts) - newlines)
-        words = tx.batch_words(batch)
+        words = batch_words(batch)
         list_ratio = tx_ratio(newlines, words.counts)
         return self.decide(
             {

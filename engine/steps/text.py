@@ -15,8 +15,7 @@ lines) plus a NumPy array giving each piece's row. Nothing builds a Python objec
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -29,6 +28,7 @@ from engine.batch import text_column
 
 IntArray = npt.NDArray[np.int64]
 UIntArray = npt.NDArray[np.uint64]
+BoolArray = npt.NDArray[np.bool_]
 
 # --- character classes -------------------------------------------------------------------------------------
 
@@ -156,22 +156,39 @@ def to_numpy(series: pl.Series, dtype: type = np.int64) -> npt.NDArray[Any]:
     return series.fill_null(0).to_numpy().astype(dtype, copy=False)
 
 
-def split_words(texts: pl.Series) -> pl.Series:
-    """Each document's words as a `list[str]` series (datatrove's English `split_into_words`, approximated)."""
+# Line breaks of `str.splitlines()` that the word patterns see as whitespace (all but \x1c-\x1e), as one "\n".
+_TOKEN_LINE_BREAK = "\r\n|[\r\x0b\x0c\x85\u2028\u2029]"
+LINE_BREAK_TOKEN = "\n"
+
+
+def split_words(texts: pl.Series, *, line_breaks: bool = False) -> pl.Series:
+    """Each document's words as a `list[str]` series (datatrove's English `split_into_words`, approximated).
+
+    With `line_breaks`, a "\n" token also marks every line break (`str.splitlines()` boundaries except
+    \x1c-\x1e, which are no whitespace to the word patterns), so each word's line can be found; the words are
+    the same either way (a break is whitespace, never part of a word).
+    """
+    if line_breaks:
+        texts = texts.str.replace_all(_TOKEN_LINE_BREAK, LINE_BREAK_TOKEN)
     spaced = texts.str.replace_all(_SPLIT_INSIDE, _SPLIT_INSIDE_REPLACEMENT)
     # A second pass catches splits whose context overlapped an earlier split (`a-b-c`).
     spaced = spaced.str.replace_all(_SPLIT_INSIDE, _SPLIT_INSIDE_REPLACEMENT)
-    tokens = spaced.str.extract_all(WORD_PATTERN)
+    tokens = spaced.str.extract_all(WORD_PATTERN + "|\n" if line_breaks else WORD_PATTERN)
     return tokens.fill_null(pl.Series([[]], dtype=pl.List(pl.String)))
 
 
 @dataclass(frozen=True)
 class Pieces:
-    """Flat pieces (words or lines) of a batch: `values[k]` belongs to row `row[k]`, rows in order."""
+    """Flat pieces (words or lines) of a batch: `values[k]` belongs to row `row[k]`, rows in order.
+
+    Per-piece lengths and hashes are computed once per `Pieces` (several steps ask for them) and carried by
+    `take`.
+    """
 
     values: pl.Series
     row: IntArray
     counts: IntArray  # pieces per row
+    _memo: dict[str, npt.NDArray[Any]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def offsets(self) -> IntArray:
@@ -180,11 +197,27 @@ class Pieces:
 
     def lengths(self) -> IntArray:
         """Characters (code points) per piece."""
-        return to_numpy(self.values.str.len_chars())
+        if "lengths" not in self._memo:
+            self._memo["lengths"] = to_numpy(self.values.str.len_chars())
+        return self._memo["lengths"]
 
     def hashes(self) -> UIntArray:
         """A 64-bit hash per piece (equal pieces, equal hashes, within one process)."""
-        return to_numpy(self.values.hash(seed=0x5EED), np.uint64)
+        if "hashes" not in self._memo:
+            self._memo["hashes"] = to_numpy(self.values.hash(seed=0x5EED), np.uint64)
+        return self._memo["hashes"]
+
+    def take(self, rows: BoolArray) -> Pieces:
+        """The pieces of the rows where `rows` is true, renumbered as those rows are in the smaller batch."""
+        return self.select(rows[self.row], rows)
+
+    def select(self, pieces: BoolArray, rows: BoolArray) -> Pieces:
+        """Only the pieces where `pieces` is true, of the rows where `rows` is true (its pieces' rows)."""
+        new_row = np.cumsum(rows) - 1
+        kept_row = new_row[self.row[pieces]]
+        counts = np.bincount(kept_row, minlength=int(rows.sum())).astype(np.int64)
+        memo = {name: values[pieces] for name, values in self._memo.items()}
+        return Pieces(self.values.filter(pl.Series(pieces)), kept_row, counts, memo)
 
 
 def flatten(lists: pl.Series) -> Pieces:
@@ -200,35 +233,6 @@ def flatten(lists: pl.Series) -> Pieces:
 def words(texts: pl.Series) -> Pieces:
     """The words of every document, flat."""
     return flatten(split_words(texts))
-
-
-_WORDS_CACHE: list[tuple[tuple[int, ...], pa.ChunkedArray, Pieces]] = []
-_WORDS_LOCK = threading.Lock()
-
-
-def batch_words(batch: pa.Table) -> Pieces:
-    """`words` of a batch's text column, shared by the steps that run one after another on the same batch.
-
-    The last result is kept with a reference to its text column, so the buffers' addresses (the cache key)
-    cannot be reused by another array while the entry lives; Pieces are immutable.
-    """
-    column = text_column(batch)
-    key = tuple(
-        value
-        for chunk in column.chunks
-        for value in (
-            chunk.offset,
-            len(chunk),
-            *(part for buffer in chunk.buffers() if buffer is not None for part in (buffer.address, buffer.size)),
-        )
-    ) + (len(column), column.null_count)
-    with _WORDS_LOCK:
-        if _WORDS_CACHE and _WORDS_CACHE[0][0] == key:
-            return _WORDS_CACHE[0][2]
-    pieces = words(_texts(column))
-    with _WORDS_LOCK:
-        _WORDS_CACHE[:] = [(key, column, pieces)]
-    return pieces
 
 
 def per_row_sum(row: IntArray, values: npt.ArrayLike, n_rows: int) -> npt.NDArray[np.float64]:
