@@ -154,25 +154,35 @@ class _NGrams:
     first: np.ndarray  # per group: flat word index of the first occurrence
     later: np.ndarray  # flat word indices of occurrences that repeat an earlier one (any row order)
     repeated: np.ndarray  # flat word indices of every occurrence of an n-gram seen at least twice in its row
+    in_repeat: np.ndarray  # per grouped position: is it in `repeated`
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_ROW_MIX = np.uint64(0xD6E8FEB86659FD93)
+
+
+def _prefix_keys(hashes: np.ndarray, positions: np.ndarray, n: int, shorter: np.ndarray | None = None) -> np.ndarray:
+    """The row-independent part of the key of each n-gram starting at `positions` (word hashes combined in
+    order); from the keys of the (n-1)-grams at the same positions when `shorter` is given."""
+    key = np.zeros(len(positions), dtype=np.uint64) if shorter is None else shorter
+    with np.errstate(over="ignore"):
+        for k in range(0 if shorter is None else n - 1, n):
+            key = (key * _MIX) ^ (hashes[positions + k] + np.uint64(k + 1))
+            key ^= key >> np.uint64(29)
+    return key
 
 
 def _ngram_keys(hashes: np.ndarray, word_row: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     """A 64-bit key per n-gram starting at `positions` (word hashes combined in order, mixed with the row)."""
-    key = np.zeros(len(positions), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            key = (key * np.uint64(0x9E3779B97F4A7C15)) ^ (hashes[positions + k] + np.uint64(k + 1))
-            key ^= key >> np.uint64(29)
-        key ^= word_row[positions].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+    key: np.ndarray = _prefix_keys(hashes, positions, n) ^ (word_row[positions].astype(np.uint64) * _ROW_MIX)
     return key
 
 
-def _group_ngrams(hashes: np.ndarray, word_row: np.ndarray, positions: np.ndarray, n: int) -> _NGrams:
-    """Group the n-grams starting at `positions` (ascending, each within its row); keeps groups seen twice or more."""
+def _group_ngrams(key: np.ndarray, word_row: np.ndarray, positions: np.ndarray) -> _NGrams:
+    """Group the n-grams starting at `positions` (ascending) by `key`; keeps groups seen twice or more."""
     if len(positions) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return _NGrams(empty, empty, empty, empty, empty)
-    key = _ngram_keys(hashes, word_row, positions, n)
+        return _NGrams(empty, empty, empty, empty, empty, np.zeros(0, dtype=bool))
     order = pl.Series(key).arg_sort().to_numpy()  # polars' sort: ~2x NumPy's argsort on 64-bit keys
     k = key[order]
     boundary = np.ones(len(k), dtype=bool)
@@ -194,6 +204,7 @@ def _group_ngrams(hashes: np.ndarray, word_row: np.ndarray, positions: np.ndarra
         first[multi],
         positions[in_repeat & ~is_first],
         positions[in_repeat],
+        in_repeat,
     )
 
 
@@ -207,11 +218,34 @@ def _all_ngram_starts(word_row: np.ndarray, n: int) -> np.ndarray:
     return within
 
 
-def _extend(word_row: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
-    """Of the (n-1)-gram starts `positions`, those that also start an n-gram within the row."""
-    positions = positions[positions + n - 1 < len(word_row)]
-    within: np.ndarray = positions[word_row[positions] == word_row[positions + n - 1]]
+def _extends(word_row: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """Which of the (n-1)-gram starts `positions` also start an n-gram within the row."""
+    last = np.minimum(positions + n - 1, len(word_row) - 1)
+    within: np.ndarray = (positions + n - 1 < len(word_row)) & (word_row[positions] == word_row[last])
     return within
+
+
+def _group_all_sizes(hashes: np.ndarray, word_row: np.ndarray, sizes: list[int]) -> dict[int, _NGrams]:
+    """The n-grams of every size in `sizes`, grouped.
+
+    An n-gram can only repeat where its (n-1)-gram prefix repeats: each size only groups the starts that
+    repeated at the size below (sizes in increasing order), so only the smallest size sorts every word, and
+    each key grows from the shorter n-gram's key by one word.
+    """
+    grouped: dict[int, _NGrams] = {}
+    previous_size, previous, prefix = 0, None, np.zeros(0, dtype=np.uint64)
+    for size in sorted(set(sizes)):
+        if previous is not None and previous_size == size - 1:
+            extends = _extends(word_row, previous.repeated, size)
+            positions = previous.repeated[extends]
+            prefix = _prefix_keys(hashes, positions, size, prefix[previous.in_repeat][extends])
+        else:
+            positions = _all_ngram_starts(word_row, size)
+            prefix = _prefix_keys(hashes, positions, size)
+        key = prefix ^ (word_row[positions].astype(np.uint64) * _ROW_MIX)
+        grouped[size] = _group_ngrams(key, word_row, positions)
+        previous_size, previous = size, grouped[size]
+    return grouped
 
 
 def _top_ngram_chars(grams: _NGrams, word_row: np.ndarray, cumulative: np.ndarray, n: int, n_rows: int) -> np.ndarray:
@@ -434,17 +468,7 @@ class GopherRepetition(Filter):
         words = batch_words(batch)
         hashes = words.hashes()
         cumulative = np.concatenate([[0], np.cumsum(words.lengths())])
-        # An n-gram can only repeat where its (n-1)-gram prefix repeats: each size only groups the starts that
-        # repeated at the size below (sizes in increasing order), so only the smallest size sorts every word.
-        grouped: dict[int, _NGrams] = {}
-        previous_size, previous = 0, np.zeros(0, dtype=np.int64)
-        for size in sorted({s for s, _ in (*self.top_n_grams, *self.dup_n_grams)}):
-            if previous_size == size - 1:
-                positions = _extend(words.row, previous, size)
-            else:
-                positions = _all_ngram_starts(words.row, size)
-            grouped[size] = _group_ngrams(hashes, words.row, positions, size)
-            previous_size, previous = size, grouped[size].repeated
+        grouped = _group_all_sizes(hashes, words.row, [s for s, _ in (*self.top_n_grams, *self.dup_n_grams)])
         for size, fraction in self.top_n_grams:
             name = f"top_{size}_gram"
             grams = grouped[size]
