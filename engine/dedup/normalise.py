@@ -91,7 +91,44 @@ class Words:
 
 
 def fold_words(words: pa.Array) -> pa.Array:
-    """The per-character part of the normalisation, for single words (no separators left inside)."""
+    """The per-character part of the normalisation, for single words (no separators left inside).
+
+    ASCII letters and digits are folded byte by byte first (the same result: NFKD leaves them alone and
+    never combines them with what follows); only words with other characters go through the Unicode steps.
+    """
+    words, has_ascii_separator = _fold_ascii_bytes(words)
+    is_ascii = np.asarray(pc.string_is_ascii(words).to_numpy(zero_copy_only=False), dtype=bool)
+    ascii_rows, other = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+    ascii_part = words.take(ascii_rows) if len(other) else words
+    if has_ascii_separator:  # every ASCII character but a letter or digit is a separator
+        ascii_part = pc.replace_substring_regex(ascii_part, "[^a-z0-9]+", "")
+    if len(other) == 0:
+        return ascii_part
+    folded = pa.concat_arrays([ascii_part, _fold_unicode(words.take(other))])
+    order = np.empty(len(words), dtype=np.int64)
+    order[ascii_rows] = np.arange(len(ascii_rows))
+    order[other] = len(ascii_rows) + np.arange(len(other))
+    return folded.take(pa.array(order))
+
+
+def _fold_ascii_bytes(words: pa.Array) -> tuple[pa.Array, bool]:
+    """ASCII capitals to lowercase and ASCII digits to `0`, on the bytes (UTF-8 never has them inside a
+    multi-byte character); and whether any ASCII byte is neither a letter nor a digit."""
+    words = words.cast(pa.large_string())
+    validity, offsets, data = words.buffers()
+    if len(words) == 0 or data is None:
+        return words, False
+    raw = np.frombuffer(data, dtype=np.uint8).copy()
+    raw[(raw >= 65) & (raw <= 90)] += 32
+    raw[(raw >= 49) & (raw <= 57)] = 48
+    alnum = ((raw >= 97) & (raw <= 122)) | (raw == 48) | (raw >= 128)
+    folded = pa.LargeStringArray.from_buffers(
+        len(words), offsets, pa.py_buffer(raw), validity, words.null_count, words.offset
+    )
+    return folded, not bool(alnum.all())
+
+
+def _fold_unicode(words: pa.Array) -> pa.Array:
     words = pc.utf8_normalize(words, "NFKD")
     words = pc.replace_substring_regex(words, _DIACRITICS, "")
     words = pc.utf8_lower(words)
@@ -113,14 +150,11 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     occurrences = np.asarray(tokens.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
     # Pieces of each distinct token between separators, empty pieces dropped.
-    pieces = pc.split_pattern_regex(tokens.dictionary, _SEPARATORS)
-    piece_offsets = np.asarray(pieces.offsets.to_numpy(), dtype=np.int64)
-    piece_offsets = piece_offsets - piece_offsets[0]
-    flat_pieces = pc.list_flatten(pieces)
+    flat_pieces, piece_first, piece_count = _split_on_separators(tokens.dictionary)
     non_empty = np.asarray(pc.greater(pc.binary_length(flat_pieces), 0).to_numpy(zero_copy_only=False), bool)
     before = _prefix_counts(non_empty)
-    token_first = before[piece_offsets[:-1]]
-    token_count = before[piece_offsets[1:]] - token_first
+    token_first = before[piece_first]
+    token_count = before[piece_first + piece_count] - token_first
     encoded = pc.dictionary_encode(flat_pieces.filter(pa.array(non_empty)))
     piece_words = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     vocabulary = fold_words(encoded.dictionary)
@@ -139,6 +173,51 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
         keep = ~vanished[indices]
         indices, offsets = indices[keep], _prefix_counts(keep)[offsets]
     return Words(vocabulary, indices, offsets)
+
+
+def _split_on_separators(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The pieces of every token between separators, flat, and where each token's pieces start and how many.
+
+    ASCII tokens (most of them) are split on their bytes: every ASCII character but a letter or digit is a
+    separator. The others go through the regex.
+    """
+    is_ascii = np.asarray(pc.string_is_ascii(tokens).to_numpy(zero_copy_only=False), dtype=bool)
+    ascii_rows, other = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+    ascii_pieces, ascii_first, ascii_count = _split_ascii(tokens.take(ascii_rows))
+    split = pc.split_pattern_regex(tokens.take(other), _SEPARATORS)
+    offsets = np.asarray(split.offsets.to_numpy(), dtype=np.int64)
+    offsets = offsets - offsets[0]
+    flat = pa.concat_arrays([ascii_pieces, pc.list_flatten(split).cast(pa.large_string())])
+    first = np.empty(len(tokens), dtype=np.int64)
+    count = np.empty(len(tokens), dtype=np.int64)
+    first[ascii_rows], count[ascii_rows] = ascii_first, ascii_count
+    first[other], count[other] = len(ascii_pieces) + offsets[:-1], np.diff(offsets)
+    return flat, first, count
+
+
+def _split_ascii(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`_split_on_separators` for ASCII tokens: the runs of letters and digits, found on the bytes."""
+    tokens = tokens.cast(pa.large_string())
+    n = len(tokens)
+    offsets = np.frombuffer(tokens.buffers()[1], dtype=np.int64)[tokens.offset : tokens.offset + n + 1]
+    data = tokens.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    offsets = offsets - offsets[0]
+    lowered = raw | np.uint8(0x20)  # A-Z -> a-z (other bytes are tested against both ranges below)
+    alnum = ((lowered >= 97) & (lowered <= 122)) | ((raw >= 48) & (raw <= 57))
+    token_start = np.zeros(len(raw) + 1, dtype=bool)
+    token_start[offsets] = True
+    before = np.concatenate([[False], alnum])
+    after = np.concatenate([alnum, [False]])
+    starts = np.flatnonzero(after & (~before | token_start))
+    ends = np.flatnonzero(before & (~after | token_start))
+    lengths = ends - starts
+    piece_offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=piece_offsets[1:])
+    pieces = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(piece_offsets), pa.py_buffer(raw[alnum]))
+    piece_token = np.searchsorted(offsets, starts, side="right") - 1
+    count = np.bincount(piece_token, minlength=n).astype(np.int64)
+    return pieces, _prefix_counts(count)[:-1], count
 
 
 def _prefix_counts(values: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
