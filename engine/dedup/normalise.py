@@ -28,10 +28,12 @@ dolma Common Crawl pages and 83 of 1,381 Dragnet articles; the median Jaccard of
 0.79 and 0.87. The clusters both pipelines find on the same documents are compared in benchmarks/RESULTS.md
 ("MinHash dedup", agreement with datatrove's clusters).
 
-`normalised_words` gives the words of the same normalised text faster, for shingling: the text is split once
-on runs of punctuation, symbols and whitespace, and the per-character folding (NFKD, diacritics, case,
-digits) runs on the batch's distinct words only. The two agree except for the rare characters that NFKD turns
-into punctuation (`½` is one word `00` there, two words `0 0` in `normalise_texts`).
+`normalised_words` gives the words of the same normalised text faster, for shingling: the text is cut at
+ASCII separators on its bytes, the batch's distinct chunks that hold other characters are split on runs of
+Unicode punctuation, symbols and whitespace, and the per-character folding (NFKD, diacritics, case, digits)
+runs on the batch's distinct words only (ASCII letters and digits on their bytes). The two agree except for
+the rare characters that NFKD turns into punctuation (`½` is one word `00` there, two words `0 0` in
+`normalise_texts`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def _capped(texts: pa.Array | pa.ChunkedArray, max_chars: int | None) -> pa.Arra
     if texts.type != pa.large_string():
         texts = texts.cast(pa.large_string())
     texts = pc.fill_null(texts, "")
-    if max_chars is not None:
+    # A text of at most `max_chars` bytes has at most that many characters: most batches need no copy.
+    if max_chars is not None and len(texts) and (pc.max(pc.binary_length(texts)).as_py() or 0) > max_chars:
         texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
     return texts
 
@@ -139,17 +142,16 @@ def _fold_unicode(words: pa.Array) -> pa.Array:
 def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None = None) -> Words:
     """The words of every normalised text of a batch (see the module docstring).
 
-    The text is split on whitespace (fast, no regex); only the batch's distinct tokens are then split on
-    punctuation and symbols and folded, and every occurrence of a token expands into its pieces.
+    The text is cut at ASCII separators on its bytes (fast, no regex); only the batch's distinct chunks that
+    hold other characters are then split on Unicode punctuation, symbols and spaces; distinct pieces are
+    folded, and every occurrence of a chunk expands into its pieces.
     """
     texts = _capped(texts, max_chars)
-    split = pc.utf8_split_whitespace(texts)
-    doc_offsets = np.asarray(split.offsets.to_numpy(), dtype=np.int64)
-    doc_offsets = doc_offsets - doc_offsets[0]
-    tokens = pc.dictionary_encode(pc.list_flatten(split))
+    chunks, doc_offsets = _ascii_separated_chunks(texts)
+    tokens = pc.dictionary_encode(chunks)
     occurrences = np.asarray(tokens.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
-    # Pieces of each distinct token between separators, empty pieces dropped.
+    # Pieces of each distinct chunk between separators, empty pieces dropped.
     flat_pieces, piece_first, piece_count = _split_on_separators(tokens.dictionary)
     non_empty = np.asarray(pc.greater(pc.binary_length(flat_pieces), 0).to_numpy(zero_copy_only=False), bool)
     before = _prefix_counts(non_empty)
@@ -159,7 +161,7 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     piece_words = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     vocabulary = fold_words(encoded.dictionary)
 
-    # Every occurrence of a token becomes its pieces' words.
+    # Every occurrence of a chunk becomes its pieces' words.
     counts = token_count[occurrences]
     occurrence_offsets = _prefix_counts(counts)
     total = int(occurrence_offsets[-1])
@@ -175,49 +177,48 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     return Words(vocabulary, indices, offsets)
 
 
-def _split_on_separators(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The pieces of every token between separators, flat, and where each token's pieces start and how many.
+def _ascii_separated_chunks(texts: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64]]:
+    """Every text cut at its ASCII separators, flat, and where each text's chunks start (texts + 1 entries).
 
-    ASCII tokens (most of them) are split on their bytes: every ASCII character but a letter or digit is a
-    separator. The others go through the regex.
+    Every ASCII character but a letter or digit is a separator, so this is a first cut on the bytes (UTF-8
+    never has an ASCII byte inside a multi-byte character); chunks may still hold Unicode separators.
+    """
+    n = len(texts)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n + 1]
+    data = texts.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    offsets = offsets - offsets[0]
+    lowered = raw | np.uint8(0x20)  # A-Z -> a-z; other bytes are tested against both ranges
+    kept = ((lowered >= 97) & (lowered <= 122)) | ((raw >= 48) & (raw <= 57)) | (raw >= 128)
+    text_start = np.zeros(len(raw) + 1, dtype=bool)
+    text_start[offsets] = True
+    before = np.concatenate([[False], kept])
+    after = np.concatenate([kept, [False]])
+    starts = np.flatnonzero(after & (~before | text_start))
+    ends = np.flatnonzero(before & (~after | text_start))
+    chunk_offsets = _prefix_counts(ends - starts)
+    chunks = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(chunk_offsets), pa.py_buffer(raw[kept]))
+    return chunks, np.searchsorted(starts, offsets).astype(np.int64)
+
+
+def _split_on_separators(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The pieces of every chunk between separators, flat, and where each chunk's pieces start and how many.
+
+    An ASCII chunk has no separator left (`_ascii_separated_chunks`): it is its own piece. The others go
+    through the regex.
     """
     is_ascii = np.asarray(pc.string_is_ascii(tokens).to_numpy(zero_copy_only=False), dtype=bool)
     ascii_rows, other = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
-    ascii_pieces, ascii_first, ascii_count = _split_ascii(tokens.take(ascii_rows))
     split = pc.split_pattern_regex(tokens.take(other), _SEPARATORS)
     offsets = np.asarray(split.offsets.to_numpy(), dtype=np.int64)
     offsets = offsets - offsets[0]
+    ascii_pieces = tokens.take(ascii_rows).cast(pa.large_string())
     flat = pa.concat_arrays([ascii_pieces, pc.list_flatten(split).cast(pa.large_string())])
     first = np.empty(len(tokens), dtype=np.int64)
     count = np.empty(len(tokens), dtype=np.int64)
-    first[ascii_rows], count[ascii_rows] = ascii_first, ascii_count
-    first[other], count[other] = len(ascii_pieces) + offsets[:-1], np.diff(offsets)
+    first[ascii_rows], count[ascii_rows] = np.arange(len(ascii_rows)), 1
+    first[other], count[other] = len(ascii_rows) + offsets[:-1], np.diff(offsets)
     return flat, first, count
-
-
-def _split_ascii(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """`_split_on_separators` for ASCII tokens: the runs of letters and digits, found on the bytes."""
-    tokens = tokens.cast(pa.large_string())
-    n = len(tokens)
-    offsets = np.frombuffer(tokens.buffers()[1], dtype=np.int64)[tokens.offset : tokens.offset + n + 1]
-    data = tokens.buffers()[2]
-    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
-    offsets = offsets - offsets[0]
-    lowered = raw | np.uint8(0x20)  # A-Z -> a-z (other bytes are tested against both ranges below)
-    alnum = ((lowered >= 97) & (lowered <= 122)) | ((raw >= 48) & (raw <= 57))
-    token_start = np.zeros(len(raw) + 1, dtype=bool)
-    token_start[offsets] = True
-    before = np.concatenate([[False], alnum])
-    after = np.concatenate([alnum, [False]])
-    starts = np.flatnonzero(after & (~before | token_start))
-    ends = np.flatnonzero(before & (~after | token_start))
-    lengths = ends - starts
-    piece_offsets = np.zeros(len(starts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=piece_offsets[1:])
-    pieces = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(piece_offsets), pa.py_buffer(raw[alnum]))
-    piece_token = np.searchsorted(offsets, starts, side="right") - 1
-    count = np.bincount(piece_token, minlength=n).astype(np.int64)
-    return pieces, _prefix_counts(count)[:-1], count
 
 
 def _prefix_counts(values: npt.NDArray[np.bool_] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
