@@ -75,6 +75,12 @@ def _decode(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pa.array(texts, type=pa.large_string()), bad
 
 
+def _derived_ids(rel: str, first_row: int, n: int) -> pa.Array:
+    """`rel:row` for rows `first_row` .. `first_row + n - 1` of shard `rel`, built column-wise."""
+    rows = pc.cast(pa.array(np.arange(first_row, first_row + n, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"{rel}:"), rows, "")
+
+
 def canonical_batch(
     raw: pa.RecordBatch, *, text_column: str, id_column: str, rel: str, first_row: int, max_text_bytes: int
 ) -> tuple[pa.Table, Verdict]:
@@ -85,11 +91,12 @@ def canonical_batch(
     """
     n = raw.num_rows
     text, bad_utf8 = _decode(raw.column(text_column))
-    derived = pa.array([f"{rel}:{first_row + i}" for i in range(n)], type=pa.string())
     if id_column in raw.schema.names:
-        ids = pc.coalesce(raw.column(id_column).cast(pa.string()), derived)
+        ids = raw.column(id_column).cast(pa.string())
+        if ids.null_count:
+            ids = pc.coalesce(ids, _derived_ids(rel, first_row, n))
     else:
-        ids = derived
+        ids = _derived_ids(rel, first_row, n)
     others = {name: raw.column(name) for name in raw.schema.names if name not in (text_column, id_column, ID, TEXT)}
     table = pa.table({ID: ids, TEXT: text, **others})
 

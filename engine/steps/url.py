@@ -87,6 +87,55 @@ def _extractor() -> Any:
     return TLDExtract(cache_dir=None, suffix_list_urls=())
 
 
+def hosts(urls: pl.Series) -> pl.Series:
+    """The host of every URL exactly as tldextract 5's `lenient_netloc` finds it, column-wise.
+
+    Scheme (`letters+digits+.-` then `://`, or a leading `//`) dropped; the authority ends at the first `/`,
+    `?` or `#`; user info ends at the last `@`; a bracketed IPv6 address is kept with its brackets; otherwise
+    the host ends at the first `:`, is stripped of whitespace and of trailing dots (ASCII and full-width).
+    """
+    rest = (
+        urls.str.replace(r"^(?://|[A-Za-z0-9+.\-]+://)", "")
+        .str.replace(r"(?s)[/?#].*", "")
+        .str.replace(r"(?s)^.*@", "")
+    )
+    bracketed = rest.str.extract(r"^(\[[^\]]*\])", 1)
+    plain = rest.str.replace(r"(?s):.*", "").str.strip_chars(tx.PY_SPACE).str.strip_chars_end(".\u3002\uff0e\uff61")
+    return pl.select(pl.when(bracketed.is_not_null()).then(bracketed).otherwise(plain)).to_series()
+
+
+def domains_and_hosts(urls: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """`domain_and_host` of every URL, column-wise: the registered domain and the full host name.
+
+    tldextract's answer depends only on the host (`hosts`), so it is asked once per distinct host (a crawl
+    has many pages per host), for one URL standing for all of them, and the answers are joined back.
+    """
+    host = hosts(urls)
+    sample = pl.DataFrame({"host": host, "url": urls}).unique(subset="host", keep="first", maintain_order=True)
+    answers = [domain_and_host(url) for url in sample["url"].to_list()]
+    table = pl.DataFrame(
+        {
+            "host": sample["host"],
+            "registered": pl.Series([a[0] for a in answers], dtype=pl.String),
+            "fqdn": pl.Series([a[1] for a in answers], dtype=pl.String),
+        }
+    )
+    joined = pl.DataFrame({"host": host}).join(table, on="host", how="left", maintain_order="left")
+    return joined["registered"], joined["fqdn"]
+
+
+def _domain_hits(urls: pl.Series, has_url: np.ndarray, domains: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per URL: is its registered domain / its full host name in `domains` (tldextract's public-suffix rules)."""
+    with_url = pl.Series(has_url)
+    registered, fqdn = domains_and_hosts(urls.filter(with_url))
+    domain_hit = np.zeros(len(urls), dtype=bool)
+    subdomain_hit = np.zeros(len(urls), dtype=bool)
+    listed = list(domains)
+    domain_hit[has_url] = tx.to_numpy(registered.is_in(listed), bool)
+    subdomain_hit[has_url] = tx.to_numpy(fqdn.is_in(listed), bool)
+    return domain_hit, subdomain_hit
+
+
 @register
 class URLFilter(Filter):
     """Drop documents whose URL is blocklisted (datatrove `URLFilter`, FineWeb's URL filtering).
@@ -176,14 +225,7 @@ class URLFilter(Filter):
         domain_hit = np.zeros(n, dtype=bool)
         subdomain_hit = np.zeros(n, dtype=bool)
         if domains:
-            unique = urls.filter(pl.Series(has_url)).unique().to_list()
-            hits = {}
-            for url in unique:
-                registered, host = domain_and_host(url)
-                hits[url] = (registered in domains, host in domains)
-            values = urls.to_list()
-            domain_hit = np.array([hits.get(u, (False, False))[0] for u in values], dtype=bool)
-            subdomain_hit = np.array([hits.get(u, (False, False))[1] for u in values], dtype=bool)
+            domain_hit, subdomain_hit = _domain_hits(urls, has_url, domains)
         url_hit = tx.to_numpy(urls.is_in(list(blocked_urls)), bool) if blocked_urls else np.zeros(n, bool)
         runs = tx.flatten(urls.str.extract_all(r"[a-zA-Z0-9]+"))
         banned_hit = np.zeros(n, dtype=bool)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.batch import make_batch
 from engine.errors import SpecError
-from engine.steps.url import URLFilter
+from engine.steps.url import URLFilter, _extractor, hosts
 from tests.steps.property_checks import check_batch, check_step_properties
 
 
@@ -84,3 +85,37 @@ URLS = [
 @example(urls=[None, None])
 def test_url_properties_with_urls(urls: list[str | None]) -> None:
     check_batch(URLFilter(extra_domains=("example.com",)), ["text"] * len(urls), url=urls)
+
+
+url_parts = st.sampled_from(
+    ["http", "HTTPS", "://", "//", ":", "/", "@", "?", "#", "[", "]", "::1", ".", "\u3002", "\uff0e", " ", "\n",
+     "www", "example", "co", "uk", "com", "user", "8080", "x+y", "\u00e9"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(url_parts, max_size=12).map("".join), max_size=20))
+@example(["http://[2001:db8::1]:80/x", "HTTPS://User@Example.COM.:8080/a", "//x.org", " http://a.com ", ":/"])
+def test_hosts_are_found_as_tldextract_finds_them(urls: list[str]) -> None:
+    from tldextract.remote import lenient_netloc
+
+    assert hosts(pl.Series(urls, dtype=pl.String)).to_list() == [lenient_netloc(u) for u in urls]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(url_parts, max_size=12).map("".join), min_size=1, max_size=20))
+def test_domain_rules_asked_per_host_match_tldextract_per_url(urls: list[str]) -> None:
+    extract = _extractor()
+    answers = [extract(u) for u in urls]
+    domains = {a.top_domain_under_public_suffix for a in answers[::2]} | {a.fqdn for a in answers[1::3]}
+    verdict = URLFilter(extra_domains=tuple(sorted(domains - {""})), use_integrated_lists=False)(
+        make_batch({"text": ["t"] * len(urls), "url": urls})
+    )
+    blocked = verdict.reason.tolist()
+    for url, answer, reason in zip(urls, answers, blocked, strict=True):
+        if not url:
+            assert reason is None
+        elif answer.top_domain_under_public_suffix in domains - {""}:
+            assert reason == "blocked_domain"
+        elif answer.fqdn in domains - {""}:
+            assert reason == "blocked_subdomain"
