@@ -23,7 +23,7 @@ from engine.batch import Verdict
 from engine.schema import ID, LANGUAGE, TEXT
 from engine.steps import text as tx
 from engine.steps.base import Decides, Filter, Measures, Step, Transform, register
-from engine.steps.tokens import Tokens, peek_tokens, remember_tokens, splice
+from engine.steps.tokens import Deferred, Tokens, peek_tokens, remember_tokens, splice
 
 CITATION = r"\[\d*]|\[edit]|\[citation needed]"
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -291,7 +291,7 @@ class _LineWords:
         on: np.ndarray = (self.line >= 0) & lines[np.maximum(self.line, 0)]
         return on
 
-    def rewritten(self, kept: np.ndarray, lines: pl.Series, keep_rows: np.ndarray, final: pl.Series) -> Tokens:
+    def rewritten(self, kept: np.ndarray, lines: pl.Series, keep_rows: np.ndarray, final: pl.Series) -> Deferred:
         """The tokens of the rewritten text: a kept row is its kept `lines` joined, a dropped row keeps its text.
 
         Kept lines changed by citation removal are split again, and so is the whole new text of a row that is

@@ -15,7 +15,7 @@ from engine.batch import Verdict
 from engine.steps import text as tx
 from engine.steps.base import Decides, Filter, Measures, register
 from engine.steps.gopher import tx_ratio
-from engine.steps.tokens import batch_words
+from engine.steps.tokens import batch_word_counts
 
 
 @register
@@ -69,8 +69,7 @@ class FineWebQuality(Filter):
         _, dup_chars = tx.duplicate_stats(row, tx.to_numpy(values.hash(seed=0x5EED), np.uint64), lengths, n)
         newlines = tx.count_matches(texts, "\n", literal=True)
         dup_ratio = tx_ratio(dup_chars, tx.char_lengths(texts) - newlines)
-        words = batch_words(batch)
-        list_ratio = tx_ratio(newlines, words.counts)
+        list_ratio = tx_ratio(newlines, batch_word_counts(batch))
         return self.decide(
             {
                 "lines": n_lines,

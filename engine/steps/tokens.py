@@ -69,32 +69,38 @@ def splice(
     text_row: tx.IntArray,
     text_line: tx.IntArray,
     tokenizer: Tokenizer = english_words,
-) -> Tokens:
+) -> Deferred:
     """Tokens made of `base`'s words where `keep` is true (on lines `line`) and the words of `texts`, split here.
 
     Text `k` goes to row `text_row[k]`, its first line at `text_line[k]`. Rows and lines are placed in order;
-    no line may get words from both sources. The rows are `base`'s rows.
+    no line may get words from both sources. The rows are `base`'s rows. Only `texts` are split now: the
+    words are put together when a step asks for them (the count per row is known at once).
     """
-    kept = Tokens(base.words.select(keep, np.ones(len(base.words.counts), dtype=bool)), line[keep])
-    if len(texts) == 0:
-        return kept
+    n_rows = len(base.words.counts)
     extra = tokenise(texts, tokenizer)
     extra_row = text_row[extra.words.row]
-    extra_line = text_line[extra.words.row] + extra.line
-    order = np.lexsort((extra_line, extra_row))  # stable: words of one line stay in order
-    extra_key = _line_key(extra_row[order], extra_line[order])
-    # Merge two sorted runs: each extra word lands after the kept words on earlier lines.
-    at = np.searchsorted(_line_key(kept.words.row, kept.line), extra_key) + np.arange(len(order))
-    total = len(kept.line) + len(order)
-    from_kept = np.ones(total, dtype=bool)
-    from_kept[at] = False
-    source = np.empty(total, dtype=np.int64)
-    source[from_kept] = np.arange(len(kept.line))
-    source[at] = len(kept.line) + order
-    values = pl.concat([kept.words.values, extra.words.values]).gather(source)
-    row = np.concatenate([kept.words.row, extra_row])[source]
-    counts = np.bincount(row, minlength=len(base.words.counts)).astype(np.int64)
-    return Tokens(tx.Pieces(values, row, counts), np.concatenate([kept.line, extra_line])[source])
+    counts = np.bincount(base.words.row[keep], minlength=n_rows) + np.bincount(extra_row, minlength=n_rows)
+
+    def build() -> Tokens:
+        kept = Tokens(base.words.select(keep, np.ones(n_rows, dtype=bool)), line[keep])
+        if len(extra.line) == 0:
+            return kept
+        extra_line = text_line[extra.words.row] + extra.line
+        order = np.lexsort((extra_line, extra_row))  # stable: words of one line stay in order
+        extra_key = _line_key(extra_row[order], extra_line[order])
+        # Merge two sorted runs: each extra word lands after the kept words on earlier lines.
+        at = np.searchsorted(_line_key(kept.words.row, kept.line), extra_key) + np.arange(len(order))
+        total = len(kept.line) + len(order)
+        from_kept = np.ones(total, dtype=bool)
+        from_kept[at] = False
+        source = np.empty(total, dtype=np.int64)
+        source[from_kept] = np.arange(len(kept.line))
+        source[at] = len(kept.line) + order
+        values = pl.concat([kept.words.values, extra.words.values]).gather(source)
+        row = np.concatenate([kept.words.row, extra_row])[source]
+        return Tokens(tx.Pieces(values, row, counts.astype(np.int64)), np.concatenate([kept.line, extra_line])[source])
+
+    return Deferred(counts.astype(np.int64), build)
 
 
 def _line_key(row: tx.IntArray, line: tx.IntArray) -> tx.IntArray:
@@ -112,22 +118,30 @@ def tokenise(texts: pl.Series, tokenizer: Tokenizer = english_words) -> Tokens:
 
 
 @dataclass(frozen=True)
-class _Carried:
-    """Tokens of an earlier batch and the rows of it that make the current one: filtered only when asked for
-    (the last step's survivors are carried, and then nobody asks)."""
+class Deferred:
+    """Tokens known by a recipe and built only when a step asks for the words; their count per row is known.
 
-    tokens: Tokens
-    rows: BoolArray
+    Rows carried through a step that drops some, or the words of a text a transform wrote: often nobody asks
+    for them (the last step's survivors are carried too), or only for the counts (fineweb_quality).
+    """
 
-    def then(self, rows: BoolArray) -> _Carried:
-        combined = self.rows.copy()
-        combined[self.rows] = rows
-        return _Carried(self.tokens, combined)
+    counts: tx.IntArray
+    build: Callable[[], Tokens]
+
+    @staticmethod
+    def of_rows(tokens: Tokens | Deferred, rows: BoolArray) -> Deferred:
+        """The tokens of the rows where `rows` is true."""
+        counts = (tokens.words.counts if isinstance(tokens, Tokens) else tokens.counts)[rows]
+        return Deferred(counts, lambda: _resolved(tokens).take(rows))
+
+
+def _resolved(tokens: Tokens | Deferred) -> Tokens:
+    return tokens if isinstance(tokens, Tokens) else tokens.build()
 
 
 _ColumnKey = tuple[int, ...]
 _Key = tuple[Tokenizer, _ColumnKey]
-_ENTRIES: OrderedDict[_Key, tuple[pa.ChunkedArray, Tokens | _Carried]] = OrderedDict()
+_ENTRIES: OrderedDict[_Key, tuple[pa.ChunkedArray, Tokens | Deferred]] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_ENTRIES = 2
 
@@ -149,24 +163,26 @@ def _column_key(column: pa.ChunkedArray) -> _ColumnKey:
     )
 
 
-def _store(column: pa.ChunkedArray, tokenizer: Tokenizer, tokens: Tokens | _Carried) -> None:
+def _store(column: pa.ChunkedArray, tokenizer: Tokenizer, tokens: Tokens | Deferred) -> None:
     with _LOCK:
         _ENTRIES[(tokenizer, _column_key(column))] = (column, tokens)
         while len(_ENTRIES) > _MAX_ENTRIES:
             _ENTRIES.popitem(last=False)
 
 
-def _lookup(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | None:
+def _entry(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | Deferred | None:
     key = (tokenizer, _column_key(column))
     with _LOCK:
         entry = _ENTRIES.get(key)
         if entry is not None:
             _ENTRIES.move_to_end(key)
-    if entry is None:
-        return None
-    found = entry[1]
-    if isinstance(found, _Carried):
-        found = found.tokens.take(found.rows)
+    return None if entry is None else entry[1]
+
+
+def _lookup(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | None:
+    found = _entry(column, tokenizer)
+    if isinstance(found, Deferred):
+        found = found.build()
         _store(column, tokenizer, found)
     return found
 
@@ -191,10 +207,19 @@ def batch_words(batch: pa.Table, tokenizer: Tokenizer = english_words) -> tx.Pie
     return batch_tokens(batch, tokenizer).words
 
 
-def remember_tokens(batch: pa.Table, tokens: Tokens, tokenizer: Tokenizer = english_words) -> None:
+def batch_word_counts(batch: pa.Table, tokenizer: Tokenizer = english_words) -> tx.IntArray:
+    """Words per row of a batch's text column, without putting carried words together when they are known."""
+    found = _entry(text_column(batch), tokenizer)
+    if isinstance(found, Deferred):
+        return found.counts
+    return batch_words(batch, tokenizer).counts
+
+
+def remember_tokens(batch: pa.Table, tokens: Tokens | Deferred, tokenizer: Tokenizer = english_words) -> None:
     """File `tokens` as the tokens of `batch`'s text (a transform that knows the words of the text it wrote)."""
-    if len(tokens.words.counts) != batch.num_rows:
-        msg = f"tokens for {len(tokens.words.counts)} rows filed for a batch of {batch.num_rows}"
+    counts = tokens.words.counts if isinstance(tokens, Tokens) else tokens.counts
+    if len(counts) != batch.num_rows:
+        msg = f"tokens for {len(counts)} rows filed for a batch of {batch.num_rows}"
         raise ValueError(msg)
     _store(text_column(batch), tokenizer, tokens)
 
@@ -203,7 +228,7 @@ def carry_tokens(source: pa.Table, target: pa.Table, rows: BoolArray) -> None:
     """`target` is `source` keeping the rows where `rows` is true: file the source's tokens under it.
 
     The source's entries are dropped (the pipeline moves on to the smaller batch); the filtering itself
-    happens when a step asks for the target's tokens.
+    happens when a step asks for the target's words.
     """
     source_key = _column_key(text_column(source))
     target_column = text_column(target)
@@ -212,5 +237,4 @@ def carry_tokens(source: pa.Table, target: pa.Table, rows: BoolArray) -> None:
     with _LOCK:
         found = [(key[0], _ENTRIES.pop(key)[1]) for key in list(_ENTRIES) if key[1] == source_key]
     for tokenizer, tokens in found:
-        carried = tokens.then(rows) if isinstance(tokens, _Carried) else _Carried(tokens, rows.copy())
-        _store(target_column, tokenizer, carried)
+        _store(target_column, tokenizer, Deferred.of_rows(tokens, rows.copy()))
