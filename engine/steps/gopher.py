@@ -213,8 +213,7 @@ def _all_ngram_starts(word_row: np.ndarray, n: int) -> np.ndarray:
     total = len(word_row)
     if total < n:
         return np.zeros(0, dtype=np.int64)
-    starts = np.arange(total - n + 1, dtype=np.int64)
-    within: np.ndarray = starts[word_row[starts] == word_row[starts + n - 1]]
+    within: np.ndarray = np.flatnonzero(word_row[: total - n + 1] == word_row[n - 1 :])
     return within
 
 
