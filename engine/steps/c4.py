@@ -199,9 +199,7 @@ class C4Quality(Transform):
         )
         first_curly = first_line(curly)
         if self.filter_policy:
-            policy = np.zeros(len(raw), dtype=bool)
-            for phrase in POLICY_SUBSTRINGS:
-                policy |= tx.to_numpy(lower.str.contains(phrase, literal=True), bool)
+            policy = tx.to_numpy(lower.str.contains_any(list(POLICY_SUBSTRINGS)), bool)
             keep &= ~(policy & ~lorem & ~curly)
         keep &= ~lorem & ~curly
 
