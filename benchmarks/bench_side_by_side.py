@@ -109,9 +109,9 @@ def our_batches(folder: Path) -> list[tuple[Any, Any]]:
 
 
 def measure_ours(folder: Path, repeat: int) -> dict[str, Any]:
-    from engine.dedup.config import MinhashDedup
     from engine.dedup.signatures import signature_table
     from engine.pipeline import process_batch
+    from engine.spec import MinhashDedup
     from engine.steps import build_step
 
     steps = {name: build_step({"type": name, **STEP_PARAMS.get(name, {})}) for name in STEPS}
