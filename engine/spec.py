@@ -65,6 +65,12 @@ class RunSpec(_Strict):
     max_retries: int = Field(3, ge=0, le=100, description="Retries of a shard after a worker or I/O failure.")
     max_in_flight: int | None = Field(None, ge=1, description="Shards running at once; default 2 x CPUs.")
     cpus_per_task: float = Field(1.0, gt=0, le=256)
+    num_cpus: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="CPUs of the embedded Ray (default: the machine's); ignored when joining a cluster (--address).",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ class Stats:
     step and the documents it saw, from which `to_dict` derives docs/s per step. `written` counts the rows
     committed to each output area, checked against the files' Parquet footers: `kept` (kept/), `staged`
     (`_stage/kept/`, awaiting dedup), `rejected` (rejected/), `duplicates` (removed duplicates written by dedup).
-    Everything adds up, except `peak_rss_bytes`, which keeps the maximum.
+    Everything adds up, except `peak_rss_bytes` and `phase_peak_rss_bytes` (per phase: filter, each dedup
+    phase), which keep the maximum: the resident memory of the largest task (`task_peak_rss`).
     """
 
     docs_in: int = 0
@@ -41,7 +42,8 @@ class Stats:
     shards_skipped: int = 0
     shards_rekeyed: int = 0  # of the skipped: given a new key without work (a blocklist change touched none of theirs)
     shards_failed: int = 0
-    peak_rss_bytes: int = 0  # the largest resident memory of any worker process that ran a unit (merged by max)
+    peak_rss_bytes: int = 0  # the largest resident memory of any task of the run (merged by max)
+    phase_peak_rss_bytes: dict[str, int] = field(default_factory=dict)  # per phase: its largest task (by max)
 
     def __add__(self, other: Stats) -> Stats:
         merged = Stats()
@@ -49,6 +51,8 @@ class Stats:
             a, b = getattr(self, f.name), getattr(other, f.name)
             if f.name == "peak_rss_bytes":
                 merged.peak_rss_bytes = max(a, b)
+            elif f.name == "phase_peak_rss_bytes":
+                merged.phase_peak_rss_bytes = {k: max(a.get(k, 0), b.get(k, 0)) for k in sorted({*a, *b})}
             else:
                 setattr(merged, f.name, Counter(a) + Counter(b) if isinstance(a, dict) else a + b)
         return merged
@@ -120,3 +124,30 @@ class Stats:
                 value = data[f.name]
                 setattr(stats, f.name, Counter(value) if isinstance(getattr(stats, f.name), Counter) else value)
         return stats
+
+
+def reset_peak_rss() -> None:
+    """Start measuring this process's peak resident memory afresh (Linux: reset the high-water mark).
+
+    Worker processes run one task after another, so without a reset a task would report the peak of every
+    task before it. Where the reset is not possible, the peak stays the process's lifetime peak.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def task_peak_rss() -> int:
+    """Peak resident memory of this process, in bytes, since `reset_peak_rss` (or since it started)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB

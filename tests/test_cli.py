@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -233,3 +234,43 @@ def test_rerun_reports_reused_documents_apart(
     assert "docs/s" not in again
     stats = json.loads((tmp_path / "out/stats.json").read_text())
     assert (stats["docs_reused"], stats["docs_processed"], stats["docs_per_second"]) == (697, 0, None)
+
+
+@pytest.mark.ray
+def test_run_starts_its_own_ray_beside_a_stale_cluster_file_13(tmp_path: Path, sample_dir: Path) -> None:
+    """A `ray_current_cluster` file left by a cluster that is gone: `run` starts its own Ray, with --num-cpus CPUs.
+
+    Before, the embedded default called `ray.init()`, which joins whatever that file names (here nothing
+    listens: the run failed; with a live `ray start` cluster it silently ran there).
+    """
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens there
+        env = {**os.environ, "RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_tmp)}
+        out = tmp_path / "out"
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "run", str(job_file(tmp_path, sample_dir)), "--num-cpus", "1", "--quiet"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["ray_cpus"] == 1
+        assert stats["docs_in"] > 0
+        assert list((ray_tmp / "ray").glob("session_*")), "Ray did not start under RAY_TMPDIR"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_num_cpus_must_be_a_positive_count(
+    tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(job_file(tmp_path, sample_dir)), "--num-cpus", "0"])
+    assert exit_info.value.code == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -81,6 +81,15 @@ def test_output_override(tmp_path: Path) -> None:
     assert job.output.path == "elsewhere"
 
 
+def test_num_cpus_of_the_embedded_ray_13() -> None:
+    assert parse_job(BASE).run.num_cpus is None
+    job = parse_job({**BASE, "run": {"num_cpus": 2}})
+    assert job.run.num_cpus == 2
+    assert job.phase_a_hash() == parse_job(BASE).phase_a_hash()  # where it runs changes no output
+    with pytest.raises(SpecError, match=r"run\.num_cpus: Input should be greater than or equal to 1"):
+        parse_job({**BASE, "run": {"num_cpus": 0}})
+
+
 def test_phase_a_hash_tracks_what_changes_outputs() -> None:
     one = parse_job({**BASE, "steps": [{"type": "doc_length", "min_words": 3}]})
     same = parse_job(

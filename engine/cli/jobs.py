@@ -77,6 +77,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job, output=args.output)
+    if args.num_cpus is not None:
+        job = job.model_copy(update={"run": job.run.model_copy(update={"num_cpus": args.num_cpus})})
     show = not args.quiet
     if show:
         print(f"running {job.name!r} -> {job.output.path}", file=sys.stderr)
@@ -87,6 +89,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     stats = run_job(job, address=args.address, show_progress=show, on_plan=print_plan)
     print(summary(stats, job))
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of CPUs, at least 1; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def add_job_commands(commands: Any) -> None:
@@ -106,5 +119,10 @@ def add_job_commands(commands: Any) -> None:
     run.add_argument("job", help="job YAML file")
     run.add_argument("--output", help="override output.path")
     run.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
+    run.add_argument(
+        "--num-cpus",
+        type=_positive,
+        help="CPUs of the embedded Ray (default: run.num_cpus in the job, else every CPU of the machine)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.set_defaults(handler=cmd_run)

@@ -19,13 +19,19 @@ from engine.runner.keys import JobKey
 from engine.runner.progress import Progress
 from engine.runner.unit import UnitResult, run_unit
 from engine.spec import JobSpec
+from engine.stats import reset_peak_rss, task_peak_rss
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def init_ray(address: str | None = None) -> None:
-    """Join `address` (or RAY_ADDRESS), or start Ray in this process; quietly, and only once."""
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Join `address` (or RAY_ADDRESS), or start a Ray of this process's own; quietly, and only once.
+
+    Without an address the embedded Ray is always a new one (`address="local"`), with `num_cpus` CPUs (default:
+    the machine's): never a cluster Ray would otherwise find on this machine (`ray start`, another run, or the
+    stale `ray_current_cluster` file a dead one left). `num_cpus` does not apply when joining a cluster.
+    """
     import ray
 
     if ray.is_initialized():
@@ -33,7 +39,10 @@ def init_ray(address: str | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
+        address = "local"
         options["include_dashboard"] = False
+        if num_cpus is not None:
+            options["num_cpus"] = num_cpus
         # Ray's default for a new local cluster (token auth on) is right; its notice about it is noise here.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         # One task per CPU: keep polars inside a task to one thread instead of every core.
@@ -41,8 +50,11 @@ def init_ray(address: str | None = None) -> None:
     ray.init(address=address, **options)
 
 
-def _call(fn: Callable[[Item], Result], item: Item) -> Result:
-    return fn(item)
+def _call(fn: Callable[[Item], Result], item: Item) -> tuple[Result, int]:
+    """A task: `fn(item)` and the peak resident memory of the worker process while it ran."""
+    reset_peak_rss()
+    result = fn(item)
+    return result, task_peak_rss()
 
 
 @functools.cache
@@ -97,7 +109,11 @@ def describe_failure(error: BaseException) -> str:
 
 
 class RayExecutor:
-    """Runs tasks as Ray tasks: retried after worker loss or storage errors, at most `max_in_flight` at once."""
+    """Runs tasks as Ray tasks: retried after worker loss or storage errors, at most `max_in_flight` at once.
+
+    `peak_rss_bytes` keeps, per label (a phase: `filter`, `dedup: collisions`, ...), the resident memory of the
+    largest task that ran under it.
+    """
 
     def __init__(
         self,
@@ -111,8 +127,10 @@ class RayExecutor:
 
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         cpus = int(resources.get("CPU", 1))
+        self.cpus = cpus
         self.max_in_flight = max_in_flight or max(2, 2 * cpus)
         self.show_progress = show_progress
+        self.peak_rss_bytes: dict[str, int] = {}
         self._remote: Any = ray.remote(_call).options(
             num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=[OSError]
         )
@@ -122,6 +140,7 @@ class RayExecutor:
         fn: Callable[[Item], Result],
         items: Sequence[Item],
         *,
+        label: str,
         on_result: Callable[[Result | BaseException], None] | None = None,
     ) -> list[Result | BaseException]:
         """Run every task; each slot holds its result or the exception it finally failed with."""
@@ -138,7 +157,8 @@ class RayExecutor:
             done, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(done[0])
             try:
-                results[index] = ray.get(done[0])
+                results[index], peak = ray.get(done[0])
+                self.peak_rss_bytes[label] = max(self.peak_rss_bytes.get(label, 0), peak)
             except Exception as error:  # noqa: BLE001 - the runner boundary: record, report, go on
                 results[index] = error
             if on_result is not None:
@@ -148,7 +168,9 @@ class RayExecutor:
     def map(self, fn: Callable[[Item], Result], items: Sequence[Item], *, label: str) -> list[Result]:
         """Run every task and return results in item order; raise `RunFailed` if any task failed."""
         progress = Progress(label, len(items), enabled=self.show_progress, counts_docs=False)
-        results = self.map_settled(fn, items, on_result=lambda r: progress.update(failed=isinstance(r, BaseException)))
+        results = self.map_settled(
+            fn, items, label=label, on_result=lambda r: progress.update(failed=isinstance(r, BaseException))
+        )
         progress.finish()
         failures = {f"{label}[{i}]": describe_failure(r) for i, r in enumerate(results) if isinstance(r, BaseException)}
         if failures:

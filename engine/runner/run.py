@@ -28,6 +28,8 @@ from engine.spec import JobSpec
 from engine.stats import Stats
 from engine.version import __version__
 
+FILTER_PHASE = "filter"  # the phase-A units' label in `phase_peak_rss_bytes` (dedup phases carry their own)
+
 
 def remove_vanished(job: JobSpec, vanished: Sequence[str]) -> None:
     """Delete the outputs, stats and markers of shards that were processed before but are no longer in the input."""
@@ -96,7 +98,7 @@ def run_on_ray(
     rekey_units(plan)
     executor = None
     if plan.redo or job.dedup is not None:
-        init_ray(address)
+        init_ray(address, num_cpus=job.run.num_cpus)
         executor = RayExecutor(
             max_in_flight=job.run.max_in_flight,
             max_retries=job.run.max_retries,
@@ -106,7 +108,8 @@ def run_on_ray(
     total, failures = _phase_a(job, plan, executor, show_progress=show_progress)
     if failures:
         total.seconds = time.perf_counter() - started
-        _write_stats(job, total, failures)
+        _record_memory(total, executor)
+        _write_stats(job, total, failures, executor)
         raise RunFailed(failures, consequence=_failure_consequence(job, total))
     total.check_written(f"run {job.name!r}", rejected_written=job.output.write_rejected)
     remove_temporary(join(job.output.path, TMP), job.output.storage_options)  # every unit finished: nothing is live
@@ -120,7 +123,8 @@ def run_on_ray(
         total.duplicates += removed
     total.seconds = time.perf_counter() - started
     total.check_conservation(f"run {job.name!r}")
-    _write_stats(job, total, failures)
+    _record_memory(total, executor)
+    _write_stats(job, total, failures, executor)
     return total
 
 
@@ -159,7 +163,9 @@ def _phase_a(
     results: list[UnitResult | BaseException] = []
     if redo and executor is not None:
         items = [(s.shard, s.fingerprint) for s in redo]
-        results = executor.map_settled(functools.partial(run_unit_task, job, plan.key), items, on_result=on_result)
+        results = executor.map_settled(
+            functools.partial(run_unit_task, job, plan.key), items, label=FILTER_PHASE, on_result=on_result
+        )
     progress.finish()
     failures: dict[str, str] = {}
     for planned, result in zip(redo, results, strict=True):
@@ -169,6 +175,14 @@ def _phase_a(
             add(result.stats, result.status)
     total.shards_failed = len(failures)
     return total, failures
+
+
+def _record_memory(total: Stats, executor: RayExecutor | None) -> None:
+    """The largest task of each phase this run ran (shards reused from an earlier run ran nothing)."""
+    if executor is None:
+        return
+    total.phase_peak_rss_bytes = dict(sorted(executor.peak_rss_bytes.items()))
+    total.peak_rss_bytes = max([total.peak_rss_bytes, *executor.peak_rss_bytes.values()])
 
 
 def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
@@ -183,8 +197,9 @@ def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
     )
 
 
-def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str]) -> None:
+def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str], executor: RayExecutor | None) -> None:
     data = total.to_dict()
+    data["ray_cpus"] = executor.cpus if executor is not None else None  # the cluster's CPUs (embedded: --num-cpus)
     processed = total.docs_processed
     data["docs_per_second"] = round(processed / total.seconds, 1) if total.seconds and processed else None
     data["conserved"] = total.is_conserved()

@@ -14,7 +14,6 @@ committed files' footers, read back from storage. With `write_rejected: false`, 
 
 from __future__ import annotations
 
-import resource
 import time
 import traceback
 from collections import Counter
@@ -48,7 +47,7 @@ from engine.runner.keys import JobKey, job_key, known_identities
 from engine.runner.lists import KeyRecorder
 from engine.schema import REASON
 from engine.spec import JobSpec
-from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
+from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats, task_peak_rss
 from engine.version import __version__
 
 Status = Literal["processed", "skipped"]
@@ -122,7 +121,7 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
         raise UnitError(msg) from error
     outputs = sorted(rows)
     stats.seconds = time.perf_counter() - started
-    stats.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    stats.peak_rss_bytes = task_peak_rss()
     stats.check_conservation(f"shard {shard.url}")
     stats.check_written(f"shard {shard.url}", rejected_written=job.output.write_rejected)
 

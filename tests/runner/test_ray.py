@@ -109,3 +109,22 @@ def test_example_jobs_run(ray_local: None, tmp_path: Path, name: str) -> None:
         languages = {p.name for p in (tmp_path / "out" / "kept").iterdir()}
         assert {"language=en", "language=es", "language=fr"} <= languages
         assert stats.duplicates >= 1  # the sample holds exact copies
+
+
+def test_stats_record_the_largest_task_of_every_phase_13(ray_local: None, corpus: Path, tmp_path: Path) -> None:
+    job = parse_job(
+        {
+            "name": "t",
+            "input": {"path": str(corpus)},
+            "output": {"path": str(tmp_path / "out")},
+            "steps": [{"type": "doc_length", "min_words": 50}],
+            "dedup": {"type": "minhash"},
+        }
+    )
+    stats = run_job(job)
+    on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())
+    phases = on_disk["phase_peak_rss_bytes"]
+    assert {"filter", "dedup: band keys", "dedup: collisions", "dedup: removal"} <= set(phases)
+    assert all(50 * 2**20 < peak < 8 * 2**30 for peak in phases.values()), phases  # a Python worker's size
+    assert on_disk["peak_rss_bytes"] == max(phases.values()) == stats.peak_rss_bytes
+    assert on_disk["ray_cpus"] >= 1
