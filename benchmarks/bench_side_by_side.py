@@ -194,6 +194,13 @@ def run_job_cli(corpus: Path, work: Path, cpus: int, *, limit: bool) -> dict[str
         "docs_per_second_per_core": round(docs / wall / cpus, 1),
         "kept": stats.get("docs_kept"),
         "duplicates": stats.get("duplicates"),
+        # where the wall time went (stats.json): Ray start, each phase's tasks, each step inside the units
+        "ray_cpus": stats.get("ray_cpus"),
+        "ray_start_seconds": stats.get("ray_start_seconds"),
+        "run_seconds": stats.get("seconds"),
+        "phase_seconds": stats.get("phase_seconds"),
+        "step_seconds": {k: round(v, 2) for k, v in (stats.get("step_seconds") or {}).items()},
+        "phase_peak_rss_mib": {k: round(v / 2**20) for k, v in (stats.get("phase_peak_rss_bytes") or {}).items()},
     }
 
 
@@ -357,7 +364,9 @@ def datatrove_job(folder: Path, work: Path, workers: int) -> dict[str, Any]:
 def datatrove_main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dt-assets-") as assets:
         _local_lid_model(Path(assets))
-        result: dict[str, Any] = {"steps": measure_datatrove(Path(args.corpus), args.datatrove_docs)}
+        result: dict[str, Any] = {}
+        if args.datatrove_docs:
+            result["steps"] = measure_datatrove(Path(args.corpus), args.datatrove_docs)
         if args.e2e_corpus:
             result["e2e"] = [
                 datatrove_job(Path(args.e2e_corpus), Path(args.work) / f"dt-{n}", n) for n in args.cpus_list
@@ -384,13 +393,14 @@ def main() -> int:
     parser.add_argument("--e2e-docs", type=int, default=50_000, help="documents for the end-to-end lines (0: skip)")
     parser.add_argument("--e2e-shards", type=int, default=0, help="default: one shard per 1,000 documents")
     parser.add_argument("--cpus", default="1,2", help="CPU counts of the end-to-end lines")
-    parser.add_argument("--datatrove-docs", type=int, default=500, help="sample for datatrove's step lines")
+    parser.add_argument("--datatrove-docs", type=int, default=500, help="sample for datatrove's step lines (0: none)")
     parser.add_argument("--datatrove-e2e-docs", type=int, default=4_000, help="0: skip datatrove's job")
     parser.add_argument("--datatrove-python", default="/work/venv-bench/bin/python")
     parser.add_argument("--repeat", type=int, default=3, help="best of N for our step lines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="folder for corpora and outputs (default: a temporary one)")
     parser.add_argument("--results", default=str(HERE / "results" / "side_by_side.jsonl"))
+    parser.add_argument("--no-steps", action="store_true", help="only the end-to-end lines")
     parser.add_argument("--no-save", action="store_true")
     # internal: datatrove's side, run in the bench environment
     parser.add_argument("--datatrove-side", action="store_true", help=argparse.SUPPRESS)
@@ -411,7 +421,7 @@ def main() -> int:
     megabytes = sum(len(t.encode("utf-8")) for t in read_texts(corpus)[1]) / 1e6
     print(f"corpus: {args.docs:,} documents, {megabytes:.1f} MB of text, {args.shards} shards ({corpus})", flush=True)
 
-    ours = measure_ours(corpus, args.repeat)
+    ours = {} if args.no_steps else measure_ours(corpus, args.repeat)
     print("ours (step lines) done", flush=True)
     e2e_corpus = None
     e2e: list[dict[str, Any]] = []
@@ -426,7 +436,8 @@ def main() -> int:
     theirs: dict[str, Any] = {}
     if args.datatrove_python and Path(args.datatrove_python).exists():
         command = [args.datatrove_python, str(Path(__file__).resolve()), "--datatrove-side", "--corpus", str(corpus)]
-        command += ["--datatrove-docs", str(args.datatrove_docs), "--cpus", args.cpus, "--work", str(work)]
+        command += ["--datatrove-docs", str(0 if args.no_steps else args.datatrove_docs), "--cpus", args.cpus]
+        command += ["--work", str(work)]
         if e2e_corpus is not None and args.datatrove_e2e_docs:
             subset = work / "e2e-datatrove"
             subset.mkdir(exist_ok=True)
@@ -450,14 +461,14 @@ def main() -> int:
 
     dt_steps = theirs.get("steps", {}).get("docs_per_cpu_second", {})
     rows = []
-    for name in (*STEPS, "chain", "language_id", "minhash_signatures"):
+    for name in (*STEPS, "chain", "language_id", "minhash_signatures") if ours else ():
         rows.append((name, ours["docs_per_cpu_second"][name], dt_steps.get(name)))
     print()
     print(f"{'line':40s} {'ours':>14s} {'datatrove':>14s} {'ratio':>8s}")
     labels = {"chain": "the four as a chain", "minhash_signatures": "MinHash signatures"}
     for name, o, t in rows:
         label = labels.get(name, name) + " (docs/CPU-s)"
-        print(f"{label:40s} {o:14,.0f} {t if t is None else f'{t:,.1f}':>14s} {ratio(o, t):>8s}")
+        print(f"{label:40s} {o:14,.0f} {'-' if t is None else f'{t:,.1f}':>14s} {ratio(o, t):>8s}")
     dt_e2e = {entry["workers"]: entry for entry in theirs.get("e2e", [])}
     for entry in e2e:
         t = dt_e2e.get(entry["cpus"])
@@ -465,9 +476,11 @@ def main() -> int:
         theirs_rate = t["docs_per_second_per_core"] if t else None
         print(
             f"{label:40s} {entry['docs_per_second_per_core']:14,.1f} "
-            f"{theirs_rate if theirs_rate is None else f'{theirs_rate:,.1f}':>14s} "
+            f"{'-' if theirs_rate is None else f'{theirs_rate:,.1f}':>14s} "
             f"{ratio(entry['docs_per_second_per_core'], theirs_rate):>8s}"
         )
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in (entry["phase_seconds"] or {}).items())
+        print(f"    Ray start {entry['ray_start_seconds']}s; {phases}; steps (all units): {entry['step_seconds']}")
     if len(e2e) >= 2:
         one, many = e2e[0], e2e[-1]
         scaling = many["docs_per_second"] / (one["docs_per_second"] * many["cpus"] / one["cpus"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -111,8 +112,8 @@ def describe_failure(error: BaseException) -> str:
 class RayExecutor:
     """Runs tasks as Ray tasks: retried after worker loss or storage errors, at most `max_in_flight` at once.
 
-    `peak_rss_bytes` keeps, per label (a phase: `filter`, `dedup: collisions`, ...), the resident memory of the
-    largest task that ran under it.
+    Per label (a phase: `filter`, `dedup: collisions`, ...), `peak_rss_bytes` keeps the resident memory of the
+    largest task that ran under it and `seconds` the wall time spent running its tasks.
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class RayExecutor:
         self.max_in_flight = max_in_flight or max(2, 2 * cpus)
         self.show_progress = show_progress
         self.peak_rss_bytes: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
         self._remote: Any = ray.remote(_call).options(
             num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=[OSError]
         )
@@ -146,6 +148,7 @@ class RayExecutor:
         """Run every task; each slot holds its result or the exception it finally failed with."""
         import ray
 
+        started = time.perf_counter()
         fn_ref = ray.put(fn)
         results: list[Result | BaseException] = [RuntimeError("not run")] * len(items)
         pending: dict[Any, int] = {}
@@ -163,6 +166,7 @@ class RayExecutor:
                 results[index] = error
             if on_result is not None:
                 on_result(results[index])
+        self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
         return results
 
     def map(self, fn: Callable[[Item], Result], items: Sequence[Item], *, label: str) -> list[Result]:

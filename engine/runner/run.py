@@ -97,8 +97,11 @@ def run_on_ray(
     remove_vanished(job, plan.vanished)
     rekey_units(plan)
     executor = None
+    ray_start_seconds = 0.0
     if plan.redo or job.dedup is not None:
+        ray_started = time.perf_counter()
         init_ray(address, num_cpus=job.run.num_cpus)
+        ray_start_seconds = time.perf_counter() - ray_started
         executor = RayExecutor(
             max_in_flight=job.run.max_in_flight,
             max_retries=job.run.max_retries,
@@ -109,7 +112,7 @@ def run_on_ray(
     if failures:
         total.seconds = time.perf_counter() - started
         _record_memory(total, executor)
-        _write_stats(job, total, failures, executor)
+        _write_stats(job, total, failures, executor, ray_start_seconds)
         raise RunFailed(failures, consequence=_failure_consequence(job, total))
     total.check_written(f"run {job.name!r}", rejected_written=job.output.write_rejected)
     remove_temporary(join(job.output.path, TMP), job.output.storage_options)  # every unit finished: nothing is live
@@ -124,7 +127,7 @@ def run_on_ray(
     total.seconds = time.perf_counter() - started
     total.check_conservation(f"run {job.name!r}")
     _record_memory(total, executor)
-    _write_stats(job, total, failures, executor)
+    _write_stats(job, total, failures, executor, ray_start_seconds)
     return total
 
 
@@ -197,9 +200,14 @@ def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
     )
 
 
-def _write_stats(job: JobSpec, total: Stats, failures: dict[str, str], executor: RayExecutor | None) -> None:
+def _write_stats(
+    job: JobSpec, total: Stats, failures: dict[str, str], executor: RayExecutor | None, ray_start_seconds: float
+) -> None:
     data = total.to_dict()
+    # Where the wall time went: starting (or joining) Ray, then each phase's tasks (the driver's own work is the rest).
     data["ray_cpus"] = executor.cpus if executor is not None else None  # the cluster's CPUs (embedded: --num-cpus)
+    data["ray_start_seconds"] = round(ray_start_seconds, 3)
+    data["phase_seconds"] = {k: round(v, 3) for k, v in sorted((executor.seconds if executor else {}).items())}
     processed = total.docs_processed
     data["docs_per_second"] = round(processed / total.seconds, 1) if total.seconds and processed else None
     data["conserved"] = total.is_conserved()
