@@ -201,7 +201,11 @@ def _failure_consequence(job: JobSpec, total: Stats) -> str | None:
 
 
 def _write_stats(
-    job: JobSpec, total: Stats, failures: dict[str, str], executor: RayExecutor | None, ray_start_seconds: float
+    job: JobSpec,
+    total: Stats,
+    failures: dict[str, str],
+    executor: RayExecutor | None = None,
+    ray_start_seconds: float = 0.0,
 ) -> None:
     data = total.to_dict()
     # Where the wall time went: starting (or joining) Ray, then each phase's tasks (the driver's own work is the rest).
