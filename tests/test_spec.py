@@ -136,7 +136,7 @@ def test_every_section_error_is_reported_with_what_is_allowed_12() -> None:
     assert lines[1] == "preset: unknown preset 'nah'; known presets: c4, fineweb, gopher"
     assert lines[2].startswith("input: expected a mapping (keys allowed: path, text_column, ")
     assert lines[3].startswith("output.keep_scores: Input should be a valid boolean")
-    assert lines[4].startswith("run: expected a mapping (keys allowed: max_retries, max_in_flight, cpus_per_task)")
+    assert lines[4] == "run: expected a mapping (keys allowed: max_retries, max_in_flight, cpus_per_task, num_cpus)"
 
 
 def test_the_score_sidecar_layout_is_part_of_the_phase_a_config_12() -> None:
