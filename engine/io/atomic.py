@@ -1,10 +1,18 @@
-"""Files that appear whole or not at all: written under a temporary name, renamed into place when complete.
+"""Files that appear whole or not at all: write-once names on object stores, temporary name + rename on local disks.
 
-Every file the engine commits (Parquet outputs, markers, stats, the report, resolved jobs, cached models) goes
-through `AtomicFile`, so a reader never sees half a file and a killed writer leaves only a `*.tmp-*` name behind.
-The temporary name sits beside the final one, or in `tmp_dir` when given: a unit puts all of its temporary files
-in a folder of its own (`OUT/_tmp/<rel>/`), so the next run removes what a killed unit left without listing the
-output's folders.
+Every file the engine commits (Parquet outputs, segment objects, markers, stats, the report, resolved jobs, cached
+models) goes through `AtomicFile`, so a reader never sees half a file:
+
+- On object stores (S3, GCS, Azure and every filesystem that is not a local disk) the file is written directly
+  under its final name: a PUT or a multipart upload is atomic (readers see the whole object or nothing), so a
+  temporary name would only add a COPY and a DELETE per file. A failed writer discards its upload; a retried task
+  rewrites the same bytes under the same name.
+- On local disks the file is written under a temporary name and renamed into place when complete, so a killed
+  writer leaves only a `*.tmp-*` name behind. The temporary name sits beside the final one, or in `tmp_dir` when
+  given: a unit puts all of its temporary files in a folder of its own (`OUT/_tmp/<rel>/`), so the next run removes
+  what a killed unit left without listing the output's folders.
+
+Either way, whoever commits a set of files writes its completion marker last.
 """
 
 from __future__ import annotations
@@ -15,14 +23,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+import fsspec
+from fsspec.spec import AbstractBufferedFile
+
 from engine.errors import OutputError
 from engine.io.paths import filesystem, has_protocol
 
 TMP_MARK = ".tmp-"
 
 
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether `fs` is a local disk (where a rename is atomic and cheap), not an object store."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
 class AtomicFile:
-    """An open file at `url` under a temporary name; `commit` renames it into place, `abort` removes it."""
+    """An open file that appears at `url` only on `commit`; `abort` leaves nothing behind.
+
+    `writes_in_place` says which way it goes: True on object stores (the final name, one upload), False on local
+    disks (a temporary name, renamed on commit).
+    """
 
     def __init__(
         self,
@@ -34,30 +55,50 @@ class AtomicFile:
     ) -> None:
         self.url = url
         fs, path = filesystem(url, storage_options or {})
+        self._fs, self._path = fs, path
+        self.writes_in_place = not is_local(fs)
+        if self.writes_in_place:
+            self._tmp = path
+            self.handle: IO[Any] = fs.open(path, mode)
+            return
         parent = path.rsplit("/", 1)[0]
         if parent and parent != path:
             fs.makedirs(parent, exist_ok=True)
-        self._fs, self._path = fs, path
         self._tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         if tmp_dir is not None:
             folder = filesystem(tmp_dir, storage_options or {})[1].rstrip("/")
             fs.makedirs(folder, exist_ok=True)
             self._tmp = f"{folder}/{self._tmp.rsplit('/', 1)[-1]}"
-        self.handle: IO[Any] = fs.open(self._tmp, mode)
+        self.handle = fs.open(self._tmp, mode)
 
     def commit(self) -> str:
-        """Close the file and move it to its final name; its URL."""
+        """Close the file (completing the upload, or renaming it into place); its URL."""
         self.handle.close()
-        self._fs.mv(self._tmp, self._path)
+        if not self.writes_in_place:
+            self._fs.mv(self._tmp, self._path)
         return self.url
 
     def abort(self) -> None:
-        """Close and remove the temporary file (the writer failed); never raises for storage errors."""
+        """Drop what was written (the writer failed); never raises for storage errors."""
         try:
-            self.handle.close()
+            if self.writes_in_place:
+                _abandon(self.handle)
+            else:
+                self.handle.close()
             self._fs.rm(self._tmp)
-        except OSError:
+        except (OSError, ValueError):
             pass
+
+
+def _abandon(handle: IO[Any]) -> None:
+    """Close an upload without completing it: an fsspec file would publish what it holds if simply closed."""
+    discard = getattr(handle, "discard", None)
+    if callable(discard):
+        discard()  # s3fs: aborts the multipart upload
+    if isinstance(handle, AbstractBufferedFile):
+        handle.closed = True
+    else:
+        handle.close()
 
 
 @contextmanager
@@ -78,8 +119,15 @@ def write_text(
     url: str, text: str, storage_options: dict[str, Any] | None = None, *, tmp_dir: str | None = None
 ) -> None:
     """Write `text` (UTF-8) at `url` atomically."""
+    write_bytes(url, text.encode("utf-8"), storage_options, tmp_dir=tmp_dir)
+
+
+def write_bytes(
+    url: str, data: bytes, storage_options: dict[str, Any] | None = None, *, tmp_dir: str | None = None
+) -> None:
+    """Write `data` at `url` atomically (one PUT on object stores)."""
     with atomic_open(url, "wb", storage_options, tmp_dir=tmp_dir) as handle:
-        handle.write(text.encode("utf-8"))
+        handle.write(data)
 
 
 def remove_temporary(tmp_dir: str, storage_options: dict[str, Any]) -> None:
