@@ -351,7 +351,7 @@ def engine_e2e(args: argparse.Namespace) -> dict[str, Any]:
     docs = sum(executor.map(functools.partial(_phase_a, args.work, 2048), shards, label="A: signatures"))
     signed = time.perf_counter()
     job = engine_job(args.work, args.partitions, args.in_memory_max_edges)
-    removed = run_dedup(job, [Path(s).stem for s in shards], executor)
+    removed = run_dedup(job, [Path(s).stem for s in shards], executor).removed()
     finished = time.perf_counter()
     cpu = sum(executor.cpu.values()) + time.process_time() - driver_cpu
     executor.close()
@@ -604,7 +604,7 @@ def memory(args: argparse.Namespace) -> None:
             job = engine_job(out, partitions, 0)
             executor = PoolExecutor(args.workers, fresh=True)
             started = time.perf_counter()
-            removed = run_dedup(job, [Path(s).stem for s in shards], executor)
+            removed = run_dedup(job, [Path(s).stem for s in shards], executor).removed()
             seconds = time.perf_counter() - started
             executor.close()
             work = Path(dedup_root(out, job.dedup)) / "work"

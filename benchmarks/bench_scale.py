@@ -38,7 +38,7 @@ import scale_data  # noqa: E402
 import storage_counter  # noqa: E402
 from measured import MeasuringExecutor, peak_rss_bytes, process_tree_cpu, reset_peak_rss  # noqa: E402
 
-from engine.dedup.plan import make_plan  # noqa: E402
+from engine.dedup.plan import ShardInput  # noqa: E402
 from engine.io.layout import DEDUP, KEPT, REJECTED  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
 from engine.runner.dedup import run_dedup  # noqa: E402
@@ -48,9 +48,29 @@ RESULTS = HERE / "results" / "scale.jsonl"
 
 
 def partition_count(job: JobSpec, shards: list[str]) -> int:
-    """The partition count the engine chooses for this job."""
+    """The band partition count the previous design chooses for this job (its own plan)."""
+    from tests.dedup.reference.plan import make_plan
+
     plan, _ = make_plan(job, shards)
     return int(plan.partitions)
+
+
+def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Run one design's driver; duplicates removed per shard, and the counts it chose.
+
+    `segments` (the engine's) gets each shard's signature rows and an identity, as `run` passes phase A's results;
+    `reference` is the design before segments (tests/dedup/reference), which fingerprints every file itself.
+    """
+    if design == "reference":
+        from tests.dedup import reference
+
+        local = job.model_copy(update={"output": job.output.model_copy(update={"path": job.output.path.split("://")[-1]})})
+        counts = {"band_partitions": partition_count(local, shards)}  # uncounted: not part of the run
+        return reference.run_dedup(job, shards, executor), counts
+    folder = Path(job.output.path.split("://", 1)[-1])
+    inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=["synthetic", rel]) for rel in shards}
+    outcome = run_dedup(job, shards, executor, inputs=inputs)
+    return outcome.removed(), outcome.counts
 
 
 def append_record(record: dict[str, Any], path: Path) -> None:
@@ -61,8 +81,10 @@ def append_record(record: dict[str, Any], path: Path) -> None:
 
 def make_job(output: str, args: argparse.Namespace) -> JobSpec:
     dedup: dict[str, Any] = {"type": "minhash", "in_memory_max_edges": args.in_memory_max_edges}
-    if args.partitions:
+    if getattr(args, "partitions", None):
         dedup["partitions"] = args.partitions
+    if getattr(args, "task_memory", None):
+        dedup["task_memory"] = args.task_memory
     return JobSpec.model_validate({"input": {"path": "unused"}, "output": {"path": output}, "dedup": dedup})
 
 
@@ -111,14 +133,13 @@ def parquet_rows(folder: Path, pattern: str) -> int:
 def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, executor: Any) -> dict[str, Any]:
     """One call of the dedup driver over `shards`, measured; the record (without provenance)."""
     job = make_job(f"{storage_counter.PROTOCOL}://{folder}", args)
-    partitions = partition_count(make_job(str(folder), args), shards)
     measuring = MeasuringExecutor(executor)
     reset_peak_rss()
     before = storage_counter.snapshot()
     tree_cpu, cpu, started = process_tree_cpu(), time.process_time(), time.perf_counter()
-    error = None
+    error, counts = None, {}
     try:
-        removed = run_dedup(job, shards, measuring)
+        removed, counts = run_design(args.design, job, shards, measuring)
     except Exception as failure:  # noqa: BLE001 - a benchmark records where the design breaks
         error, removed = f"{type(failure).__name__}: {failure}"[:2000], {}
     wall = time.perf_counter() - started
@@ -140,7 +161,8 @@ def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, execu
     return {
         "docs": n,
         "shards": len(shards),
-        "partitions": partitions,
+        "partitions": counts.get("band_partitions"),
+        "counts_chosen": counts,
         "error": error,
         "duplicates": sum(removed.values()),
         "wall_s": round(wall, 2),
@@ -256,6 +278,8 @@ def cmd_curve(args: argparse.Namespace) -> None:
             subprocess.run([*script, *gen, "--shard-docs", str(args.shard_docs)], check=True)
             run = ["run", "--dir", str(folder), "--results", args.results, "--design", args.design]
             run += ["--in-memory-max-edges", str(args.in_memory_max_edges)]
+            if args.task_memory:
+                run += ["--task-memory", str(args.task_memory)]
             subprocess.run([*script, *run], check=False)
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -302,7 +326,13 @@ def main_parser() -> argparse.ArgumentParser:
     for name in ("run", "curve"):
         p = sub.add_parser(name)
         p.add_argument("--results", default=str(RESULTS))
-        p.add_argument("--design", default="current", help="name of the design under test, recorded")
+        p.add_argument(
+            "--design",
+            choices=["segments", "reference"],
+            default="segments",
+            help="segments: the engine's driver; reference: the design before segments (tests/dedup/reference)",
+        )
+        p.add_argument("--task-memory", type=int, default=None, help="dedup.task_memory (default: the engine's)")
         p.add_argument("--in-memory-max-edges", type=int, default=0, help="0: components always distributed")
         if name == "run":
             p.add_argument("--dir", required=True)
@@ -318,7 +348,7 @@ def main_parser() -> argparse.ArgumentParser:
             p.add_argument("--keep", action="store_true", help="keep the generated folders")
     p = sub.add_parser("table")
     p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--design", default="current")
+    p.add_argument("--design", default="segments", help="the recorded design to show (`current`: the baseline lines)")
     return parser
 
 

@@ -13,7 +13,7 @@ The request model follows s3fs's defaults (50 MiB blocks, readahead cache):
 - `info` / `exists` / `isfile`: 1 HEAD, plus 1 LIST when the path is not a file (s3fs then lists the prefix);
 - `ls` / `find` / `glob`: 1 LIST per 1,000 entries (a recursive listing is one paginated call on S3);
 - `mv`: COPY + DELETE (no rename on S3); `rm` of n files: LIST + ceil(n / 1000) bulk DELETEs when recursive,
-  else one DELETE per file; `makedirs`: nothing (S3 has no directories).
+  ceil(n / 1000) bulk DELETEs for a list of keys, else one DELETE; `makedirs`: nothing (S3 has no directories).
 
 Counters are also kept per *area* (the folder a path belongs to: `work/bands`, `signatures`, `kept`, ...), so a
 report can say which phase wrote how many objects.
@@ -41,16 +41,21 @@ DELETE, files_written, bytes_written, bytes_read)."""
 
 REQUEST_KINDS = ("GET", "PUT", "HEAD", "LIST", "COPY", "DELETE")
 
-_AREA = re.compile(r"/_dedup/[^/]+/(?:work/(?P<work>[^/]+)|(?P<sig>signatures))|/(?P<top>kept|rejected|_stage|_units)/")
+_AREA = re.compile(
+    r"/_dedup/[^/]+/(?:work/(?P<work>[^/]+)|shuffle/[^/]+/(?P<shuffle>[^/]+)|state/(?P<state>[^/]+)|(?P<sig>signatures))"
+    r"|/(?P<top>kept|rejected|_stage|_units)/"
+)
 
 
 def area_of(path: str) -> str:
-    """The folder `path` belongs to, for per-area counts (`work/bands`, `signatures`, `kept`, `other`)."""
+    """The folder `path` belongs to, for per-area counts (`work/bands` of the design before segments,
+    `shuffle/bands`, `state/fates`, `signatures`, `kept`, `other`)."""
     found = _AREA.search(path)
     if found is None:
         return "other"
-    if found["work"]:
-        return f"work/{found['work'].removesuffix('.json')}"
+    for kind in ("work", "shuffle", "state"):
+        if found[kind]:
+            return f"{kind}/{found[kind].removesuffix('.json')}"
     return "signatures" if found["sig"] else str(found["top"])
 
 
@@ -183,6 +188,12 @@ class CountingFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:  # noqa: FBT001, FBT002
         paths = path if isinstance(path, list) else [path]
+        if len(paths) > 1 and not recursive:  # s3fs deletes a list of keys in bulk, 1,000 per request
+            for one in paths:
+                self.local.rm_file(self._strip_protocol(one))
+            for start in range(0, len(paths), LIST_PAGE):
+                count("DELETE", self._strip_protocol(paths[start]))
+            return
         for one in paths:
             one = self._strip_protocol(one)
             if recursive and self.local.isdir(one):

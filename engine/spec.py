@@ -93,7 +93,13 @@ class _DedupBase(BaseModel):
         2_000_000,
         ge=0,
         description="Connected components run in one task when the graph has at most this many edges, "
-        "distributed (large-star/small-star rounds over Parquet partitions) otherwise.",
+        "distributed (large-star/small-star rounds over segmented objects) otherwise.",
+    )
+    task_memory: int = Field(
+        1 << 30,
+        ge=1 << 20,
+        description="Bytes of data one dedup task may hold: the automatic partition counts keep every task "
+        "(band collisions, components steps) under it. Raise it to use fewer, larger tasks.",
     )
 
     @model_validator(mode="after")

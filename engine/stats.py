@@ -101,6 +101,26 @@ class Stats:
             msg = f"conservation violated in {where}: {'; '.join(problems)}; this is a bug, please report it"
             raise ConservationError(msg)
 
+    def check_dedup_written(self, where: str, *, duplicates_written: bool) -> None:
+        """After dedup: rows staged = rows written to kept + duplicates removed, as counted in the files.
+
+        With `write_duplicates` the duplicates are counted in rejected/*.duplicates too; without, by removal.
+
+        Raises:
+            ConservationError: naming `where` and the counted figures.
+        """
+        staged, kept, written = self.written[STAGED_ROWS], self.written[KEPT_ROWS], self.written[DUPLICATE_ROWS]
+        problems = []
+        if staged != kept + self.duplicates:
+            problems.append(f"{staged:,} rows staged != {kept:,} written to kept + {self.duplicates:,} duplicates")
+        if duplicates_written and written != self.duplicates:
+            problems.append(f"{written:,} duplicates written, {self.duplicates:,} removed")
+        if kept != self.docs_kept:
+            problems.append(f"{kept:,} rows written to kept, {self.docs_kept:,} documents kept")
+        if problems:
+            msg = f"conservation violated in {where}: {'; '.join(problems)}; this is a bug, please report it"
+            raise ConservationError(msg)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with derived per-step docs/s."""
         data: dict[str, Any] = {}

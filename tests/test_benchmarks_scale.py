@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pytest
 
 from engine.dedup.components import components_in_memory
-from engine.dedup.plan import NODE, node_ids
-from engine.dedup.shuffle import KEY, band_rows, collision_edges
+from engine.dedup.plan import node_ids
+from engine.dedup.shuffle import band_rows, collision_edges
 from engine.dedup.signatures import signatures_file
 from engine.io.parquet import read_table, write_table
 from engine.io.paths import filesystem
@@ -75,17 +74,16 @@ def test_counting_filesystem_counts_a_multipart_upload(tmp_path: Path) -> None:
 def _components_from_files(folder: str, shards: list[str]) -> int:
     """Duplicates implied by the band keys on disk, computed independently of the generator."""
     dedup = scale_data.dedup_spec()
-    frames = []
+    parts = []
     for index, rel in enumerate(shards):
         table = read_table(signatures_file(folder, dedup, rel), {})
         has = np.asarray(table["keys"].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         flat = table["keys"].filter(pa.array(has)).combine_chunks().flatten()
         keys = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, dedup.bands)
-        frame = pl.from_arrow(band_rows(keys, np.ones(len(keys), dtype=bool), node_ids(index, table.num_rows)[has]))
-        assert isinstance(frame, pl.DataFrame)
-        frames.append(frame.select("band", KEY, NODE))
-    labels = components_in_memory(collision_edges(pl.concat(frames)))
-    return labels.height - labels["label"].n_unique()
+        parts.append(band_rows(keys, np.ones(len(keys), dtype=bool), node_ids(index, table.num_rows)[has]))
+    key, band, node = (np.concatenate(c) for c in zip(*parts, strict=True))
+    nodes, labels = components_in_memory(*collision_edges(key, band, node))
+    return len(nodes) - len(np.unique(labels))
 
 
 @pytest.mark.parametrize("hub", [0, 500])
@@ -97,9 +95,10 @@ def test_synthetic_corpus_has_the_duplicates_it_claims(tmp_path: Path, hub: int)
     assert _components_from_files(str(tmp_path), truth["shards"]) == truth["expected_duplicates"], f"seed {spec.seed}"
 
 
-def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("design", ["segments", "reference"])
+def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path: Path, design: str) -> None:
     truth = scale_data.generate(str(tmp_path), scale_data.Synthetic(docs=4000, shard_docs=1000, hub=100, seed=3))
-    args = bench_scale.main_parser().parse_args(["run", "--dir", str(tmp_path)])
+    args = bench_scale.main_parser().parse_args(["run", "--dir", str(tmp_path), "--design", design])
     record = bench_scale.measure_run(tmp_path, truth["shards"], args, SerialExecutor())
     assert record["error"] is None
     assert record["duplicates"] == truth["expected_duplicates"]
@@ -113,3 +112,7 @@ def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path:
     assert record["requests"] > 0
     assert record["counts"]["files_written"] >= 3 * len(truth["shards"])  # kept, duplicates, marker per shard
     assert set(record["phases"]) >= {"band keys", "collisions", "removal"}
+    assert record["partitions"] >= 1
+    if design == "segments":  # one object per map task: no file per (map task, partition), no temporary names
+        assert record["by_area"]["shuffle/bands"]["files_written"] == len(truth["shards"])
+        assert record["counts"].get("COPY", 0) == 0

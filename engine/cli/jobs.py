@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.api import plan_job, run_job
 from engine.spec import JobSpec, load_job
-from engine.stats import KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
+from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
 from engine.validate import validate_job
 
 
@@ -41,9 +41,10 @@ def conservation_lines(stats: Stats, *, write_rejected: bool) -> list[str]:
         second = f"{stats.docs_dropped:,} dropped (counted by the steps; rejected/ not written)"
     lines.append(f"  counted in the files' Parquet footers: {stats.docs_in:,} rows read = {first} + {second}")
     if staged:
+        duplicates = written[DUPLICATE_ROWS]
+        where = "in rejected/*.duplicates" if duplicates == stats.duplicates else "removed (not written)"
         lines.append(
-            f"  dedup: {staged:,} staged - {stats.duplicates:,} duplicates (the removal phase's count)"
-            f" = {stats.docs_kept:,} kept"
+            f"  dedup: {staged:,} staged = {written[KEPT_ROWS]:,} in kept/ + {stats.duplicates:,} duplicates {where}"
         )
     return lines
 

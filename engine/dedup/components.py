@@ -5,140 +5,349 @@ Two implementations with the same result:
 - `components_in_memory`: union by smallest root with pointer jumping, vectorised with NumPy; used when the
   whole edge list is small (`in_memory_max_edges`).
 - `large_star` / `small_star`: one round of the alternating algorithm of Kiveris et al., "Connected Components
-  in MapReduce and Beyond" (SoCC 2014). Each operates on the edges of one node partition (both directions of
-  every edge, partitioned by the first node), so a task's memory is bounded by its partition, not the corpus.
-  Alternating them converges in O(log^2 n) rounds to stars whose centres are the component minima; the driver
-  (`engine.runner.dedup`) stores every step as Parquet, so each step is a resume point, and stops when a whole
-  round leaves the edge set unchanged (compared through an order-independent digest, `edge_digest`).
+  in MapReduce and Beyond" (SoCC 2014), on the edges of one node partition (both directions of every edge, by
+  source node). Alternating them converges in O(log^2 n) steps to stars whose centres are the component minima;
+  the driver (`engine.runner.dedup`) stores every step's output as segmented objects (`Q` segments by the top bits
+  of `mix64(source)`), so each step is a resume point, and stops when a whole round leaves the edge set unchanged
+  (compared through an order-independent digest, `edge_digest`). Large-star steps also write every node's label,
+  by shard group (the members phase reads its group's labels with one ranged GET per object).
+
+Heavy nodes (a page copied a million times makes a star whose centre has a million edges): a step's producers
+spread the rows leaving a node of the step's heavy set by `mix64(mix64(u) XOR mix64(v))` instead of `mix64(u)`, so
+no task holds all of them, and report each heavy node's least neighbour over the rows they wrote. The index task
+merges these into the heavy table the consumers read first: for a heavy node, large-star's `min(N(u) + {u})` and
+small-star's `min({v in N(u): v < u} + {u})` are that global minimum, so every portion of the node emits exactly
+what the whole node would. The heavy set is fixed before a step runs (every producer routes the same way): the
+previous set, the minima of its nodes (the centres their edges move to), and every node whose reported degree in
+the step's input exceeded the threshold (found one step late). The collisions' heavy set is predicted from the
+map tasks' largest groups (`engine.dedup.shuffle`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
-import polars as pl
+import pyarrow as pa
 
 from engine.dedup.minhash import mix64
-from engine.dedup.plan import DST, NODE, SRC, Plan, node_partitions, part_dir, read_folder, write_partitioned
-from engine.io.parquet import write_table
+from engine.dedup.plan import DST, NODE, ROW_BITS, SRC, Graph, Plan, node_keys
+from engine.io.segments import column_arrays, gather_index, read_partition, write_grouped, write_partitioned
 
 LABEL = "label"
 MAX_STEPS = 200
 """Components steps before giving up (large-star/small-star needs O(log^2 n) rounds)."""
 
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 
-EDGE_SCHEMA = {SRC: pl.Int64, DST: pl.Int64}
-LABEL_SCHEMA = {NODE: pl.Int64, LABEL: pl.Int64}
+EDGE_COLUMNS: dict[str, npt.DTypeLike] = {SRC: np.int64, DST: np.int64}
+LABEL_COLUMNS: dict[str, npt.DTypeLike] = {NODE: np.int64, LABEL: np.int64}
 _DIGEST_SALT = np.uint64(0x9E3779B97F4A7C15)
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def empty_edges() -> pl.DataFrame:
-    return pl.DataFrame(schema=EDGE_SCHEMA)
+# --------------------------------------------------------------------------------------------------
+# Edge arrays
 
 
-def both_directions(edges: pl.DataFrame) -> pl.DataFrame:
-    """Every edge `(u, v)` also as `(v, u)`, distinct, without self loops."""
-    swapped = edges.select(pl.col(DST).alias(SRC), pl.col(SRC).alias(DST))
-    return pl.concat([edges.select(SRC, DST), swapped]).filter(pl.col(SRC) != pl.col(DST)).unique()
+def unique_edges(u: I64, v: I64) -> tuple[I64, I64]:
+    """Distinct `(u, v)` pairs, sorted by `u` then `v`."""
+    if len(u) == 0:
+        return u.astype(np.int64), v.astype(np.int64)
+    order = np.lexsort((v, u))
+    u, v = u[order], v[order]
+    first = np.ones(len(u), dtype=bool)
+    first[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+    return u[first], v[first]
 
 
-def edge_digest(edges: pl.DataFrame) -> tuple[int, int]:
-    """`(count, digest)` of the canonical (`u < v`) distinct edges; digests of disjoint parts add up."""
-    canonical = edges.filter(pl.col(SRC) < pl.col(DST))
-    u = canonical[SRC].to_numpy().astype(np.uint64)
-    v = canonical[DST].to_numpy().astype(np.uint64)
-    mixed = mix64(mix64(u) * _DIGEST_SALT ^ v)
-    return canonical.height, int(np.sum(mixed, dtype=np.uint64))
+def both_directions(u: I64, v: I64) -> tuple[I64, I64]:
+    """Every edge `(u, v)` also as `(v, u)`, distinct, without self loops, sorted by source."""
+    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+    loops = src != dst
+    return unique_edges(src[loops], dst[loops])
 
 
-def large_star(edges: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Large-star on a partition holding every neighbour of its nodes.
+def edge_digest(u: I64, v: I64) -> tuple[int, int]:
+    """`(count, digest)` of the canonical (`u < v`) edges of distinct rows; digests of disjoint parts add up."""
+    canonical = u < v
+    a, b = u[canonical].astype(np.uint64), v[canonical].astype(np.uint64)
+    mixed = mix64(mix64(a) * _DIGEST_SALT ^ b)
+    return int(canonical.sum()), int(np.sum(mixed, dtype=np.uint64))
 
-    For each node `u` with neighbourhood `G(u)`, `m(u) = min(G(u) + {u})`; emits `(v, m(u))` for every
+
+SKETCH_SIZE = 512
+"""Hashes kept by an edge-count sketch (k minimum values: about 4% error, exact below this many edges)."""
+
+
+def edge_sketch(u: I64, v: I64) -> tuple[int, ...]:
+    """The `SKETCH_SIZE` smallest distinct hashes of the edges `(u, v)`: sketches of several sets merge into the
+    sketch of their union, so the distinct edges found by all collisions tasks are counted without moving them."""
+    hashes = np.unique(mix64(mix64(u.astype(np.uint64)) * _DIGEST_SALT ^ v.astype(np.uint64)))
+    return tuple(int(h) for h in hashes[:SKETCH_SIZE])
+
+
+def sketch_count(sketches: Sequence[tuple[int, ...]]) -> int:
+    """Distinct edges in the union of the sketched sets (exact when fewer than `SKETCH_SIZE`)."""
+    merged = sorted(set().union(*sketches)) if sketches else []
+    if len(merged) < SKETCH_SIZE:
+        return len(merged)
+    kth = merged[SKETCH_SIZE - 1]
+    return int((SKETCH_SIZE - 1) * 2.0**64 / (kth + 1))
+
+
+def runs(sorted_nodes: I64) -> tuple[I64, I64]:
+    """Start and length of each run of equal values."""
+    if len(sorted_nodes) == 0:
+        return _EMPTY, _EMPTY
+    starts = np.concatenate([[0], np.flatnonzero(sorted_nodes[1:] != sorted_nodes[:-1]) + 1]).astype(np.int64)
+    return starts, np.diff(np.append(starts, len(sorted_nodes)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Heavy nodes
+
+
+@dataclass(frozen=True)
+class HeavyTable:
+    """The heavy nodes of one edge set (sorted) and each one's `min(N(u) + {u})` over the whole edge set."""
+
+    nodes: tuple[int, ...] = ()
+    minima: tuple[int, ...] = ()
+
+    def arrays(self) -> tuple[I64, I64]:
+        return np.asarray(self.nodes, dtype=np.int64), np.asarray(self.minima, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class HeavyReport:
+    """What one producer saw: the least target of each heavy source it wrote, and high-degree sources."""
+
+    minima: tuple[tuple[int, int], ...] = ()
+    degrees: tuple[tuple[int, int], ...] = ()
+
+
+def route_keys(src: I64, dst: I64, heavy: I64) -> U64:
+    """Partitioning key of each edge row: `mix64(src)`, or mixed with the target when `src` is heavy."""
+    keys = node_keys(src)
+    if len(heavy) and len(src):
+        spread = np.isin(src, heavy)
+        keys[spread] = mix64(keys[spread] ^ node_keys(dst[spread]))
+    return keys
+
+
+def heavy_report(src: I64, dst: I64, heavy: I64, *, threshold: int) -> HeavyReport:
+    """The least target of every heavy source in `src`, and the sources with at least `threshold` rows."""
+    minima: tuple[tuple[int, int], ...] = ()
+    if len(heavy) and len(src):
+        spread = np.isin(src, heavy)
+        if spread.any():
+            order = np.argsort(src[spread], kind="stable")
+            s, d = src[spread][order], dst[spread][order]
+            starts, _ = runs(s)
+            minima = tuple(zip(s[starts].tolist(), np.minimum.reduceat(d, starts).tolist(), strict=True))
+    nodes, counts = np.unique(src, return_counts=True)
+    high = counts >= threshold
+    return HeavyReport(minima, tuple(zip(nodes[high].tolist(), counts[high].tolist(), strict=True)))
+
+
+def merge_reports(
+    reports: Sequence[HeavyReport], heavy: Sequence[int], heavy_degree: int
+) -> tuple[HeavyTable, tuple[int, ...]]:
+    """The heavy table of an edge set written with heavy set `heavy`, and the heavy set of the next step.
+
+    The next set keeps `heavy`, adds each heavy node's minimum (the centre its edges move to) and every node whose
+    reported degree exceeds `heavy_degree`.
+    """
+    least = {int(u): int(u) for u in heavy}
+    degree: dict[int, int] = {}
+    for report in reports:
+        for u, m in report.minima:
+            least[u] = min(least.get(u, u), m)
+        for u, n in report.degrees:
+            degree[u] = degree.get(u, 0) + n
+    table = HeavyTable(tuple(sorted(least)), tuple(least[u] for u in sorted(least)))
+    following = set(least) | {min(u, m) for u, m in least.items()} | {u for u, n in degree.items() if n > heavy_degree}
+    return table, tuple(sorted(following))
+
+
+def _minima_with(nodes: I64, local: I64, table: HeavyTable) -> I64:
+    """`local` minima of `nodes`, replaced by the global minimum for heavy nodes."""
+    heavy, minima = table.arrays()
+    if len(heavy) == 0 or len(nodes) == 0:
+        return local
+    at = np.minimum(np.searchsorted(heavy, nodes), len(heavy) - 1)
+    hit = heavy[at] == nodes
+    out = local.copy()
+    out[hit] = np.minimum(nodes[hit], minima[at[hit]])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The two star operations, on one partition (every row leaving a light node is here; heavy nodes use the table)
+
+
+def large_star(u: I64, v: I64, table: HeavyTable | None = None) -> tuple[I64, I64, I64, I64]:
+    """Large-star on distinct edges sorted by source.
+
+    For each node `u` with neighbourhood `N(u)`, `m(u) = min(N(u) + {u})`; emits `(v, m(u))` for every
     neighbour `v > u`. Returns the emitted edges and the labels `(node, m(node))`.
     """
-    minima = edges.group_by(SRC).agg(pl.col(DST).min().alias(LABEL))
-    minima = minima.with_columns(pl.min_horizontal(SRC, LABEL).alias(LABEL))
-    out = (
-        edges.filter(pl.col(DST) > pl.col(SRC))
-        .join(minima, on=SRC)
-        .select(pl.col(DST).alias(SRC), pl.col(LABEL).alias(DST))
-    )
-    labels = minima.select(pl.col(SRC).alias(NODE), pl.col(LABEL))
-    return out, labels
+    starts, sizes = runs(u)
+    if len(starts) == 0:
+        return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+    nodes = u[starts]
+    minima = np.minimum(np.minimum.reduceat(v, starts), nodes)
+    minima = _minima_with(nodes, minima, table or HeavyTable())
+    per_row = np.repeat(minima, sizes)
+    larger = v > u
+    return v[larger], per_row[larger], nodes, minima
 
 
-def small_star(edges: pl.DataFrame) -> pl.DataFrame:
-    """Small-star on a partition holding every neighbour of its nodes.
+def small_star(u: I64, v: I64, table: HeavyTable | None = None) -> tuple[I64, I64]:
+    """Small-star on distinct edges sorted by source.
 
-    For each node `u`, `N = {v in G(u): v < u}` and `m = min(N + {u})`; emits `(v, m)` for every
-    `v in N + {u}` other than `m`.
+    For each node `u`, `N = {v in N(u): v < u}` and `m = min(N + {u})`; emits `(v, m)` for every `v in N + {u}`
+    other than `m`.
     """
-    smaller = edges.filter(pl.col(DST) < pl.col(SRC))
-    minima = smaller.group_by(SRC).agg(pl.col(DST).min().alias(LABEL))
-    spokes = (
-        smaller.join(minima, on=SRC)
-        .filter(pl.col(DST) != pl.col(LABEL))
-        .select(pl.col(DST).alias(SRC), pl.col(LABEL).alias(DST))
-    )
-    centres = minima.select(pl.col(SRC), pl.col(LABEL).alias(DST))
-    return pl.concat([spokes, centres])
+    smaller = v < u
+    su, sv = u[smaller], v[smaller]
+    starts, sizes = runs(su)
+    if len(starts) == 0:
+        return _EMPTY, _EMPTY
+    nodes = su[starts]
+    minima = _minima_with(nodes, np.minimum.reduceat(sv, starts), table or HeavyTable())
+    per_row = np.repeat(minima, sizes)
+    spokes = sv != per_row
+    return np.concatenate([sv[spokes], nodes]), np.concatenate([per_row[spokes], minima])
 
 
-def components_in_memory(edges: pl.DataFrame) -> pl.DataFrame:
-    """Labels `(node, label)` of every node of `edges`, label = smallest node of its component."""
-    if edges.height == 0:
-        return pl.DataFrame(schema=LABEL_SCHEMA)
-    u_raw = edges[SRC].to_numpy()
-    v_raw = edges[DST].to_numpy()
-    nodes = np.unique(np.concatenate([u_raw, v_raw]))
-    u = np.searchsorted(nodes, u_raw)
-    v = np.searchsorted(nodes, v_raw)
+def components_in_memory(u: I64, v: I64) -> tuple[I64, I64]:
+    """Labels `(nodes, labels)` of every node of the edges, label = smallest node of its component."""
+    if len(u) == 0:
+        return _EMPTY, _EMPTY
+    nodes = np.unique(np.concatenate([u, v]))
+    a = np.searchsorted(nodes, u)
+    b = np.searchsorted(nodes, v)
     parent = np.arange(len(nodes), dtype=np.int64)
     while True:
-        pu, pv = parent[u], parent[v]
-        differ = pu != pv
+        pa_, pb = parent[a], parent[b]
+        differ = pa_ != pb
         if not differ.any():
             break
-        low = np.minimum(pu[differ], pv[differ])
-        high = np.maximum(pu[differ], pv[differ])
+        low = np.minimum(pa_[differ], pb[differ])
+        high = np.maximum(pa_[differ], pb[differ])
         np.minimum.at(parent, high, low)  # hook the larger root under the smaller one
         while True:  # pointer jumping until every node points at its root
             jumped = parent[parent]
             if np.array_equal(jumped, parent):
                 break
             parent = jumped
-    return pl.DataFrame({NODE: nodes, LABEL: nodes[parent]}, schema=LABEL_SCHEMA)
+    return nodes, nodes[parent]
 
 
-# Tasks: one per partition, reading and writing edges through storage.
+# --------------------------------------------------------------------------------------------------
+# Tasks
 
 
-def write_edges(plan: Plan, edges: pl.DataFrame, step: int, source: int) -> None:
-    partitions = node_partitions(edges[SRC].to_numpy(), plan.partitions)
-    write_partitioned(plan, edges, partitions, plan.url("cc", f"step-{step:05d}"), f"from={source:05d}")
+@dataclass(frozen=True)
+class EdgeSource:
+    """The objects holding a step's input edges: URLs, their index, how finely they are partitioned, the heavy
+    table of the nodes their producers spread, and the heavy set the step spreads in its own output."""
+
+    urls: tuple[str, ...]
+    index: str
+    partitions: int
+    heavy: HeavyTable
+    next_heavy: tuple[int, ...] = ()
 
 
-def components_task(plan: Plan, partition: int) -> int:
-    """Connected components of the whole (small) graph in one task; labels written by node partition."""
-    del partition
-    edges = read_folder(plan, plan.url("cc", "step-00000"), EDGE_SCHEMA)
-    labels = components_in_memory(edges.filter(pl.col(SRC) < pl.col(DST)))
-    partitions = node_partitions(labels[NODE].to_numpy(), plan.partitions)
-    write_partitioned(plan, labels, partitions, plan.url("cc", "labels-memory"), "labels")
-    return labels.height
+@dataclass(frozen=True)
+class StepResult:
+    """One components task: its output objects (edges; labels on large-star steps) and its input's digest."""
+
+    url: str
+    size: int
+    labels_url: str | None
+    labels_size: int
+    count: int
+    digest: int
+    report: HeavyReport
 
 
-def star_task(plan: Plan, step: int, partition: int) -> tuple[int, int]:
-    """One large-star (even steps) or small-star (odd steps) task; `(edges, digest)` of its input."""
-    edges = read_folder(plan, plan.url("cc", f"step-{step:05d}", part_dir(partition)), EDGE_SCHEMA).unique()
-    count, digest = edge_digest(edges)
+def edge_table(src: I64, dst: I64) -> pa.Table:
+    return pa.table({SRC: pa.array(src, type=pa.int64()), DST: pa.array(dst, type=pa.int64())})
+
+
+def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, partitions: int) -> tuple[I64, I64]:
+    """Distinct edges of one partition of the graph (of `partitions`), sorted by source."""
+    heavy, _ = source.heavy.arrays()
+
+    def route(table: pa.Table) -> U64:
+        return route_keys(table[SRC].to_numpy(), table[DST].to_numpy(), heavy)
+
+    tables = read_partition(
+        list(source.urls), source.index, partition, partitions, source.partitions, plan.storage_options, route=route
+    )
+    edges = column_arrays(tables, EDGE_COLUMNS)
+    return unique_edges(edges[SRC], edges[DST])
+
+
+def write_labels(plan: Plan, url: str, nodes: I64, labels: I64) -> int:
+    """Labels by shard group (shard `s` in group `s mod G`), one object; its size."""
+    groups = (nodes >> ROW_BITS) % plan.groups
+    table = pa.table({NODE: pa.array(nodes, type=pa.int64()), LABEL: pa.array(labels, type=pa.int64())})
+    size, _ = write_grouped(url, table, groups.astype(np.int64), plan.groups, plan.storage_options)
+    return size
+
+
+def components_task(plan: Plan, graph: Graph, source: EdgeSource, task: int) -> tuple[str, int, int]:
+    """Connected components of the whole (small) graph in one task; its labels object, size and nodes labelled."""
+    u, v = read_edges(plan, graph, source, 0, 1)
+    canonical = u < v
+    nodes, labels = components_in_memory(u[canonical], v[canonical])
+    url = plan.object_url("cc/labels-memory", "q", task)
+    return url, write_labels(plan, url, nodes, labels), len(nodes)
+
+
+def star_task(plan: Plan, graph: Graph, step: int, source: EdgeSource, partition: int) -> StepResult:
+    """One large-star (even steps) or small-star (odd steps) task; its outputs and its input's digest."""
+    u, v = read_edges(plan, graph, source, partition, graph.partitions)
+    count, digest = edge_digest(u, v)
+    labels_url, labels_size = None, 0
     if step % 2 == 0:
-        out, labels = large_star(edges)
-        url = plan.url("cc", f"labels-{step:05d}", part_dir(partition), "labels.parquet")
-        write_table(labels.to_arrow(), url, plan.storage_options, compression=plan.compression)
+        out_u, out_v, nodes, labels = large_star(u, v, source.heavy)
+        labels_url = plan.object_url(f"cc/labels-{step:05d}", "q", partition)
+        labels_size = write_labels(plan, labels_url, nodes, labels)
     else:
-        out = small_star(edges)
-    write_edges(plan, both_directions(out), step + 1, partition)
-    return count, digest
+        out_u, out_v = small_star(u, v, source.heavy)
+    del u, v
+    src, dst = both_directions(out_u, out_v)
+    heavy = np.asarray(source.next_heavy, dtype=np.int64)
+    keys = route_keys(src, dst, heavy)
+    report = heavy_report(src, dst, heavy, threshold=max(1, graph.heavy_degree // (2 * graph.partitions)))
+    url = plan.object_url(f"cc/step-{step + 1:05d}", "q", partition)
+    size, _ = write_partitioned(url, edge_table(src, dst), keys, graph.partitions, plan.storage_options)
+    return StepResult(url, size, labels_url, labels_size, count, digest, report)
+
+
+@dataclass(frozen=True)
+class EdgeObjects:
+    """The objects one step (or the collisions) wrote, with what their producers reported, to be indexed."""
+
+    urls: tuple[str, ...]
+    sizes: tuple[int, ...]
+    partitions: int
+    index: str
+    reports: tuple[HeavyReport, ...]
+    heavy: tuple[int, ...]
+
+
+def index_edges(plan: Plan, graph: Graph, objects: EdgeObjects, task: int) -> tuple[HeavyTable, tuple[int, ...]]:
+    """The index task of an edge set: gathers the footers into its index; its heavy table and the next heavy set."""
+    del task
+    gather_index(list(objects.urls), list(objects.sizes), objects.partitions, objects.index, plan.storage_options)
+    return merge_reports(objects.reports, objects.heavy, graph.heavy_degree)

@@ -1,29 +1,36 @@
-"""The global dedup phases' shared ground: the plan every task gets, node addressing, and storage helpers.
+"""The global dedup's plan: what every task gets (paths, parameters, partition counts), node ids, markers.
 
-Each phase is a set of independent tasks that read and write Parquet through fsspec, one module each
-(`shuffle`, `components`, `representatives`, `removal`); `engine.runner.dedup` sequences them.
+Each phase is a set of independent tasks that read and write segmented objects (`engine.io.segments`) through
+fsspec, one module each (`shuffle`, `components`, `representatives`, `removal`); `engine.runner.dedup` sequences
+them and writes each phase's marker when all its tasks are done.
 
 Layout under `OUT/_dedup/<parameters>/` (`<parameters>` names everything that changes signatures, e.g.
-`minhash-n5-b14-r8-s1-c500000-rensa2-noscore`):
+`minhash-n5-b14-r8-s1-c500000-rensa2-noscore`). `<run>` is the run digest (`make_plan`), `<hh>` two hex digits
+of a hash of the object's number (object stores rate-limit requests per key prefix):
 
-    signatures/<rel>.parquet          phase A (engine.dedup.signatures): id, band keys, sort-key columns
-    work/_markers/<phase>.json         a finished phase, with the hash of its inputs (the resume points)
-    work/bands/p=<p>/s=<shard>.parquet (band, key, node) rows, partitioned by hash(band, key)
-    work/keys/p=<p>/s=<shard>.parquet  (node, id, length[, score]) rows, partitioned by hash(node)
-    work/cc/step-<k>/p=<p>/from=<q>.parquet  edges (both directions) entering components step k
-    work/cc/labels-<k>/p=<p>.parquet   (node, label): label = smallest node of the node's component
-    work/members/p=<p>/from=<q>.parquet  labelled nodes with their sort keys, partitioned by hash(label)
-    work/clusters/p=<p>/from=<q>.parquet  every clustered document: shard, row, representative, size
-    work/removal/<rel>.json            phase D marker of one shard (duplicates removed, files written)
+    signatures/<rel>.parquet                 phase A (engine.dedup.signatures): id, band keys, sort-key columns
+    shuffle/<run>/_markers/<phase>.json       a finished phase: its objects and sizes, counts, heavy nodes
+    shuffle/<run>/bands/<hh>/m=<i>.seg        band rows of map task i, P segments by band key (shuffle.py)
+    shuffle/<run>/edges/<hh>/p=<i>.seg        star edges of collisions task i, by node (components.py)
+    shuffle/<run>/cc/step-<k>/<hh>/q=<i>.seg  edges leaving components step k, task i, Q segments by node
+    shuffle/<run>/cc/labels-<k>/<hh>/q=<i>.seg  labels (node -> component) of large-star step k, G segments by
+                                             shard group
+    shuffle/<run>/members/<hh>/g=<i>.seg      per-label partial best members of shard group i, Q segments by label
+    shuffle/<run>/members/<hh>/g=<i>.rows     the clustered members of shard group i (node, label, id, exact)
+    shuffle/<run>/reps/<hh>/q=<i>.seg         each label's representative and size, G segments by shard group
+    shuffle/<run>/<folder>/index.bin          the partition-major index of a folder's objects (io/segments.py)
+    state/fates/<rel>.parquet                 the fate of every clustered document of shard <rel> (its deletion
+                                             vector: row, id, duplicate_of, cluster_id, cluster_size, reason)
+    state/removal/<rel>.json                  removal's marker of shard <rel> (run, files and rows written)
+    state/clusters.json                       the last run's cluster count and sizes (size -> clusters), for reports
 
-Phases: B (band shuffle: one task per signature file, then one per partition emitting star edges),
-C (connected components: in one task when small, else alternating large-star/small-star steps, one task per
-partition each, every step a resume point), representatives (join labels with sort keys, then per cluster
-the smallest `(policy key, id, node)`), D (one task per shard: drop duplicates from `_stage/kept`, write
-`kept/` and the duplicates). Every marker carries the hash of the run's inputs (dedup parameters, partition
-count and the fingerprints of every signature and staged file), so a changed input set redoes the later
-phases and an unchanged one resumes after the last finished phase or step. The chosen documents do not
-depend on the partition count, the executor or the order in which tasks finish.
+A node is a document: `shard_index << 32 | row` (shard index in the sorted shard list, row in its signature
+file). Every marker lives under the run's own prefix, so a changed input set (a new digest) starts clean and an
+unchanged one resumes after the last finished phase or components step; markers are trusted, nothing is listed.
+After the run, its shuffle objects and every older run's prefix are deleted by tasks (the markers stay).
+
+Partition counts are chosen from memory and a request budget (`make_plan`, `graph_partitions`): see
+docs/dedup-design.md, section 4.3.
 """
 
 from __future__ import annotations
@@ -31,21 +38,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
-import pyarrow as pa
 
 from engine.dedup.minhash import mix64
-from engine.dedup.signatures import dedup_root, signatures_file
+from engine.dedup.signatures import dedup_root
 from engine.io.layout import KEPT, STAGE, join, shard_file
 from engine.io.markers import read_json, write_json
-from engine.io.parquet import read_table, write_table
-from engine.io.paths import filesystem, fingerprint, list_files, relative_path, remove_files
+from engine.io.parquet import footer_rows
+from engine.io.paths import fingerprint
+from engine.io.segments import gather_index, pow2ceil
 from engine.spec import JobSpec, MinhashDedup
 
 SHARD = "shard"
@@ -56,13 +62,29 @@ DST = "v"
 
 ROW_BITS = 32
 ROW_MASK = (1 << ROW_BITS) - 1
-
-BYTES_PER_PARTITION = 128 << 20
-"""Auto partition count: one partition per this many bytes of signature files (about 1M documents at
-~135 bytes each), so that a band-collision task holds about 14M band rows (~1.3 GB peak, measured:
-docs/scaling.md) whatever the corpus size."""
-
 STAGE_KEPT = f"{STAGE}/{KEPT}"
+
+# Memory and storage per row, measured on the 8M-document synthetic corpus (benchmarks/bench_scale.py).
+BAND_ROW_BYTES = 56
+"""Peak bytes a collisions task holds per band row it reduces (decoded columns, sort order, groups)."""
+EDGE_ROW_BYTES = 64
+"""Peak bytes a components step holds per directed edge row of its partition."""
+BAND_ROW_STORED = 10
+"""Bytes per band row in a zstd Arrow IPC segment (64-bit keys do not compress)."""
+MIN_SEGMENT_BYTES = 256 << 10
+"""The request budget: map tasks group shards until the average band segment holds at least this many bytes, so
+the band shuffle's GETs stay below `band bytes / MIN_SEGMENT_BYTES` (linear in the documents, never S x P)."""
+EDGES_PER_DOC_WRITTEN = 4
+"""Collisions write their edges finely enough for this many distinct edges per document; the graph partition
+count chosen from the real edge count then reads contiguous ranges (or, above it, filters finer)."""
+SHARDS_PER_GROUP = 4
+"""Shards per shard group (the unit of the members and fates tasks)."""
+HEAVY_SHARE = 16
+"""A node holding more than 1/HEAVY_SHARE of a graph task's rows is heavy: its edges are spread over partitions."""
+SPLIT_SHARE = 64
+"""A band key with more local rows in one map task than 1/(SPLIT_SHARE x maps) of a partition's rows is dealt
+into sub-buckets over several partitions (a page copied a million times does not land in one task)."""
+MAX_PARTITIONS = 1 << 16
 
 
 def node_ids(shard_index: int, n_rows: int) -> npt.NDArray[np.int64]:
@@ -73,31 +95,74 @@ def node_ids(shard_index: int, n_rows: int) -> npt.NDArray[np.int64]:
     return (np.int64(shard_index) << np.int64(ROW_BITS)) + np.arange(n_rows, dtype=np.int64)
 
 
-def node_partitions(nodes: npt.NDArray[np.int64], partitions: int) -> npt.NDArray[np.int64]:
-    """Partition of each node (edges, labels and sort keys are partitioned this way)."""
-    return (mix64(nodes.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
+def node_keys(nodes: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The 64-bit partitioning key of each node (edges, labels and members are partitioned by its top bits)."""
+    return mix64(nodes.astype(np.uint64))
 
 
-# --------------------------------------------------------------------------------------------------
-# The plan every task receives (small and picklable: paths and parameters, never data).
+@dataclass(frozen=True)
+class ShardInput:
+    """What phase A says of one shard: its signature rows and the identity of its outputs (JSON)."""
+
+    rows: int
+    identity: Any
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Where a dedup run works and with what parameters; passed to every task."""
+    """Where a dedup run works, with what parameters and partition counts; passed to every task (no data)."""
 
-    work: str
+    root: str
     storage_options: dict[str, Any]
-    partitions: int
     run: str
+    shards: tuple[str, ...]
     keep: str
     has_score: bool
     compression: str
-    kind: str = "minhash"
-    exact_first: bool = False
+    kind: str
+    exact_first: bool
+    bands: int
+    docs: int
+    partitions: int
+    map_bounds: tuple[int, ...]
+    groups: int
+    edge_partitions: int
+    task_memory: int
+    split_rows: int
+    rows: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def maps(self) -> int:
+        return len(self.map_bounds) - 1
 
     def url(self, *parts: str) -> str:
-        return join(self.work, *parts)
+        """A path under this run's shuffle prefix."""
+        return join(self.root, "shuffle", self.run, *parts)
+
+    def object_url(self, folder: str, name: str, number: int, suffix: str = "seg") -> str:
+        """`shuffle/<run>/<folder>/<hh>/<name>=<number>.<suffix>`: objects spread over 256 key prefixes."""
+        spread = int(mix64(np.array([number], dtype=np.uint64))[0]) >> 56
+        return self.url(folder, f"{spread:02x}", f"{name}={number:06d}.{suffix}")
+
+    def index_url(self, folder: str) -> str:
+        return self.url(folder, "index.bin")
+
+    def signature_url(self, shard_index: int) -> str:
+        return join(self.root, "signatures", f"{self.shards[shard_index]}.parquet")
+
+    def fates_url(self, shard_index: int) -> str:
+        return join(self.root, "state", "fates", f"{self.shards[shard_index]}.parquet")
+
+    def removal_marker_url(self, rel: str) -> str:
+        return join(self.root, "state", "removal", f"{rel}.json")
+
+    def group_shards(self, group: int) -> list[int]:
+        """The shards of shard group `group` (shard `s` belongs to group `s mod G`)."""
+        return list(range(group, len(self.shards), self.groups))
+
+    def map_shards(self, task: int) -> list[int]:
+        """The shards whose band rows map task `task` writes (a contiguous run)."""
+        return list(range(self.map_bounds[task], self.map_bounds[task + 1]))
 
 
 @dataclass(frozen=True)
@@ -112,51 +177,97 @@ class Removal:
     run: str
 
 
-def auto_partitions(signature_bytes: int) -> int:
-    """Shuffle partitions for a corpus whose signature files hold `signature_bytes` bytes."""
-    return max(1, math.ceil(signature_bytes / BYTES_PER_PARTITION))
+@dataclass(frozen=True)
+class Graph:
+    """The graph phases' partition count `Q` and heavy-node threshold, fixed once the collisions are counted."""
+
+    partitions: int
+    heavy_degree: int
 
 
-def _maybe_fingerprint(url: str, storage_options: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        return fingerprint(url, storage_options)
-    except FileNotFoundError:
-        return None
+def band_partitions(docs: int, bands: int, task_memory: int) -> int:
+    """`P`: enough band partitions that a collisions task holds at most `task_memory` bytes of band rows."""
+    return min(MAX_PARTITIONS, pow2ceil(docs * bands * BAND_ROW_BYTES / task_memory))
 
 
-def make_plan(job: JobSpec, shards: Sequence[str]) -> tuple[Plan, Removal]:
-    """The run's plan: fingerprints every input, fixes the partition count, hashes it all."""
+def map_groups(rows: Sequence[int], bands: int, partitions: int, task_memory: int) -> tuple[int, ...]:
+    """Boundaries of the map tasks' contiguous shard runs: `M` tasks with about equal rows.
+
+    `M` is as small as the request budget asks (average segment >= `MIN_SEGMENT_BYTES`) and as large as a map
+    task's memory needs (its band rows within `task_memory`), never more than one task per shard.
+    """
+    shards = len(rows)
+    if shards == 0:
+        return (0,)
+    band_rows = sum(rows) * bands
+    by_requests = math.ceil(band_rows * BAND_ROW_STORED / (partitions * MIN_SEGMENT_BYTES))
+    by_memory = math.ceil(band_rows * BAND_ROW_BYTES / task_memory)
+    maps = min(shards, max(1, by_requests, by_memory))
+    cumulative = np.cumsum(np.asarray(rows, dtype=np.int64))
+    targets = cumulative[-1] * np.arange(1, maps) / maps
+    inner = np.searchsorted(cumulative, targets, side="left") + 1
+    bounds = sorted({0, shards, *(int(b) for b in inner if 0 < b < shards)})
+    return tuple(bounds)
+
+
+def graph_partitions(plan: Plan, edges: int) -> Graph:
+    """`Q` from the edge count: a graph task holds no more than `task_memory`, nor more than a collisions task."""
+    per_band_task = plan.docs * plan.bands * BAND_ROW_BYTES / plan.partitions
+    budget = max(1.0, min(float(plan.task_memory), per_band_task))
+    partitions = min(MAX_PARTITIONS, pow2ceil(2 * edges * EDGE_ROW_BYTES / budget))
+    heavy = max(1024, int(budget / EDGE_ROW_BYTES) // HEAVY_SHARE)
+    return Graph(partitions=partitions, heavy_degree=heavy)
+
+
+def make_plan(
+    job: JobSpec, shards: Sequence[str], inputs: Mapping[str, ShardInput], *, task_memory: int | None = None
+) -> tuple[Plan, Removal]:
+    """The run's plan from what phase A reported of each shard (no storage request).
+
+    The run digest covers the dedup settings and every shard's identity, so an unchanged input resumes and a
+    changed one starts a new run.
+    """
     dedup = job.dedup
     if dedup is None:
         msg = "make_plan needs a job with a `dedup:` section"
         raise ValueError(msg)
-    out, options = job.output.path, job.output.storage_options
-    inputs = []
-    signature_bytes = 0
-    for rel in shards:
-        signatures = _maybe_fingerprint(signatures_file(out, dedup, rel), options)
-        staged = _maybe_fingerprint(shard_file(out, STAGE_KEPT, rel), options)
-        if signatures is None and staged is not None:
-            msg = (
-                f"shard {rel}: {shard_file(out, STAGE_KEPT, rel)} exists but its signature file "
-                f"{signatures_file(out, dedup, rel)} does not; rerun the job so phase A rewrites it"
-            )
-            raise FileNotFoundError(msg)
-        signature_bytes += int(signatures["size"]) if signatures else 0
-        inputs.append([rel, signatures, staged])
-    partitions = dedup.partitions or auto_partitions(signature_bytes)
+    memory = task_memory or dedup.task_memory
+    rows = tuple(int(inputs[rel].rows) for rel in shards)
+    docs = sum(rows)
+    bands = dedup.bands if isinstance(dedup, MinhashDedup) else 1
+    if dedup.partitions:
+        partitions = min(MAX_PARTITIONS, pow2ceil(dedup.partitions))
+    else:
+        partitions = band_partitions(docs, bands, memory)
+    map_bounds = map_groups(rows, bands, partitions, memory)
+    groups = max(1, min(len(shards), math.ceil(len(shards) / SHARDS_PER_GROUP)))
+    per_band_task = max(1.0, min(float(memory), docs * bands * BAND_ROW_BYTES / partitions))
+    edge_partitions = min(4096, pow2ceil(2 * docs * EDGES_PER_DOC_WRITTEN * EDGE_ROW_BYTES / per_band_task))
+    maps = len(map_bounds) - 1
+    split_rows = max(256, int(docs * bands / partitions) // (SPLIT_SHARE * max(1, maps)))
     core = dedup.model_dump(exclude={"write_duplicates", "add_cluster_columns"})
-    run = _digest({"dedup": core, "partitions": partitions, "inputs": inputs})
+    identities = [[rel, inputs[rel].identity, inputs[rel].rows] for rel in shards]
+    counts = [partitions, list(map_bounds), groups, edge_partitions, memory, split_rows]
+    run = digest({"dedup": core, "counts": counts, "inputs": identities})
     plan = Plan(
-        work=join(dedup_root(out, dedup), "work"),
-        storage_options=dict(options),
-        partitions=partitions,
+        root=dedup_root(job.output.path, dedup),
+        storage_options=dict(job.output.storage_options),
         run=run,
+        shards=tuple(shards),
         keep=dedup.keep,
         has_score=dedup.score_column is not None,
         compression=job.output.compression,
         kind=dedup.type,
         exact_first=isinstance(dedup, MinhashDedup) and dedup.exact_first,
+        bands=bands,
+        docs=docs,
+        partitions=partitions,
+        map_bounds=map_bounds,
+        groups=groups,
+        edge_partitions=edge_partitions,
+        task_memory=memory,
+        split_rows=split_rows,
+        rows=rows,
     )
     removal_settings = {
         "run": run,
@@ -166,56 +277,65 @@ def make_plan(job: JobSpec, shards: Sequence[str]) -> tuple[Plan, Removal]:
         "compression": job.output.compression,
     }
     removal = Removal(
-        output=out,
+        output=job.output.path,
         partition_column=job.partition_column(),
         write_duplicates=dedup.write_duplicates,
         add_cluster_columns=dedup.add_cluster_columns,
         batch_rows=job.input.batch_rows,
-        run=_digest(removal_settings),
+        run=digest(removal_settings),
     )
     return plan, removal
 
 
-def _digest(data: Any) -> str:
+def plan_lines(plan: Plan) -> list[str]:
+    """The counts a run uses and what they cost in storage requests (printed by `plan` and `run`)."""
+    maps, parts = plan.maps, plan.partitions
+    band_bytes = plan.docs * plan.bands * BAND_ROW_STORED
+    gets = min(maps * parts, maps + max(1, band_bytes // MIN_SEGMENT_BYTES))
+    return [
+        f"  dedup: {plan.docs:,} documents x {plan.bands} band keys in {len(plan.shards):,} shards:"
+        f" P = {parts:,} band partitions (task memory {plan.task_memory / 2**30:.2f} GiB), M = {maps:,} map tasks,"
+        f" G = {plan.groups:,} shard groups",
+        f"  dedup: band shuffle ~{maps + parts + 2:,} objects, ~{gets + maps + parts:,} GETs of ~"
+        f"{band_bytes / max(1, maps * parts) / 2**10:,.0f} KiB segments; graph partitions Q follow the edge count",
+    ]
+
+
+def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def probe_shards(job: JobSpec, rels: Sequence[str]) -> list[ShardInput]:
+    """`ShardInput`s read from storage (a task, for a driver called without phase A's results): each shard's
+    signature rows from its Parquet footer, its identity from the fingerprints of its signature and staged files.
+
+    Raises:
+        FileNotFoundError: a staged file exists without its signature file.
+    """
+    dedup = job.dedup
+    assert dedup is not None
+    out, options = job.output.path, job.output.storage_options
+    found = []
+    for rel in rels:
+        signatures = join(dedup_root(out, dedup), "signatures", f"{rel}.parquet")
+        staged = staged_url(out, rel)
+        try:
+            signature_id = fingerprint(signatures, options)
+        except FileNotFoundError:
+            try:
+                fingerprint(staged, options)
+            except FileNotFoundError:
+                found.append(ShardInput(rows=0, identity=None))
+                continue
+            msg = f"shard {rel}: {staged} exists but its signature file {signatures} does not; rerun the job"
+            raise FileNotFoundError(msg) from None
+        rows = footer_rows(signatures, options)
+        found.append(ShardInput(rows=rows, identity=[signature_id, fingerprint(staged, options)]))
+    return found
+
+
 # --------------------------------------------------------------------------------------------------
-# Storage helpers.
-
-
-def read_folder(plan: Plan, folder: str, schema: dict[str, Any]) -> pl.DataFrame:
-    """Every Parquet file under `folder` as one frame (`schema` when there is none)."""
-    frames: list[pl.DataFrame] = []
-    for url in list_files(folder, plan.storage_options, "**/*.parquet"):
-        frame = pl.from_arrow(read_table(url, plan.storage_options))
-        if isinstance(frame, pl.DataFrame) and frame.height:
-            frames.append(frame)
-    if not frames:
-        return pl.DataFrame(schema=schema)
-    return pl.concat(frames, how="vertical_relaxed")
-
-
-def write_partitioned(
-    plan: Plan, frame: pl.DataFrame, partitions: npt.NDArray[np.int64], folder: str, name: str
-) -> None:
-    """Rows of `frame` to `folder/p=<partition>/<name>.parquet`, one file per partition present."""
-    if frame.height == 0:
-        return
-    table = frame.to_arrow()
-    order = np.argsort(partitions, kind="stable")
-    table = table.take(pa.array(order))
-    present, starts, counts = np.unique(partitions[order], return_index=True, return_counts=True)
-    for part, start, count in zip(present.tolist(), starts.tolist(), counts.tolist(), strict=True):
-        url = join(folder, f"p={part:05d}", f"{name}.parquet")
-        write_table(table.slice(start, count), url, plan.storage_options, compression=plan.compression)
-
-
-def clear(plan: Plan, *folders: str) -> None:
-    for folder in folders:
-        fs, path = filesystem(plan.url(folder), plan.storage_options)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+# Markers: the resume points, under the run's prefix.
 
 
 def read_marker(plan: Plan, name: str) -> dict[str, Any] | None:
@@ -227,33 +347,16 @@ def write_marker(plan: Plan, name: str, **extra: Any) -> None:
     write_json(plan.url("_markers", f"{name}.json"), {"run": plan.run, **extra}, plan.storage_options)
 
 
-_LATER = {
-    "bands": ("edges", "cc-step-", "components", "clusters"),
-    "edges": ("cc-step-", "components", "clusters"),
-    "components": ("clusters",),
-    "clusters": (),
-}
+def index_objects(plan: Plan, objects: tuple[tuple[str, ...], tuple[int, ...], int, str]) -> int:
+    """An index task: the footers of `(urls, sizes, partitions, index_url)` gathered into the index; its rows."""
+    urls, sizes, partitions, index_url = objects
+    return int(gather_index(list(urls), list(sizes), partitions, index_url, plan.storage_options).sum())
 
 
-def invalidate_after(plan: Plan, phase: str) -> None:
-    """Drop the markers of the phases after `phase`, which is being redone (they read its output)."""
-    for url in list_files(plan.url("_markers"), plan.storage_options, "*.json"):
-        name = url.rsplit("/", 1)[-1].removesuffix(".json")
-        if any(name == later or (later.endswith("-") and name.startswith(later)) for later in _LATER[phase]):
-            remove_files([url], plan.storage_options)
+def clusters_url(root: str) -> str:
+    """`state/clusters.json` under a dedup folder: the last run's clusters and their sizes (size -> clusters)."""
+    return join(root, "state", "clusters.json")
 
 
-def remove_vanished_shards(plan: Plan, shards: Sequence[str]) -> None:
-    """Remove the final outputs (and removal markers) of shards that are no longer in the input."""
-    folder = plan.url("removal")
-    current = set(shards)
-    for url in list_files(folder, plan.storage_options, "**/*.json"):
-        rel = relative_path(url, folder, plan.storage_options).removesuffix(".json")
-        if rel in current:
-            continue
-        marker = read_json(url, plan.storage_options) or {}
-        remove_files([*marker.get("outputs", []), url], plan.storage_options)
-
-
-def part_dir(p: int) -> str:
-    return f"p={p:05d}"
+def staged_url(output: str, rel: str) -> str:
+    return shard_file(output, STAGE_KEPT, rel)

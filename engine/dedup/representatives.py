@@ -1,56 +1,89 @@
-"""Representatives: each cluster's best member by `(policy key, id, node)`, and every member's fate.
+"""Representatives: each cluster's best member by `(policy key, id, node)`, and every clustered document's fate.
 
-Two tasks per partition: `join_labels` joins a node partition's component labels with the nodes' sort keys and
-sends the rows on by label; `choose_representatives` ranks each cluster's members and writes every member's fate
-(representative or duplicate, cluster id and size) partitioned by shard, for removal.
+Three tasks, every step combinable so that a cluster of a million copies costs no task more than its share:
+
+- `members_task` (one per shard group `g`: shards `s` with `s mod G == g`): reads the group's labels (one ranged
+  GET per labels object) and the sort keys of its clustered rows from the group's signature files, ranks them, and
+  writes per label its best member and member count (a *partial*: label, node, id, length, [score], [exact], count,
+  group) as one object of `Q` segments by the top bits of `mix64(label)`; and the group's clustered members
+  (node, label, id, [exact]) as a second, single-segment object.
+- `representatives_task` (one per label partition): picks each label's best partial (the same ranking: the best of
+  the groups' bests is the best) and adds up the counts (the cluster size), then writes, for every (label, group)
+  pair it saw, `(label, node, id, [exact], size)` of the representative into segment `group` of one object.
+- `fates_task` (one per shard group): joins its members with their representatives and writes one Parquet fate
+  file per shard of the group, `state/fates/<rel>.parquet`: `row, id, duplicate_of, cluster_id, cluster_size,
+  reason` for every clustered row (sorted by row; `duplicate_of` and `reason` null for the representative). It is
+  the shard's deletion vector, read by its removal task.
+
+Ranking: `first_seen` by `(id, node)`; `longest` by `(-length, id, node)`; `highest_score` by `(-score, id, node)`
+with missing or NaN scores last. The representative's id is the cluster id.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
-from engine.dedup.components import LABEL, LABEL_SCHEMA
-from engine.dedup.plan import (
-    NODE,
-    ROW,
-    ROW_BITS,
-    SHARD,
-    Plan,
-    node_partitions,
-    part_dir,
-    read_folder,
+from engine.dedup.components import LABEL, LABEL_COLUMNS
+from engine.dedup.plan import NODE, ROW, ROW_BITS, ROW_MASK, Graph, Plan, node_keys
+from engine.dedup.signatures import EXACT, LENGTH, SCORE
+from engine.io.parquet import read_table, write_table
+from engine.io.segments import (
+    column_arrays,
+    read_object,
+    read_partition,
+    write_grouped,
     write_partitioned,
+    write_segments,
 )
-from engine.dedup.signatures import EXACT, KEYS, LENGTH, SCORE
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON
 
+FATE_SCHEMA = pa.schema(
+    [
+        pa.field(ROW, pa.int64()),
+        pa.field(ID, pa.string()),
+        pa.field(DUPLICATE_OF, pa.string()),
+        pa.field(CLUSTER_ID, pa.string()),
+        pa.field(CLUSTER_SIZE, pa.int64()),
+        pa.field(REASON, pa.string()),
+    ]
+)
+"""A fate file: one row per clustered document of the shard, sorted by row (its position in the staged file)."""
 
-def join_labels(plan: Plan, labels: str, partition: int) -> int:
-    """Labels of one node partition joined with the nodes' sort keys, sent on by label; rows joined."""
-    label_frame = read_folder(plan, plan.url(labels, part_dir(partition)), LABEL_SCHEMA)
-    if label_frame.height == 0:
-        return 0
-    key_schema = _key_schema(plan)
-    keys = read_folder(plan, plan.url(KEYS, part_dir(partition)), key_schema)
-    members = label_frame.join(keys, on=NODE, how="inner")
-    if members.height != label_frame.height:
-        missing = label_frame.height - members.height
-        msg = f"dedup partition {partition}: {missing} labelled nodes lack sort keys"
-        raise RuntimeError(msg)
-    partitions = node_partitions(members[LABEL].to_numpy(), plan.partitions)
-    write_partitioned(plan, members, partitions, plan.url("members"), f"from={partition:05d}")
-    return members.height
+COUNT = "count"
+GROUP = "group"
+REPRESENTATIVE = "representative"
 
 
-def _key_schema(plan: Plan) -> dict[str, Any]:
-    schema: dict[str, Any] = {NODE: pl.Int64, ID: pl.String, LENGTH: pl.Int64}
-    if plan.has_score:
-        schema[SCORE] = pl.Float64
-    if plan.exact_first:
-        schema[EXACT] = pl.UInt64
-    return schema
+@dataclass(frozen=True)
+class Objects:
+    """A set of segmented objects and their index."""
+
+    urls: tuple[str, ...]
+    sizes: tuple[int, ...]
+    index: str
+
+
+@dataclass(frozen=True)
+class MembersResult:
+    url: str
+    size: int
+    rows_url: str
+    rows_size: int
+    members: int
+
+
+@dataclass(frozen=True)
+class RepresentativesResult:
+    url: str
+    size: int
+    clusters: int
+    sizes: dict[int, int]
 
 
 def sort_columns(keep: str) -> tuple[list[pl.Expr], list[bool]]:
@@ -62,32 +95,139 @@ def sort_columns(keep: str) -> tuple[list[pl.Expr], list[bool]]:
     return [pl.col(ID), pl.col(NODE)], [False, False]
 
 
-def choose_representatives(plan: Plan, partition: int) -> int:
-    """Pick each cluster's representative; every member's fate, sent on by shard; clusters decided."""
-    schema: dict[str, Any] = {LABEL: pl.Int64, **_key_schema(plan)}
-    members = read_folder(plan, plan.url("members", part_dir(partition)), schema)
-    if members.height == 0:
-        return 0
-    by, descending = sort_columns(plan.keep)
-    ranked = members.sort([pl.col(LABEL), *by], descending=[False, *descending], nulls_last=True)
-    ranked = ranked.with_columns(
-        pl.col(ID).first().over(LABEL).alias(CLUSTER_ID),
-        pl.col(NODE).first().over(LABEL).alias("representative"),
-        pl.len().over(LABEL).cast(pl.Int64).alias(CLUSTER_SIZE),
-    )
-    reason = pl.lit(f"{plan.kind}/duplicate")
+def best_per_label(frame: pl.DataFrame, keep: str) -> pl.DataFrame:
+    """The best row of each label (by the policy's ranking), in label order."""
+    by, descending = sort_columns(keep)
+    ranked = frame.sort([pl.col(LABEL), *by], descending=[False, *descending], nulls_last=True)
+    return ranked.unique(subset=[LABEL], keep="first", maintain_order=True)
+
+
+def key_columns(plan: Plan) -> list[str]:
+    """The signature columns ranking members (besides the id)."""
+    columns = [LENGTH]
+    if plan.has_score:
+        columns.append(SCORE)
     if plan.exact_first:
-        is_exact = pl.col(EXACT) == pl.col(EXACT).first().over(LABEL)
-        reason = pl.when(is_exact).then(pl.lit("exact/duplicate")).otherwise(reason)
-    fates = ranked.select(
-        (pl.col(NODE) // (1 << ROW_BITS)).alias(SHARD),
-        (pl.col(NODE) % (1 << ROW_BITS)).alias(ROW),
-        pl.col(ID),
-        pl.when(pl.col(NODE) != pl.col("representative")).then(pl.col(CLUSTER_ID)).alias(DUPLICATE_OF),
-        pl.col(CLUSTER_ID),
-        pl.col(CLUSTER_SIZE),
-        pl.when(pl.col(NODE) != pl.col("representative")).then(reason).alias(REASON),
+        columns.append(EXACT)
+    return columns
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def members_task(plan: Plan, graph: Graph, labels: Objects, group: int) -> MembersResult:
+    """Partial bests and members of shard group `group`; what it wrote."""
+    tables = read_partition(list(labels.urls), labels.index, group, plan.groups, plan.groups, plan.storage_options)
+    found = column_arrays(tables, LABEL_COLUMNS)
+    nodes, first = np.unique(found[NODE], return_index=True)  # a heavy node's label may come from several tasks
+    node_labels = found[LABEL][first]
+    del found
+    columns = key_columns(plan)
+    pieces = []
+    for shard in plan.group_shards(group):
+        here = (nodes >> ROW_BITS) == shard
+        if not here.any():
+            continue
+        rows = nodes[here] & ROW_MASK
+        signatures = read_table(plan.signature_url(shard), plan.storage_options, columns=[ID, *columns])
+        if int(rows[-1]) >= signatures.num_rows:
+            msg = f"{plan.signature_url(shard)} holds {signatures.num_rows} rows; dedup refers to row {int(rows[-1])}"
+            raise RuntimeError(msg)
+        picked = signatures.take(pa.array(rows))
+        pieces.append(
+            picked.append_column(NODE, pa.array(nodes[here], type=pa.int64())).append_column(
+                LABEL, pa.array(node_labels[here], type=pa.int64())
+            )
+        )
+    schema = {NODE: pl.Int64, LABEL: pl.Int64, ID: pl.String, LENGTH: pl.Int64, SCORE: pl.Float64, EXACT: pl.UInt64}
+    members = (
+        pl.concat([_frame(p) for p in pieces], how="vertical_relaxed")
+        if pieces
+        else pl.DataFrame(schema={k: v for k, v in schema.items() if k in {NODE, LABEL, ID, *columns}})
     )
-    partitions = fates[SHARD].to_numpy() % plan.partitions
-    write_partitioned(plan, fates, partitions, plan.url("clusters"), f"from={partition:05d}")
-    return int(ranked[LABEL].n_unique())
+    members = members.with_columns(pl.col(ID).cast(pl.String))
+    counts = members.group_by(LABEL).agg(pl.len().cast(pl.Int64).alias(COUNT))
+    partials = best_per_label(members, plan.keep).join(counts, on=LABEL).with_columns(pl.lit(group).alias(GROUP))
+    url = plan.object_url("members", "g", group)
+    table = partials.to_arrow()
+    size, _ = write_partitioned(
+        url, table, node_keys(partials[LABEL].to_numpy()), graph.partitions, plan.storage_options
+    )
+    kept = [NODE, LABEL, ID] + ([EXACT] if plan.exact_first else [])
+    rows_url = plan.object_url("members", "g", group, suffix="rows")
+    rows_size = write_segments(rows_url, [(0, members.select(kept).to_arrow())], 1, plan.storage_options)
+    return MembersResult(url, size, rows_url, rows_size, members.height)
+
+
+def representatives_task(plan: Plan, graph: Graph, partials: Objects, partition: int) -> RepresentativesResult:
+    """The representative and size of every label of one label partition, sent to the groups holding its members."""
+    tables = list(
+        read_partition(
+            list(partials.urls), partials.index, partition, graph.partitions, graph.partitions, plan.storage_options
+        )
+    )
+    url = plan.object_url("reps", "q", partition)
+    if not tables:
+        return RepresentativesResult(url, write_segments(url, [], plan.groups, plan.storage_options), 0, {})
+    frame = pl.concat([_frame(t) for t in tables], how="vertical_relaxed")
+    best = best_per_label(frame, plan.keep)
+    sizes = frame.group_by(LABEL).agg(pl.col(COUNT).sum().cast(pl.Int64).alias(CLUSTER_SIZE))
+    chosen = [LABEL, pl.col(NODE).alias(REPRESENTATIVE), ID] + ([EXACT] if plan.exact_first else [])
+    representatives = best.select(chosen).join(sizes, on=LABEL)
+    pairs = frame.select(LABEL, GROUP).unique().join(representatives, on=LABEL)
+    table = pairs.drop(GROUP).to_arrow()
+    size, _ = write_grouped(url, table, pairs[GROUP].to_numpy().astype(np.int64), plan.groups, plan.storage_options)
+    histogram = Counter(sizes[CLUSTER_SIZE].to_list())
+    return RepresentativesResult(url, size, representatives.height, dict(histogram))
+
+
+def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], group: int) -> dict[int, int]:
+    """Every clustered row's fate, one Parquet file per shard of the group; duplicates per shard."""
+    tables = read_partition(
+        list(representatives.urls), representatives.index, group, plan.groups, plan.groups, plan.storage_options
+    )
+    reps = [_frame(t) for t in tables]
+    rows = read_object(members[0], members[1], 1, plan.storage_options)
+    duplicates: dict[int, int] = {}
+    schema: dict[str, Any] = {
+        ROW: pl.Int64,
+        ID: pl.String,
+        DUPLICATE_OF: pl.String,
+        CLUSTER_ID: pl.String,
+        CLUSTER_SIZE: pl.Int64,
+        REASON: pl.String,
+    }
+    if rows and reps:
+        member_frame = pl.concat([_frame(t) for t in rows], how="vertical_relaxed")
+        rep_frame = pl.concat(reps, how="vertical_relaxed")
+        rep_frame = rep_frame.rename({ID: CLUSTER_ID} | ({EXACT: "rep_exact"} if plan.exact_first else {}))
+        joined = member_frame.join(rep_frame, on=LABEL, how="left")
+        missing = joined.filter(pl.col(REPRESENTATIVE).is_null()).height
+        if missing:
+            msg = f"dedup shard group {group}: {missing} clustered documents have no representative; this is a bug"
+            raise RuntimeError(msg)
+        is_duplicate = pl.col(NODE) != pl.col(REPRESENTATIVE)
+        reason = pl.lit(f"{plan.kind}/duplicate")
+        if plan.exact_first:
+            reason = pl.when(pl.col(EXACT) == pl.col("rep_exact")).then(pl.lit("exact/duplicate")).otherwise(reason)
+        fates = joined.select(
+            (pl.col(NODE) // (1 << ROW_BITS)).alias("shard"),
+            (pl.col(NODE) % (1 << ROW_BITS)).alias(ROW),
+            pl.col(ID),
+            pl.when(is_duplicate).then(pl.col(CLUSTER_ID)).alias(DUPLICATE_OF),
+            pl.col(CLUSTER_ID),
+            pl.col(CLUSTER_SIZE),
+            pl.when(is_duplicate).then(reason).alias(REASON),
+        ).sort("shard", ROW)
+    else:
+        fates = pl.DataFrame(schema={"shard": pl.Int64, **schema})
+    by_shard = {int(key[0]): part for key, part in fates.partition_by("shard", as_dict=True).items()}
+    for shard in plan.group_shards(group):
+        part = by_shard.get(shard)
+        table = FATE_SCHEMA.empty_table() if part is None else part.drop("shard").to_arrow().cast(FATE_SCHEMA)
+        write_table(table, plan.fates_url(shard), plan.storage_options, compression=plan.compression)
+        duplicates[shard] = 0 if part is None else int(part[DUPLICATE_OF].is_not_null().sum())
+    return duplicates

@@ -1,115 +1,266 @@
-"""Phase B, the band shuffle: band keys to partitions, and colliding keys to edges of the duplicate graph.
+"""Phase B, the band shuffle: band keys to partitions, and colliding keys to star edges of the duplicate graph.
 
-A document is a node `shard_index << 32 | row` (row = its position in the shard's kept/signature file). Each
-of its band keys becomes a row `(band, key, node)`, sent to partition `hash(band, key) % P`; all rows of one
-`(band, key)` land in one partition, so one task per partition finds every collision. A group of `k`
-colliding nodes gives `k - 1` edges from its smallest node to the others (a star, not all pairs).
+Map (`map_bands`, one task per run of shards): each document with keys gives one *band row* per band,
+
+    key: uint64 = mix64(band key XOR band x C)   (bijective for a given band: grouping by (band, key) is exact)
+    band: uint16, node: int64                     (node = shard_index << 32 | row)
+
+and the task writes one segmented object (`engine.io.segments`) whose segment `p` holds the rows whose key's top
+bits are `p` (`P` a power of two), sorted by key. A key with more local rows than `plan.split_rows` (a page copied
+a million times) is dealt into sub-buckets: its least local node (the *anchor*) goes to every sub-bucket, every
+other row to sub-bucket `rank mod n`, and sub-bucket `s > 0` gets the salted key `mix64(key XOR s x C2)` (another
+partition). Every sub-bucket holds the anchors of every map task that split the key, so the sub-buckets' stars
+still join all copies into one component; no collisions task holds more than its share of a hub. Map tasks also
+report their largest local groups, from which the band index predicts the hubs' centres (heavy nodes).
+
+Collisions (`find_edges`, one task per partition): read partition `p` of every map object (index row, then one
+ranged GET per object), sort by key, and turn every group of `k >= 2` rows sharing `(band, key)` into a star from
+its least node (`k - 1` edges, not all pairs). The distinct edges are written in both directions as one object
+whose segments are node partitions (top bits of `mix64(source)`), finer than the graph phases need
+(`plan.edge_partitions`): the components steps read contiguous ranges of them. Edges leaving a heavy node go to
+`mix64(mix64(source) XOR mix64(target))` instead, and the task reports each heavy node's least neighbour (see
+`engine.dedup.components`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 import pyarrow as pa
 
-from engine.dedup.components import both_directions, write_edges
+from engine.dedup.components import HeavyReport, edge_sketch, edge_table, heavy_report, route_keys, unique_edges
 from engine.dedup.minhash import mix64
-from engine.dedup.plan import (
-    DST,
-    NODE,
-    SRC,
-    Plan,
-    node_ids,
-    node_partitions,
-    part_dir,
-    read_folder,
-    write_partitioned,
-)
-from engine.dedup.signatures import EXACT, KEYS, LENGTH, SCORE
+from engine.dedup.plan import DST, NODE, SRC, Plan, node_ids
+from engine.dedup.signatures import KEYS
 from engine.io.parquet import read_table
-from engine.io.paths import filesystem
-from engine.schema import ID
+from engine.io.segments import SegmentWriter, column_arrays, read_partition, top_partitions, write_partitioned
 
-BAND = "band"
 KEY = "key"
+BAND = "band"
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 
 _BAND_SALT = np.uint64(0xD6E8FEB86659FD93)
+_SUB_SALT = np.uint64(0xA0761D6478BD642F)
+MAX_SUB_BUCKETS = 4096
+REPORTED_GROUPS = 256
+"""Largest local groups a map task reports (for predicting hub centres)."""
+
+BAND_COLUMNS: dict[str, npt.DTypeLike] = {KEY: np.uint64, BAND: np.uint16, NODE: np.int64}
 
 
-def key_partitions(
-    bands: npt.NDArray[np.int64], keys: npt.NDArray[np.uint64], partitions: int
-) -> npt.NDArray[np.int64]:
-    """Partition of each `(band, key)` row."""
-    mixed = mix64(keys ^ (bands.astype(np.uint64) * _BAND_SALT))
-    return (mixed % np.uint64(partitions)).astype(np.int64)
+def band_keys(keys: U64, bands: npt.NDArray[np.integer]) -> U64:
+    """The band rows' 64-bit keys: the band key mixed with its band (a bijection for each band)."""
+    return mix64(keys ^ (bands.astype(np.uint64) * _BAND_SALT))
 
 
-def band_rows(keys: npt.NDArray[np.uint64], has_keys: npt.NDArray[np.bool_], nodes: npt.NDArray[np.int64]) -> pa.Table:
-    """Long table `(band, key, node)` of every document with keys; `keys` has shape `(documents, bands)`."""
+def salted(keys: U64, salts: I64) -> U64:
+    """Keys of sub-bucket `salts` (sub-bucket 0 keeps the key)."""
+    mixed = mix64(keys ^ (salts.astype(np.uint64) * _SUB_SALT))
+    return np.where(salts == 0, keys, mixed)
+
+
+def band_rows(keys: U64, has_keys: npt.NDArray[np.bool_], nodes: I64) -> tuple[U64, npt.NDArray[np.uint16], I64]:
+    """`(key, band, node)` of every document with keys; `keys` has shape `(documents, bands)`."""
     keys = keys[has_keys]
     nodes = nodes[has_keys]
     n_docs, n_bands = keys.shape
-    return pa.table(
-        {
-            BAND: pa.array(np.tile(np.arange(n_bands, dtype=np.int32), n_docs)),
-            KEY: pa.array(keys.reshape(-1)),
-            NODE: pa.array(np.repeat(nodes, n_bands)),
-        }
+    bands = np.tile(np.arange(n_bands, dtype=np.uint16), n_docs)
+    return band_keys(keys.reshape(-1), bands), bands, np.repeat(nodes, n_bands)
+
+
+def group_starts(keys: U64, bands: npt.NDArray[np.uint16]) -> I64:
+    """Start of each run of equal `(key, band)` in rows sorted by key (and by band among equal keys)."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = (keys[1:] != keys[:-1]) | (bands[1:] != bands[:-1])
+    return np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
+
+
+def sort_rows(keys: U64, bands: npt.NDArray[np.uint16], nodes: I64) -> tuple[U64, npt.NDArray[np.uint16], I64]:
+    """Rows sorted by key, then band among equal keys (so every `(band, key)` group is one run)."""
+    order = np.argsort(keys)
+    keys, bands, nodes = keys[order], bands[order], nodes[order]
+    same = keys[1:] == keys[:-1]
+    mixed = same & (bands[1:] != bands[:-1])
+    if mixed.any():  # equal keys of different bands (2^-64 per pair): order those runs by band
+        run = np.concatenate([[0], np.cumsum(~same)])
+        affected = np.isin(run, run[1:][mixed])
+        rows = np.flatnonzero(affected)
+        rows = rows[np.lexsort((bands[rows], run[rows]))]
+        keys[affected], bands[affected], nodes[affected] = keys[rows], bands[rows], nodes[rows]
+    return keys, bands, nodes
+
+
+# --------------------------------------------------------------------------------------------------
+# Map
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """One map object: its URL, size and rows, and its largest local groups `(band, key, rows, least node)`."""
+
+    url: str
+    size: int
+    rows: int
+    groups: tuple[tuple[int, int, int, int], ...]
+
+
+def split_hubs(
+    keys: U64, bands: npt.NDArray[np.uint16], nodes: I64, limit: int
+) -> tuple[U64, npt.NDArray[np.uint16], I64, tuple[tuple[int, int, int, int], ...]]:
+    """Deal the groups larger than `limit` into sub-buckets (sorted input); the rows out and the largest groups."""
+    starts = group_starts(keys, bands)
+    sizes = np.diff(np.append(starts, len(keys)))
+    largest = np.argsort(-sizes, kind="stable")[:REPORTED_GROUPS]
+    largest = largest[sizes[largest] >= 2]
+    minima = np.minimum.reduceat(nodes, starts) if len(starts) else np.zeros(0, dtype=np.int64)
+    groups = tuple(
+        (int(bands[starts[g]]), int(keys[starts[g]]), int(sizes[g]), int(minima[g])) for g in largest.tolist()
     )
-
-
-def collision_edges(rows: pl.DataFrame) -> pl.DataFrame:
-    """Distinct edges `(u, v)`, `u < v`: each colliding `(band, key)` group as a star from its least node."""
-    if rows.height == 0:
-        return pl.DataFrame({SRC: [], DST: []}, schema={SRC: pl.Int64, DST: pl.Int64})
-    grouped = rows.lazy().with_columns(pl.col(NODE).min().over(BAND, KEY).alias(SRC))
+    big = np.flatnonzero(sizes > limit)
+    if len(big) == 0:
+        return keys, bands, nodes, groups
+    keep = np.ones(len(keys), dtype=bool)
+    extra_keys: list[U64] = []
+    extra_bands: list[npt.NDArray[np.uint16]] = []
+    extra_nodes: list[I64] = []
+    for g in big.tolist():
+        lo, hi = int(starts[g]), int(starts[g]) + int(sizes[g])
+        keep[lo:hi] = False
+        members = np.sort(nodes[lo:hi])
+        n = min(MAX_SUB_BUCKETS, math.ceil(len(members) / limit))
+        salts = np.arange(len(members), dtype=np.int64) % n
+        salts = np.concatenate([salts, np.arange(1, n, dtype=np.int64)])  # the anchor into every sub-bucket
+        members = np.concatenate([members, np.full(n - 1, members[0], dtype=np.int64)])
+        extra_keys.append(salted(np.full(len(members), keys[lo], dtype=np.uint64), salts))
+        extra_bands.append(np.full(len(members), bands[lo], dtype=np.uint16))
+        extra_nodes.append(members)
     return (
-        grouped.filter(pl.col(NODE) != pl.col(SRC))
-        .select(pl.col(SRC), pl.col(NODE).alias(DST))
-        .unique()
-        .sort(SRC, DST)
-        .collect()
+        np.concatenate([keys[keep], *extra_keys]),
+        np.concatenate([bands[keep], *extra_bands]),
+        np.concatenate([nodes[keep], *extra_nodes]),
+        groups,
     )
 
 
-def map_bands(plan: Plan, item: tuple[int, str]) -> int:
-    """One shard's signatures to band rows (by key hash) and sort-key rows (by node hash); rows mapped."""
-    index, url = item
-    fs, path = filesystem(url, plan.storage_options)
-    if not fs.exists(path):
-        return 0
-    table = read_table(url, plan.storage_options)
-    has_keys = np.asarray(table[KEYS].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    nodes = node_ids(index, table.num_rows)
-    width = table.schema.field(KEYS).type.list_size
-    valid = pa.array(has_keys, type=pa.bool_())
-    flat = table[KEYS].filter(valid).combine_chunks().flatten()
+def _shard_rows(plan: Plan, shard: int) -> tuple[U64, npt.NDArray[np.uint16], I64]:
+    """The band rows of one shard's signature file."""
+    url = plan.signature_url(shard)
+    table = read_table(url, plan.storage_options, columns=[KEYS])
+    if table.num_rows != plan.rows[shard]:
+        msg = (
+            f"{url} holds {table.num_rows:,} signatures, but phase A reported {plan.rows[shard]:,}; "
+            "rerun the job so phase A rewrites the shard"
+        )
+        raise RuntimeError(msg)
+    column = table[KEYS].combine_chunks()
+    has_keys = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    width = column.type.list_size
+    flat = column.filter(pa.array(has_keys)).flatten()
     keys = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, width)
-    rows = band_rows(keys, np.ones(len(keys), dtype=bool), nodes[has_keys])
-    name = f"s={index:06d}"
-    band_frame = pl.from_arrow(rows)
-    assert isinstance(band_frame, pl.DataFrame)
-    partitions = key_partitions(rows["band"].to_numpy().astype(np.int64), rows[KEY].to_numpy(), plan.partitions)
-    write_partitioned(plan, band_frame, partitions, plan.url("bands"), name)
-    sort_keys = {
-        NODE: pa.array(nodes[has_keys]),
-        ID: table[ID].filter(valid),
-        LENGTH: table[LENGTH].filter(valid),
-    }
-    if plan.has_score:
-        sort_keys[SCORE] = table[SCORE].filter(valid)
-    if plan.exact_first:
-        sort_keys[EXACT] = table[EXACT].filter(valid)
-    key_frame = pl.from_arrow(pa.table(sort_keys))
-    assert isinstance(key_frame, pl.DataFrame)
-    write_partitioned(plan, key_frame, node_partitions(nodes[has_keys], plan.partitions), plan.url(KEYS), name)
-    return int(has_keys.sum())
+    nodes = node_ids(shard, table.num_rows)[has_keys]
+    return band_rows(keys, np.ones(len(keys), dtype=bool), nodes)
 
 
-def find_edges(plan: Plan, partition: int) -> int:
-    """Colliding band keys of one partition to star edges, written for components step 0; edges found."""
-    rows = read_folder(plan, plan.url("bands", part_dir(partition)), {"band": pl.Int32, KEY: pl.UInt64, NODE: pl.Int64})
-    edges = collision_edges(rows)
-    write_edges(plan, both_directions(edges), 0, partition)
-    return edges.height
+def map_bands(plan: Plan, task: int) -> MapResult:
+    """Band rows of map task `task`'s shards, as one object of `P` segments; what it wrote."""
+    parts = [_shard_rows(plan, shard) for shard in plan.map_shards(task) if plan.rows[shard]]
+    url = plan.object_url("bands", "m", task)
+    if parts:
+        keys, bands, nodes = (np.concatenate(columns) for columns in zip(*parts, strict=True))
+    else:
+        keys, bands, nodes = np.zeros(0, np.uint64), np.zeros(0, np.uint16), np.zeros(0, np.int64)
+    del parts
+    keys, bands, nodes = sort_rows(keys, bands, nodes)
+    keys, bands, nodes, groups = split_hubs(keys, bands, nodes, plan.split_rows)
+    partitions = top_partitions(keys, plan.partitions)
+    order = np.argsort(partitions, kind="stable")  # sorted already, but for the salted rows appended at the end
+    table = pa.table({KEY: keys[order], BAND: bands[order], NODE: nodes[order]})
+    bounds = np.searchsorted(partitions[order], np.arange(plan.partitions + 1))
+    writer = SegmentWriter(url, plan.partitions, plan.storage_options)
+    try:
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            writer.write(p, table.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p])))
+        size = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return MapResult(url, size, table.num_rows, groups)
+
+
+def predicted_hubs(results: Sequence[MapResult], heavy_degree: int) -> tuple[int, ...]:
+    """Nodes predicted to be the centres of stars larger than `heavy_degree`: the least reported node of every
+    `(band, key)` whose reported rows add up to more."""
+    totals: dict[tuple[int, int], list[int]] = {}
+    for result in results:
+        for band, key, rows, least in result.groups:
+            entry = totals.setdefault((band, key), [0, least])
+            entry[0] += rows
+            entry[1] = min(entry[1], least)
+    return tuple(sorted({least for rows, least in totals.values() if rows > heavy_degree}))
+
+
+# --------------------------------------------------------------------------------------------------
+# Collisions
+
+
+@dataclass(frozen=True)
+class BandShuffle:
+    """Where the map objects are (URLs, their index) and the hub centres predicted from them."""
+
+    urls: tuple[str, ...]
+    index: str
+    heavy: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CollisionResult:
+    """One collisions object, the distinct edges it found (and their sketch: the same edge is found in several
+    partitions, once per band), and what it reports of heavy and high-degree nodes."""
+
+    url: str
+    size: int
+    edges: int
+    rows: int
+    report: HeavyReport
+    sketch: tuple[int, ...]
+
+
+def collision_edges(keys: U64, bands: npt.NDArray[np.uint16], nodes: I64) -> tuple[I64, I64]:
+    """Distinct edges `(u, v)`, `u < v`, sorted: each colliding `(band, key)` group as a star from its least node."""
+    keys, bands, nodes = sort_rows(keys, bands, nodes)
+    starts = group_starts(keys, bands)
+    if len(starts) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    sizes = np.diff(np.append(starts, len(keys)))
+    centres = np.repeat(np.minimum.reduceat(nodes, starts), sizes)
+    leaves = (np.repeat(sizes, sizes) >= 2) & (nodes != centres)
+    return unique_edges(centres[leaves], nodes[leaves])
+
+
+def find_edges(plan: Plan, shuffle: BandShuffle, heavy_degree: int, partition: int) -> CollisionResult:
+    """Colliding band keys of one partition to star edges, written for the components; what it found."""
+    tables = read_partition(
+        list(shuffle.urls), shuffle.index, partition, plan.partitions, plan.partitions, plan.storage_options
+    )
+    rows = column_arrays(tables, BAND_COLUMNS)
+    u, v = collision_edges(rows[KEY], rows[BAND], rows[NODE])
+    del rows
+    count, sketch = len(u), edge_sketch(u, v)
+    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+    del u, v
+    heavy = np.asarray(shuffle.heavy, dtype=np.int64)
+    keys = route_keys(src, dst, heavy)
+    report = heavy_report(src, dst, heavy, threshold=max(1, heavy_degree // (2 * plan.partitions)))
+    url = plan.object_url("edges", "p", partition)
+    size, _ = write_partitioned(url, edge_table(src, dst), keys, plan.edge_partitions, plan.storage_options)
+    return CollisionResult(url, size, count, len(src), report, sketch)
+
+
+__all__ = ["BAND", "DST", "KEY", "NODE", "SRC", "band_keys", "band_rows", "collision_edges", "find_edges", "map_bands"]

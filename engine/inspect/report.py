@@ -9,7 +9,7 @@ Sections, each present when its data exists in the output folder:
   runs); thresholds are the parameters `engine.steps.base.score_thresholds` pairs with each score;
 - language distribution of the kept documents (`kept/language=<code>/` row counts from Parquet metadata, or the
   `language` column of the kept files);
-- dedup cluster sizes (`_dedup/<parameters>/work/clusters/`, when a dedup phase ran);
+- dedup cluster sizes (`_dedup/<parameters>/state/clusters.json`: counts per size, when a dedup phase ran);
 - per-shard timing and the slowest shards (`_units/<rel>.stats.json`).
 
 `write_report(output_path, storage_options)` writes the page and returns its URL; `corpus-engine report RUN_DIR`
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine.dedup.plan import clusters_url
 from engine.errors import InputError
 from engine.inspect.plots import CUT_PERCENTILE, bar_chart, histogram
 from engine.inspect.run_outputs import iter_score_batches, run_job_and_header, score_files, unit_stats
@@ -37,7 +38,7 @@ from engine.io.atomic import write_text
 from engine.io.layout import DEDUP, KEPT, STATS_FILE, join
 from engine.io.markers import read_json
 from engine.io.paths import filesystem, list_files
-from engine.schema import CLUSTER_ID, CLUSTER_SIZE, LANGUAGE, REASON
+from engine.schema import LANGUAGE, REASON
 from engine.spec import JobSpec
 from engine.steps.base import score_thresholds
 
@@ -97,7 +98,10 @@ def _value_counts(column: Any) -> tuple[list[Any], list[int]]:
 
 
 def cluster_sizes(output_path: str, storage_options: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Per dedup parameter folder, the size of every duplicate cluster (documents sharing a representative)."""
+    """Per dedup parameter folder, the size of every duplicate cluster (documents sharing a representative).
+
+    Read from the cluster-size counts the last dedup run recorded (`state/clusters.json`), not from the corpus.
+    """
     dedup = join(output_path, DEDUP)
     fs, root = filesystem(dedup, storage_options)
     found: dict[str, np.ndarray] = {}
@@ -105,17 +109,11 @@ def cluster_sizes(output_path: str, storage_options: dict[str, Any]) -> dict[str
         return found
     for folder in sorted(fs.ls(root, detail=False)):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
-        sizes: dict[str, int] = {}
-        for url in list_files(join(dedup, name, "work", "clusters"), storage_options, "**/*.parquet"):
-            with fs.open(url, "rb") as handle:
-                parquet = pq.ParquetFile(handle)
-                if not {CLUSTER_ID, CLUSTER_SIZE} <= set(parquet.schema_arrow.names):
-                    continue
-                table = parquet.read(columns=[CLUSTER_ID, CLUSTER_SIZE])
-            for cluster, size in zip(table[CLUSTER_ID].to_pylist(), table[CLUSTER_SIZE].to_pylist(), strict=True):
-                sizes[cluster] = size
-        if sizes:
-            found[name] = np.asarray(list(sizes.values()), dtype=np.int64)
+        summary = read_json(clusters_url(join(dedup, name)), storage_options) or {}
+        counts = {int(size): int(n) for size, n in (summary.get("sizes") or {}).items()}
+        if counts:
+            sizes = np.array(sorted(counts), dtype=np.int64)
+            found[name] = np.repeat(sizes, [counts[int(s)] for s in sizes])
     return found
 
 

@@ -108,13 +108,16 @@ class SegmentWriter:
     """Streams the segments of one object, in partition order, then its footer; `close` commits it.
 
     `write(p, table)` appends rows to partition `p` (several calls per partition are fine; partitions must not go
-    back). Memory: the encoded segment being written.
+    back). Memory: the encoded segment being written. Any partition count works here; routing rows by the top
+    bits of their keys (`top_partitions`, `write_partitioned`, finer or coarser reads) needs a power of two.
     """
 
     def __init__(
         self, url: str, partitions: int, storage_options: dict[str, Any], *, tmp_dir: str | None = None
     ) -> None:
-        bits_of(partitions)
+        if partitions < 1:
+            msg = f"a segmented object needs at least one partition, not {partitions}"
+            raise ValueError(msg)
         self.url, self.partitions = url, partitions
         self._file = AtomicFile(url, "wb", storage_options, tmp_dir=tmp_dir)
         self._offsets = np.zeros(partitions + 1, dtype=np.int64)
@@ -186,7 +189,13 @@ def write_partitioned(
     url: str, table: pa.Table, keys: U64, partitions: int, storage_options: dict[str, Any]
 ) -> tuple[int, I64]:
     """`table`'s rows as one object, partitioned by the top bits of `keys`; its size and the rows per partition."""
-    parts = top_partitions(keys, partitions)
+    return write_grouped(url, table, top_partitions(keys, partitions), partitions, storage_options)
+
+
+def write_grouped(
+    url: str, table: pa.Table, parts: I64, partitions: int, storage_options: dict[str, Any]
+) -> tuple[int, I64]:
+    """`table`'s rows as one object, row `i` in partition `parts[i]`; its size and the rows per partition."""
     order = np.argsort(parts, kind="stable")
     ordered = table.take(pa.array(order))
     counts = np.bincount(parts, minlength=partitions).astype(np.int64)
@@ -288,6 +297,8 @@ def read_index(index_url: str, producers: int, lo: int, hi: int, storage_options
 
 def partition_span(partition: int, partitions: int, object_partitions: int) -> tuple[int, int]:
     """The object partitions `lo..hi` holding consumer partition `partition` of `partitions`."""
+    if partitions == object_partitions:
+        return partition, partition + 1
     bits, object_bits = bits_of(partitions), bits_of(object_partitions)
     if bits <= object_bits:
         shift = object_bits - bits

@@ -1,119 +1,426 @@
-"""The dedup driver: runs (or resumes) phases B, C, representatives and D as tasks of an executor.
+"""The dedup driver: runs (or resumes) the global phases as tasks of an executor, then removal and clean-up.
 
-The phases themselves live in `engine.dedup` (one module each) and never know how they are scheduled; this
-module sequences them, writes each phase's marker when all its tasks are done, and skips finished phases on a
-rerun (their markers carry the hash of the run's inputs: `engine.dedup.plan`).
+The phases live in `engine.dedup` (one module each) and never know how they are scheduled; this module sequences
+them, writes each phase's marker when all its tasks (and its index task) are done, and skips finished phases on a
+rerun (markers live under the run digest's prefix: `engine.dedup.plan`). The driver holds the plan and one small
+result per task (sizes, counts, digests, heavy-node reports): `O(S + P + Q)` numbers, never documents.
+
+    bands       M map tasks, then the index task (predicts hub centres)           marker `bands`
+    edges       P collisions tasks, then the index task of the edge set           marker `edges`
+    components  one task (small graphs) or large-star/small-star steps of Q tasks,
+                each step followed by its index task                               markers `cc-step-<k>`, `components`
+    members     G shard-group tasks, then the index of their partials             marker `members`
+    reps        Q label-partition tasks, then their index                          marker `representatives`
+    fates       G shard-group tasks: one fate file per shard                       marker `fates`
+    removal     S shard tasks, each with its own marker (state/removal/<rel>.json)
+    clean-up    tasks deleting what a finished phase no longer needs, older runs and vanished shards
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from engine.dedup.components import MAX_STEPS, components_task, star_task
+from engine.dedup.cleanup import BATCH, cleanup_task
+from engine.dedup.components import (
+    MAX_STEPS,
+    EdgeObjects,
+    EdgeSource,
+    HeavyReport,
+    HeavyTable,
+    components_task,
+    index_edges,
+    sketch_count,
+    star_task,
+)
 from engine.dedup.plan import (
+    Graph,
     Plan,
-    clear,
-    invalidate_after,
+    ShardInput,
+    clusters_url,
+    graph_partitions,
+    index_objects,
     make_plan,
+    probe_shards,
     read_marker,
-    remove_vanished_shards,
     write_marker,
 )
-from engine.dedup.removal import remove_duplicates
-from engine.dedup.representatives import choose_representatives, join_labels
-from engine.dedup.shuffle import find_edges, map_bands
-from engine.dedup.signatures import KEYS, signatures_file
+from engine.dedup.removal import ShardRemoval, remove_duplicates
+from engine.dedup.representatives import Objects, fates_task, members_task, representatives_task
+from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
+from engine.io.markers import write_json
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
 
-
-def connected_components(plan: Plan, executor: Executor, *, edges: int, in_memory_max_edges: int) -> str:
-    """Run (or resume) phase C; the folder holding the final labels."""
-    done = read_marker(plan, "components")
-    if done is not None:
-        return str(done["labels"])
-    invalidate_after(plan, "components")
-    if edges <= in_memory_max_edges:
-        clear(plan, "cc/labels-memory")
-        executor.map(functools.partial(components_task, plan), [0], label="dedup: components (one task)")
-        labels = "cc/labels-memory"
-    else:
-        labels = _star_rounds(plan, executor)
-    write_marker(plan, "components", labels=labels)
-    return labels
+PHASES = ("bands", "edges", "components", "members", "representatives", "fates")
+"""The markers of the global phases, in order (components steps have their own, `cc-step-<k>`)."""
+PROBE_BATCH = 64
+"""Shards a probing task reads footers and fingerprints of (only when phase A's results are not given)."""
 
 
-def _star_rounds(plan: Plan, executor: Executor) -> str:
-    digests: dict[int, int] = {}
-    for step in range(MAX_STEPS):
-        name = f"cc-step-{step:05d}"
-        done = read_marker(plan, name)
-        if done is None:
-            clear(plan, f"cc/step-{step + 1:05d}", f"cc/labels-{step:05d}")
-            kind = "large-star" if step % 2 == 0 else "small-star"
-            results = executor.map(
-                functools.partial(star_task, plan, step),
-                list(range(plan.partitions)),
-                label=f"dedup: components step {step} ({kind})",
-            )
-            digest = int(np.sum(np.array([d for _, d in results], dtype=np.uint64), dtype=np.uint64))
-            write_marker(plan, name, edges=sum(c for c, _ in results), digest=str(digest))
-            clear(plan, f"cc/step-{step:05d}")
-            if step >= 2 and step % 2 == 0:
-                clear(plan, f"cc/labels-{step - 2:05d}")
-            done = read_marker(plan, name)
-            assert done is not None
-        digests[step] = int(done["digest"])
-        if step >= 2 and step % 2 == 0 and digests[step] == digests[step - 2]:
-            return f"cc/labels-{step:05d}"
-    msg = f"connected components did not converge in {MAX_STEPS} steps; this is a bug, please report it"
-    raise RuntimeError(msg)
+@dataclass
+class DedupOutcome:
+    """What dedup wrote: per shard (rows kept, duplicates removed, duplicate rows written) and cluster sizes."""
+
+    shards: dict[str, ShardRemoval]
+    clusters: int = 0
+    cluster_sizes: dict[int, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, edges."""
+
+    @property
+    def kept(self) -> int:
+        return sum(r.kept for r in self.shards.values())
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.shards.values())
+
+    @property
+    def duplicates_written(self) -> int:
+        return sum(r.duplicates_written for r in self.shards.values())
+
+    def removed(self) -> dict[str, int]:
+        """Duplicates removed per shard."""
+        return {rel: r.duplicates for rel, r in self.shards.items()}
 
 
-def run_dedup(job: JobSpec, shards: list[str], executor: Executor) -> dict[str, int]:
-    """Run (or resume) phases B, C and D over every shard; duplicates removed per shard.
+def run_dedup(
+    job: JobSpec,
+    shards: list[str],
+    executor: Executor,
+    *,
+    inputs: Mapping[str, ShardInput] | None = None,
+) -> DedupOutcome:
+    """Run (or resume) the global dedup over every shard and write the final `kept/` (and duplicates).
 
-    `shards` are the input shards' relative names, sorted; each has its staged kept documents and its
-    signatures from phase A. The final kept documents are written to `kept/`.
+    `shards` are the input shards' relative names; each has its staged kept documents and its signatures from
+    phase A. `inputs` is what phase A reported of each (rows and the identity of its outputs, e.g. the unit's
+    reuse key); without it, tasks read the signature files' footers and fingerprints.
     """
-    dedup = job.dedup
-    if dedup is None:
+    if job.dedup is None:
         msg = "run_dedup needs a job with a `dedup:` section"
         raise ValueError(msg)
     shards = sorted(shards)
-    plan, removal = make_plan(job, shards)
-    out = job.output.path
-    signature_urls = [signatures_file(out, dedup, rel) for rel in shards]
+    if inputs is None:
+        inputs = probe(job, shards, executor)
+    plan, removal = make_plan(job, shards, inputs)
+    driver = _Driver(plan, executor)
+    driver.check_finished()
+    bands = driver.bands()
+    source, graph = driver.collisions(bands)
+    if driver.edges <= job.dedup.in_memory_max_edges:
+        labels = driver.components_in_memory(source, graph)
+    else:
+        labels = driver.star_rounds(source, graph)
+    partials, members = driver.members(graph, labels)
+    representatives, clusters, histogram = driver.representatives(graph, partials)
+    driver.fates(representatives, members)
+    results = executor.map(
+        functools.partial(remove_duplicates, plan, removal), list(range(len(shards))), label="dedup: removal"
+    )
+    driver.finish()
+    counts = {
+        "band_partitions": plan.partitions,
+        "map_tasks": plan.maps,
+        "shard_groups": plan.groups,
+        "graph_partitions": graph.partitions,
+        "edges": driver.edges,
+        "components_steps": driver.steps,
+    }
+    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, counts)
 
-    remove_vanished_shards(plan, shards)
-    if read_marker(plan, "bands") is None:
-        invalidate_after(plan, "bands")
-        clear(plan, "bands", KEYS, "cc", "members", "clusters")
-        executor.map(functools.partial(map_bands, plan), list(enumerate(signature_urls)), label="dedup: band keys")
-        write_marker(plan, "bands")
-    edges_marker = read_marker(plan, "edges")
-    if edges_marker is None:
-        invalidate_after(plan, "edges")
-        clear(plan, "cc", "members", "clusters")
-        counts = executor.map(
-            functools.partial(find_edges, plan), list(range(plan.partitions)), label="dedup: collisions"
+
+def probe(job: JobSpec, shards: list[str], executor: Executor) -> dict[str, ShardInput]:
+    """`ShardInput` of every shard, read by tasks (`PROBE_BATCH` shards each)."""
+    chunks = [tuple(shards[i : i + PROBE_BATCH]) for i in range(0, len(shards), PROBE_BATCH)]
+    found = executor.map(functools.partial(probe_shards, job), chunks, label="dedup: probe shards")
+    return dict(zip(shards, [entry for chunk in found for entry in chunk], strict=True))
+
+
+class _Driver:
+    """Runs the phases of one plan, each skipped when its marker says it is done."""
+
+    def __init__(self, plan: Plan, executor: Executor) -> None:
+        self.plan, self.executor = plan, executor
+        self.edges = 0
+        self.steps = 0
+        self.garbage: list[str] = []
+
+    def check_finished(self) -> None:
+        """A finished run kept only its markers: if one was deleted since, its phase's inputs are gone too, so
+        every global phase is redone (its markers removed first)."""
+        if read_marker(self.plan, "finished") is None:
+            return
+        if all(read_marker(self.plan, name) is not None for name in PHASES):
+            return
+        self.executor.map(functools.partial(cleanup_task, self.plan), [("reset", ())], label="dedup: clean-up")
+
+    def _forget(self, *urls: str) -> None:
+        """Objects no longer needed once the current marker is written (deleted by the next clean-up)."""
+        self.garbage.extend(urls)
+
+    def _collect(self) -> None:
+        """Delete what finished phases no longer need (tasks of `BATCH` objects)."""
+        if not self.garbage:
+            return
+        chunks = [("objects", tuple(self.garbage[i : i + BATCH])) for i in range(0, len(self.garbage), BATCH)]
+        self.executor.map(functools.partial(cleanup_task, self.plan), chunks, label="dedup: clean-up")
+        self.garbage.clear()
+
+    def _index(self, urls: list[str], sizes: list[int], partitions: int, folder: str) -> str:
+        index = self.plan.index_url(folder)
+        item = (tuple(urls), tuple(sizes), partitions, index)
+        self.executor.map(functools.partial(index_objects, self.plan), [item], label=f"dedup: {folder} index")
+        return index
+
+    def bands(self) -> BandShuffle:
+        plan = self.plan
+        done = read_marker(plan, "bands")
+        if done is None:
+            results = self.executor.map(
+                functools.partial(map_bands, plan), list(range(plan.maps)), label="dedup: band keys"
+            )
+            urls, sizes = [r.url for r in results], [r.size for r in results]
+            index = self._index(urls, sizes, plan.partitions, "bands")
+            heavy = predicted_hubs(results, graph_partitions(plan, 0).heavy_degree)
+            write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, heavy=list(heavy))
+            done = read_marker(plan, "bands")
+            assert done is not None
+        return BandShuffle(tuple(done["urls"]), str(done["index"]), tuple(done["heavy"]))
+
+    def collisions(self, bands: BandShuffle) -> tuple[EdgeSource, Graph]:
+        plan = self.plan
+        done = read_marker(plan, "edges")
+        if done is None:
+            heavy_degree = graph_partitions(plan, 0).heavy_degree
+            results = self.executor.map(
+                functools.partial(find_edges, plan, bands, heavy_degree),
+                list(range(plan.partitions)),
+                label="dedup: collisions",
+            )
+            edges = sketch_count([r.sketch for r in results])
+            graph = graph_partitions(plan, edges)
+            objects = EdgeObjects(
+                tuple(r.url for r in results),
+                tuple(r.size for r in results),
+                plan.edge_partitions,
+                plan.index_url("edges"),
+                tuple(r.report for r in results),
+                bands.heavy,
+            )
+            table, following = self._index_edges(graph, objects)
+            write_marker(
+                plan,
+                "edges",
+                edges=edges,
+                edges_found=sum(r.edges for r in results),
+                partitions=graph.partitions,
+                next_heavy=list(following),
+                **_source_json(objects, table),
+            )
+            self._forget(*bands.urls, bands.index)
+            self._collect()
+            done = read_marker(plan, "edges")
+            assert done is not None
+        self.edges = int(done["edges"])
+        graph = Graph(partitions=int(done["partitions"]), heavy_degree=graph_partitions(plan, 0).heavy_degree)
+        return _source(done, plan.edge_partitions), graph
+
+    def _index_edges(self, graph: Graph, objects: EdgeObjects) -> tuple[HeavyTable, tuple[int, ...]]:
+        call = functools.partial(index_edges, self.plan, graph, objects)
+        ((table, following),) = self.executor.map(call, [0], label="dedup: edges index")
+        return table, following
+
+    def components_in_memory(self, source: EdgeSource, graph: Graph) -> Objects:
+        plan = self.plan
+        done = read_marker(plan, "components")
+        if done is None:
+            ((url, size, _),) = self.executor.map(
+                functools.partial(components_task, plan, graph, source), [0], label="dedup: components (one task)"
+            )
+            index = self._index([url], [size], plan.groups, "cc/labels-memory")
+            write_marker(plan, "components", urls=[url], sizes=[size], index=index)
+            self._forget(*source.urls, source.index)
+            self._collect()
+            done = read_marker(plan, "components")
+            assert done is not None
+        return Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"]))
+
+    def star_rounds(self, source: EdgeSource, graph: Graph) -> Objects:
+        plan = self.plan
+        done = read_marker(plan, "components")
+        if done is not None:
+            self.steps = int(done.get("steps", 0))
+            return Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"]))
+        heavy_next = source.next_heavy
+        digests: dict[int, int] = {}
+        labels: dict[int, tuple[list[str], list[int]]] = {}
+        for step in range(MAX_STEPS):
+            name = f"cc-step-{step:05d}"
+            marker = read_marker(plan, name)
+            if marker is None:
+                kind = "large-star" if step % 2 == 0 else "small-star"
+                results = self.executor.map(
+                    functools.partial(star_task, plan, graph, step, source),
+                    list(range(graph.partitions)),
+                    label=f"dedup: components step {step} ({kind})",
+                )
+                digest = int(np.sum(np.array([r.digest for r in results], dtype=np.uint64), dtype=np.uint64))
+                objects = EdgeObjects(
+                    tuple(r.url for r in results),
+                    tuple(r.size for r in results),
+                    graph.partitions,
+                    plan.index_url(f"cc/step-{step + 1:05d}"),
+                    tuple(r.report for r in results),
+                    heavy_next,
+                )
+                table, following = self._index_edges(graph, objects)
+                write_marker(
+                    plan,
+                    name,
+                    edges=sum(r.count for r in results),
+                    digest=str(digest),
+                    labels=[r.labels_url for r in results if r.labels_url],
+                    labels_sizes=[r.labels_size for r in results if r.labels_url],
+                    next_heavy=list(following),
+                    **_source_json(objects, table),
+                )
+                self._forget(*source.urls, source.index)
+                if step >= 2 and step % 2 == 0:
+                    self._forget(*labels.pop(step - 2, ([], []))[0])
+                self._collect()
+                marker = read_marker(plan, name)
+                assert marker is not None
+            digests[step] = int(marker["digest"])
+            if step % 2 == 0:
+                labels[step] = (list(marker["labels"]), [int(s) for s in marker["labels_sizes"]])
+            if step >= 2 and step % 2 == 0 and digests[step] == digests[step - 2]:
+                urls, sizes = labels[step]
+                index = self._index(urls, sizes, plan.groups, f"cc/labels-{step:05d}")
+                write_marker(plan, "components", urls=urls, sizes=sizes, index=index, steps=step + 1)
+                self.steps = step + 1
+                self._forget(*marker["urls"], str(marker["index"]), *labels.get(step - 2, ([], []))[0])
+                self._collect()
+                return Objects(tuple(urls), tuple(sizes), index)
+            source = _source(marker, graph.partitions)
+            heavy_next = source.next_heavy
+        msg = f"connected components did not converge in {MAX_STEPS} steps; this is a bug, please report it"
+        raise RuntimeError(msg)
+
+    def members(self, graph: Graph, labels: Objects) -> tuple[Objects, list[tuple[str, int]]]:
+        plan = self.plan
+        done = read_marker(plan, "members")
+        if done is None:
+            results = self.executor.map(
+                functools.partial(members_task, plan, graph, labels),
+                list(range(plan.groups)),
+                label="dedup: cluster members",
+            )
+            urls, sizes = [r.url for r in results], [r.size for r in results]
+            index = self._index(urls, sizes, graph.partitions, "members")
+            write_marker(
+                plan,
+                "members",
+                urls=urls,
+                sizes=sizes,
+                index=index,
+                rows=[[r.rows_url, r.rows_size] for r in results],
+                members=sum(r.members for r in results),
+            )
+            self._forget(*labels.urls, labels.index)
+            self._collect()
+            done = read_marker(plan, "members")
+            assert done is not None
+        rows = [(str(url), int(size)) for url, size in done["rows"]]
+        return Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"])), rows
+
+    def representatives(self, graph: Graph, partials: Objects) -> tuple[Objects, int, dict[int, int]]:
+        plan = self.plan
+        done = read_marker(plan, "representatives")
+        if done is None:
+            results = self.executor.map(
+                functools.partial(representatives_task, plan, graph, partials),
+                list(range(graph.partitions)),
+                label="dedup: representatives",
+            )
+            urls, sizes = [r.url for r in results], [r.size for r in results]
+            index = self._index(urls, sizes, plan.groups, "reps")
+            histogram: Counter[int] = Counter()
+            for result in results:
+                histogram.update(result.sizes)
+            summary = {
+                "run": plan.run,
+                "clusters": sum(r.clusters for r in results),
+                "sizes": {str(k): v for k, v in sorted(histogram.items())},
+            }
+            write_json(clusters_url(plan.root), summary, plan.storage_options)
+            write_marker(
+                plan,
+                "representatives",
+                urls=urls,
+                sizes=sizes,
+                index=index,
+                clusters=sum(r.clusters for r in results),
+                cluster_sizes={str(k): v for k, v in sorted(histogram.items())},
+            )
+            self._forget(*partials.urls, partials.index)
+            self._collect()
+            done = read_marker(plan, "representatives")
+            assert done is not None
+        histogram_json: dict[str, int] = done["cluster_sizes"]
+        objects = Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"]))
+        return objects, int(done["clusters"]), {int(k): int(v) for k, v in histogram_json.items()}
+
+    def fates(self, representatives: Objects, members: list[tuple[str, int]]) -> None:
+        plan = self.plan
+        if read_marker(plan, "fates") is not None:
+            return
+        groups = list(range(plan.groups))
+        results = self.executor.map(
+            functools.partial(_fates_of_group, plan, representatives, tuple(members)), groups, label="dedup: fates"
         )
-        write_marker(plan, "edges", edges=sum(counts))
-        edges_marker = read_marker(plan, "edges")
-        assert edges_marker is not None
-    labels = connected_components(
-        plan, executor, edges=int(edges_marker["edges"]), in_memory_max_edges=dedup.in_memory_max_edges
-    )
-    if read_marker(plan, "clusters") is None:
-        invalidate_after(plan, "clusters")
-        clear(plan, "members", "clusters")
-        parts = list(range(plan.partitions))
-        executor.map(functools.partial(join_labels, plan, labels), parts, label="dedup: cluster members")
-        clusters = executor.map(functools.partial(choose_representatives, plan), parts, label="dedup: representatives")
-        write_marker(plan, "clusters", clusters=sum(clusters))
-    removed = executor.map(
-        functools.partial(remove_duplicates, plan, removal), list(enumerate(shards)), label="dedup: removal"
-    )
-    return dict(zip(shards, removed, strict=True))
+        write_marker(plan, "fates", duplicates=sum(sum(r.values()) for r in results))
+        self._forget(*representatives.urls, representatives.index, *(url for url, _ in members))
+
+    def finish(self) -> None:
+        """After removal: delete what is left of the run's shuffle, older runs, and vanished shards' outputs."""
+        if read_marker(self.plan, "finished") is not None:
+            return
+        chunks: list[tuple[str, tuple[str, ...]]] = [
+            ("objects", tuple(self.garbage[i : i + BATCH])) for i in range(0, len(self.garbage), BATCH)
+        ]
+        chunks += [("leftovers", ()), ("runs", ()), ("vanished", ())]
+        self.executor.map(functools.partial(cleanup_task, self.plan), chunks, label="dedup: clean-up")
+        self.garbage.clear()
+        write_marker(self.plan, "finished")
+
+
+def _fates_of_group(
+    plan: Plan, representatives: Objects, members: tuple[tuple[str, int], ...], group: int
+) -> dict[int, int]:
+    return fates_task(plan, representatives, members[group], group)
+
+
+def _source_json(objects: EdgeObjects, table: HeavyTable) -> dict[str, Any]:
+    return {
+        "urls": list(objects.urls),
+        "sizes": list(objects.sizes),
+        "index": objects.index,
+        "heavy_nodes": list(table.nodes),
+        "heavy_minima": list(table.minima),
+    }
+
+
+def _source(marker: dict[str, Any], partitions: int) -> EdgeSource:
+    table = HeavyTable(tuple(int(n) for n in marker["heavy_nodes"]), tuple(int(m) for m in marker["heavy_minima"]))
+    following = tuple(int(n) for n in marker["next_heavy"])
+    return EdgeSource(tuple(marker["urls"]), str(marker["index"]), partitions, table, following)
+
+
+__all__ = ["DedupOutcome", "HeavyReport", "run_dedup"]

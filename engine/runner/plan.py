@@ -249,19 +249,32 @@ def _megabytes(size: int) -> str:
 
 
 def dedup_plan_lines(plan: RunPlan) -> list[str]:
-    """What the run does about global dedup (the hook the incremental dedup extends); no lines without dedup."""
+    """What the run does about global dedup, with the partition counts it would use (no storage request beyond
+    the dedup's phase markers); no lines without dedup."""
     job = plan.job
     if job.dedup is None:
         return []
     total = len(plan.shards)
     if plan.redo or plan.vanished:
-        return [f"  dedup: every global phase reruns over all {total:,} shards (its input changed)"]
-    from engine.dedup.plan import make_plan, read_marker
+        memory = job.dedup.task_memory / 2**30
+        return [
+            f"  dedup: every global phase reruns over all {total:,} shards (its input changed); partition counts"
+            f" follow the documents phase A keeps (task memory {memory:.2f} GiB)"
+        ]
+    from engine.dedup.plan import ShardInput, make_plan, plan_lines, read_marker
+    from engine.runner.dedup import PHASES
 
-    dedup_plan, _ = make_plan(job, [s.shard.rel for s in plan.shards])
-    finished = [phase for phase in ("bands", "edges", "components", "clusters") if read_marker(dedup_plan, phase)]
-    if len(finished) == 4:
+    inputs = {
+        s.shard.rel: ShardInput(
+            rows=int((s.marker or {}).get("stats", {}).get("docs_kept", 0)), identity=plan.key.unit_key(s.fingerprint)
+        )
+        for s in plan.shards
+    }
+    dedup_plan, _ = make_plan(job, [s.shard.rel for s in plan.shards], inputs)
+    finished = [phase for phase in PHASES if read_marker(dedup_plan, phase)]
+    if len(finished) == len(PHASES):
         return ["  dedup: input unchanged: the global phases are reused; removal redoes only shards missing output"]
     if finished:
         return [f"  dedup: input unchanged; resumes after phase {finished[-1]!r} of an unfinished dedup"]
-    return [f"  dedup: runs every global phase over all {total:,} shards (no finished dedup of this input)"]
+    head = f"  dedup: runs every global phase over all {total:,} shards (no finished dedup of this input)"
+    return [head, *plan_lines(dedup_plan)]

@@ -12,6 +12,7 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 
+from engine.dedup.plan import ShardInput
 from engine.errors import RunFailed
 from engine.io.atomic import TMP_MARK, check_writable, remove_temporary, write_text
 from engine.io.layout import RESOLVED_JOB_FILE, STATS_FILE, TMP, UNITS, join, unit_marker_file
@@ -25,7 +26,7 @@ from engine.runner.progress import Progress
 from engine.runner.ray import RayExecutor, describe_failure, init_ray, run_unit_task
 from engine.runner.unit import UnitResult
 from engine.spec import JobSpec
-from engine.stats import Stats
+from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, Stats
 from engine.version import __version__
 
 FILTER_PHASE = "filter"  # the phase-A units' label in `phase_peak_rss_bytes` (dedup phases carry their own)
@@ -108,7 +109,7 @@ def run_on_ray(
             cpus_per_task=job.run.cpus_per_task,
             show_progress=show_progress,
         )
-    total, failures = _phase_a(job, plan, executor, show_progress=show_progress)
+    total, failures, kept_by_shard = _phase_a(job, plan, executor, show_progress=show_progress)
     if failures:
         total.seconds = time.perf_counter() - started
         _record_memory(total, executor)
@@ -120,10 +121,16 @@ def run_on_ray(
         plan.lists.prune()  # every marker now refers to the lists' current versions
 
     if job.dedup is not None and executor is not None:
-        duplicates = run_dedup(job, [s.shard.rel for s in plan.shards], executor)
-        removed = sum(duplicates.values())
-        total.docs_kept -= removed
-        total.duplicates += removed
+        inputs = {
+            s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=plan.key.unit_key(s.fingerprint))
+            for s in plan.shards
+        }
+        outcome = run_dedup(job, [s.shard.rel for s in plan.shards], executor, inputs=inputs)
+        total.docs_kept = outcome.kept  # counted by removal's writers, checked against the files' footers
+        total.duplicates += outcome.duplicates
+        total.written[KEPT_ROWS] += outcome.kept
+        total.written[DUPLICATE_ROWS] += outcome.duplicates_written
+        total.check_dedup_written(f"run {job.name!r}", duplicates_written=job.dedup.write_duplicates)
     total.seconds = time.perf_counter() - started
     total.check_conservation(f"run {job.name!r}")
     _record_memory(total, executor)
@@ -133,14 +140,17 @@ def run_on_ray(
 
 def _phase_a(
     job: JobSpec, plan: RunPlan, executor: RayExecutor | None, *, show_progress: bool
-) -> tuple[Stats, dict[str, str]]:
-    """Run the units the plan redoes; the totals of every shard (reused ones from their markers) and the failures."""
+) -> tuple[Stats, dict[str, str], dict[str, int]]:
+    """Run the units the plan redoes; the totals of every shard (reused ones from their markers), the failures,
+    and the documents each shard kept (what dedup reads)."""
     progress = Progress("filter", len(plan.shards), enabled=show_progress)
     total = Stats(shards_total=len(plan.shards))
+    kept_by_shard: dict[str, int] = {}
 
-    def add(stats: dict[str, object], status: str) -> None:
+    def add(rel: str, stats: dict[str, object], status: str) -> None:
         nonlocal total
         unit = Stats.from_dict(stats)
+        kept_by_shard[rel] = unit.docs_kept
         unit.shards_total = unit.shards_processed = unit.shards_skipped = unit.shards_rekeyed = 0
         total = total + unit
         total.shards_processed += status == "processed"
@@ -149,7 +159,7 @@ def _phase_a(
             total.docs_reused += unit.docs_in
 
     for reused in plan.reuse:
-        add((reused.marker or {})["stats"], "skipped")
+        add(reused.shard.rel, (reused.marker or {})["stats"], "skipped")
         total.shards_rekeyed += reused.is_rekeyed
         progress.update(skipped=True)  # no documents: docs/s shows only what this run processes
 
@@ -175,9 +185,9 @@ def _phase_a(
         if isinstance(result, BaseException):
             failures[planned.shard.url] = describe_failure(result)
         else:
-            add(result.stats, result.status)
+            add(planned.shard.rel, result.stats, result.status)
     total.shards_failed = len(failures)
-    return total, failures
+    return total, failures, kept_by_shard
 
 
 def _record_memory(total: Stats, executor: RayExecutor | None) -> None:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import run_job
+from engine.cli.jobs import summary
 from engine.spec import parse_job
 from tests.dedup.staging import corpus, split
 
@@ -38,6 +39,13 @@ def test_run_job_removes_duplicates_across_shards(ray_local: None, tmp_path: Pat
     assert stats.docs_in == len(rows)
     assert stats.duplicates == dups.num_rows > 0
     assert stats.docs_kept == kept.num_rows == len(rows) - stats.duplicates
+    # Conservation counted from the files removal wrote (issue 11), and said so on the console.
+    assert stats.written["kept"] == kept.num_rows
+    assert stats.written["duplicates"] == dups.num_rows
+    assert stats.written["staged"] == kept.num_rows + dups.num_rows
+    staged = stats.written["staged"]
+    line = f"dedup: {staged:,} staged = {kept.num_rows:,} in kept/ + {dups.num_rows:,} duplicates in rejected/"
+    assert line in summary(stats, job)
     # Exact copies (suffix -2) of originals (suffix -0) never survive next to them.
     kept_ids = set(kept["id"].to_pylist())
     for group in range(12):
@@ -49,3 +57,4 @@ def test_run_job_removes_duplicates_across_shards(ray_local: None, tmp_path: Pat
     assert again.shards_skipped == 3
     assert again.duplicates == stats.duplicates
     assert again.docs_kept == stats.docs_kept
+    assert again.written == stats.written

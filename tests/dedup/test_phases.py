@@ -74,7 +74,7 @@ def run(
 ) -> tuple[JobSpec, list[str], dict[str, int]]:
     job = make_job(str(tmp / name), dedup)
     shards = stage(job, split(rows, n_shards, **extra))
-    return job, shards, run_dedup(job, shards, executor or SerialExecutor())
+    return job, shards, run_dedup(job, shards, executor or SerialExecutor()).removed()
 
 
 def test_near_and_exact_copies_are_removed_one_kept_per_group(tmp_path: Path) -> None:
@@ -175,29 +175,29 @@ def test_crashed_run_resumes_from_the_last_finished_phase(tmp_path: Path) -> Non
     with pytest.raises(RuntimeError, match="injected"):
         run_dedup(job, shards, first)
     second = ShuffledExecutor(1)
-    assert run_dedup(job, shards, second) == clean
+    assert run_dedup(job, shards, second).removed() == clean
     assert kept_ids(job, shards) == expected
     assert "dedup: band keys" not in second.labels  # finished phases are not redone
     third = ShuffledExecutor(2)
-    assert run_dedup(job, shards, third) == clean
-    assert third.labels == ["dedup: removal"]  # everything resumable was reused
+    assert run_dedup(job, shards, third).removed() == clean
+    assert third.labels == ["dedup: probe shards", "dedup: removal"]  # everything resumable was reused
 
 
 def test_changed_input_redoes_the_global_phases(tmp_path: Path) -> None:
     rows = corpus(5, originals=6, copies=0)
     job = make_job(str(tmp_path / "out"), {"type": "minhash"})
     shards = stage(job, split(rows, 2))
-    assert sum(run_dedup(job, shards, SerialExecutor()).values()) == 0
+    assert sum(run_dedup(job, shards, SerialExecutor()).removed().values()) == 0
     copy = ("zz-copy", rows[0][1], 0)
     shards = stage(job, split([*rows, copy], 2))
-    assert sum(run_dedup(job, shards, SerialExecutor()).values()) == 1
+    assert sum(run_dedup(job, shards, SerialExecutor()).removed().values()) == 1
 
 
 def test_memory_filesystem_output(memfs: fsspec.AbstractFileSystem) -> None:
     rows = corpus(6, originals=4, copies=1)
     job = make_job("memory://dedup-test/out", {"type": "minhash", "partitions": 2})
     shards = stage(job, split(rows, 2))
-    removed = run_dedup(job, shards, SerialExecutor())
+    removed = run_dedup(job, shards, SerialExecutor()).removed()
     assert sum(removed.values()) == 4
     assert memfs.exists(join("/dedup-test/out", KEPT, f"{shards[0]}.parquet"))
     assert len(kept_ids(job, shards)) == 4
@@ -225,19 +225,22 @@ def test_signature_table_of_an_empty_batch_has_the_full_schema() -> None:
     assert table.schema.field("keys").type.list_size == 14
 
 
-def test_deleting_a_phase_marker_reruns_that_phase_and_the_later_ones(tmp_path: Path) -> None:
+def test_a_marker_deleted_after_a_finished_run_redoes_the_global_phases(tmp_path: Path) -> None:
+    """A finished run keeps only its markers (its shuffle is cleaned up): a deleted marker redoes every phase."""
     rows = corpus(9, originals=8, copies=2)
     dedup = {"type": "minhash", "partitions": 2, "in_memory_max_edges": 0}
     job = make_job(str(tmp_path / "out"), dedup)
     shards = stage(job, split(rows, 2))
-    first = run_dedup(job, shards, SerialExecutor())
+    first = run_dedup(job, shards, SerialExecutor()).removed()
     expected = kept_ids(job, shards)
-    markers = next((tmp_path / "out" / "_dedup").iterdir()) / "work" / "_markers"
+    run_dir = next((tmp_path / "out" / "_dedup").iterdir()) / "shuffle"
+    (markers,) = [p / "_markers" for p in run_dir.iterdir()]
+    assert {p.name for p in markers.parent.iterdir()} == {"_markers"}  # the shuffle objects are gone
     (markers / "edges.json").unlink()
     again = ShuffledExecutor(3)
-    assert run_dedup(job, shards, again) == first
+    assert run_dedup(job, shards, again).removed() == first
     assert kept_ids(job, shards) == expected
-    assert "dedup: band keys" not in again.labels
+    assert "dedup: band keys" in again.labels
     assert "dedup: collisions" in again.labels
     assert "dedup: components step 0 (large-star)" in again.labels
     assert "dedup: representatives" in again.labels
@@ -253,7 +256,7 @@ def test_outputs_of_a_vanished_shard_are_removed(tmp_path: Path) -> None:
     assert gone.exists()
     del tables[shards[2]]
     remaining = stage(job, tables)
-    removed = run_dedup(job, remaining, SerialExecutor())
+    removed = run_dedup(job, remaining, SerialExecutor()).removed()
     assert not gone.exists()
     assert not (tmp_path / "out" / REJECTED / f"{shards[2]}.duplicates.parquet").exists()
     assert len(kept_ids(job, remaining)) + sum(removed.values()) == sum(t.num_rows for t in tables.values())
@@ -265,7 +268,7 @@ def test_final_kept_output_honours_the_partition_column(tmp_path: Path) -> None:
     job = make_job(str(tmp_path / "out"), {"type": "minhash"}, steps)
     languages = {r[0]: ("en" if r[2] % 2 else "fr") for r in rows}
     shards = stage(job, split(rows, 2, language=lambda i, _t: languages[i]))
-    removed = run_dedup(job, shards, SerialExecutor())
+    removed = run_dedup(job, shards, SerialExecutor()).removed()
     kept = tmp_path / "out" / KEPT
     assert sorted(p.name for p in kept.iterdir()) == ["language=en", "language=fr"]
     ids = []

@@ -32,10 +32,10 @@ def test_dedup_phases_on_s3_match_the_local_run(s3_options: dict[str, str], tmp_
     ]:
         job = make_job(out, dedup, storage_options=options)
         shards = stage(job, split(rows, 2))
-        removed = run_dedup(job, shards, SerialExecutor())
+        removed = run_dedup(job, shards, SerialExecutor()).removed()
         kept = sorted(doc for rel in shards for doc in read_table(shard_file(out, KEPT, rel), options)[ID].to_pylist())
         dups = sum(read_table(shard_file(out, REJECTED, f"{rel}.duplicates"), options).num_rows for rel in shards)
         results[name] = (removed, kept, dups)
-        assert run_dedup(job, shards, SerialExecutor()) == removed  # resumed from markers on S3 too
+        assert run_dedup(job, shards, SerialExecutor()).removed() == removed  # resumed from markers on S3 too
     assert results["s3"] == results["local"]
     assert sum(results["s3"][0].values()) == results["s3"][2] > 0

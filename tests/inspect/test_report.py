@@ -121,7 +121,7 @@ def dedup_run(root: Path) -> Path:
         total = total + Stats.from_dict(run_unit(job, shard).stats)
     from engine.runner.dedup import run_dedup
 
-    removed = sum(run_dedup(job, [s.rel for s in shards], SerialExecutor()).values())
+    removed = sum(run_dedup(job, [s.rel for s in shards], SerialExecutor()).removed().values())
     total.docs_kept -= removed
     total.duplicates += removed
     total.check_conservation("dedup_run")

@@ -132,7 +132,7 @@ def test_finer_read_needs_the_rows_keys(tmp_path: Path) -> None:
 def test_partitions_must_not_go_back_and_must_be_a_power_of_two(tmp_path: Path) -> None:
     table = keyed_table(np.random.default_rng(5), 4)
     with pytest.raises(ValueError, match="power-of-two"):
-        SegmentWriter(str(tmp_path / "x.seg"), 6, {})
+        write_partitioned(str(tmp_path / "x.seg"), table, route(table), 6, {})
     writer = SegmentWriter(str(tmp_path / "x.seg"), 4, {})
     writer.write(2, table)
     with pytest.raises(ValueError, match="partition 1 written after 2"):
