@@ -64,7 +64,9 @@ def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> t
     if design == "reference":
         from tests.dedup import reference
 
-        local = job.model_copy(update={"output": job.output.model_copy(update={"path": job.output.path.split("://")[-1]})})
+        local = job.model_copy(
+            update={"output": job.output.model_copy(update={"path": job.output.path.split("://")[-1]})}
+        )
         counts = {"band_partitions": partition_count(local, shards)}  # uncounted: not part of the run
         return reference.run_dedup(job, shards, executor), counts
     folder = Path(job.output.path.split("://", 1)[-1])
