@@ -109,8 +109,9 @@ def start_ray(cpus: int | None) -> int:
 
 
 def clean_outputs(folder: Path) -> None:
-    """Remove what phases B-D wrote (their work folder, kept/, rejected/), keeping phase A's files."""
-    for path in [*folder.glob(f"{DEDUP}/*/work"), folder / KEPT, folder / REJECTED]:
+    """Remove what phases B-D wrote (either design's folders, kept/, rejected/), keeping phase A's files."""
+    dedup = [*folder.glob(f"{DEDUP}/*/work"), *folder.glob(f"{DEDUP}/*/shuffle"), *folder.glob(f"{DEDUP}/*/state")]
+    for path in [*dedup, folder / KEPT, folder / REJECTED]:
         shutil.rmtree(path, ignore_errors=True)
 
 

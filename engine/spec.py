@@ -96,10 +96,11 @@ class _DedupBase(BaseModel):
         "distributed (large-star/small-star rounds over segmented objects) otherwise.",
     )
     task_memory: int = Field(
-        1 << 30,
+        512 << 20,
         ge=1 << 20,
-        description="Bytes of data one dedup task may hold: the automatic partition counts keep every task "
-        "(band collisions, components steps) under it. Raise it to use fewer, larger tasks.",
+        description="Bytes of data one dedup task may hold (its worker's ~0.3-0.5 GB come on top): the automatic "
+        "partition counts keep every task (band collisions, components steps) under it. Raise it where workers "
+        "have more memory per CPU: fewer, larger tasks and fewer storage requests (`plan` prints them).",
     )
 
     @model_validator(mode="after")

@@ -39,3 +39,21 @@ def test_stats_add_and_conservation() -> None:
     assert Stats.from_dict(total.to_dict()) == total
     with pytest.raises(ConservationError, match="conservation violated in broken"):
         Stats(docs_in=3, docs_kept=1).check_conservation("broken")
+
+
+def test_dedup_conservation_is_counted_from_what_removal_wrote_11() -> None:
+    from collections import Counter
+
+    staged = Counter({"staged": 10})
+    good = Stats(docs_in=12, docs_kept=7, duplicates=3, dropped=Counter({"s/r": 2}))
+    good.written = staged + Counter({"kept": 7, "duplicates": 3})
+    good.check_dedup_written("run", duplicates_written=True)
+    not_written = Stats(docs_in=12, docs_kept=7, duplicates=3, dropped=Counter({"s/r": 2}))
+    not_written.written = staged + Counter({"kept": 7})
+    not_written.check_dedup_written("run", duplicates_written=False)
+    with pytest.raises(ConservationError, match="0 duplicates written, 3 removed"):
+        not_written.check_dedup_written("run", duplicates_written=True)
+    lost = Stats(docs_in=12, docs_kept=6, duplicates=3, dropped=Counter({"s/r": 2}))
+    lost.written = staged + Counter({"kept": 6, "duplicates": 3})  # a staged row written nowhere
+    with pytest.raises(ConservationError, match=r"in run: 10 rows staged != 6 written to kept \+ 3 duplicates"):
+        lost.check_dedup_written("run", duplicates_written=True)

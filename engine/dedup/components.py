@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from engine.dedup.minhash import mix64
 from engine.dedup.plan import DST, NODE, ROW_BITS, SRC, Graph, Plan, node_keys
-from engine.io.segments import column_arrays, gather_index, read_partition, write_grouped, write_partitioned
+from engine.io.segments import gather_index, read_arrays, write_grouped, write_partitioned
 
 LABEL = "label"
 MAX_STEPS = 200
@@ -289,11 +289,17 @@ def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, par
     def route(table: pa.Table) -> U64:
         return route_keys(table[SRC].to_numpy(), table[DST].to_numpy(), heavy)
 
-    tables = read_partition(
-        list(source.urls), source.index, partition, partitions, source.partitions, plan.storage_options, route=route
+    edges = read_arrays(
+        list(source.urls),
+        source.index,
+        partition,
+        partitions,
+        source.partitions,
+        plan.storage_options,
+        EDGE_COLUMNS,
+        route=route,
     )
-    edges = column_arrays(tables, EDGE_COLUMNS)
-    return unique_edges(edges[SRC], edges[DST])
+    return unique_edges(edges.pop(SRC), edges.pop(DST))
 
 
 def write_labels(plan: Plan, url: str, nodes: I64, labels: I64) -> int:

@@ -64,9 +64,11 @@ ROW_BITS = 32
 ROW_MASK = (1 << ROW_BITS) - 1
 STAGE_KEPT = f"{STAGE}/{KEPT}"
 
-# Memory and storage per row, measured on the 8M-document synthetic corpus (benchmarks/bench_scale.py).
-BAND_ROW_BYTES = 56
-"""Peak bytes a collisions task holds per band row it reduces (decoded columns, sort order, groups)."""
+# Memory and storage per row, measured on the synthetic corpus of benchmarks/bench_scale.py (docs/dedup-design.md).
+BAND_ROW_BYTES = 30
+"""Peak bytes a collisions task holds per band row it reduces (18 bytes of columns, fingerprints, the groups)."""
+MAP_ROW_BYTES = 120
+"""Peak bytes a map task holds per band row it writes (the signatures read, the rows, their order, encoding)."""
 EDGE_ROW_BYTES = 64
 """Peak bytes a components step holds per directed edge row of its partition."""
 BAND_ROW_STORED = 10
@@ -129,6 +131,8 @@ class Plan:
     edge_partitions: int
     task_memory: int
     split_rows: int
+    report_rows: int
+    heavy_degree: int
     rows: tuple[int, ...] = field(default=(), repr=False)
 
     @property
@@ -179,7 +183,7 @@ class Removal:
 
 @dataclass(frozen=True)
 class Graph:
-    """The graph phases' partition count `Q` and heavy-node threshold, fixed once the collisions are counted."""
+    """The graph phases' partition count `Q` (fixed once the collisions are counted) and heavy-node threshold."""
 
     partitions: int
     heavy_degree: int
@@ -201,7 +205,7 @@ def map_groups(rows: Sequence[int], bands: int, partitions: int, task_memory: in
         return (0,)
     band_rows = sum(rows) * bands
     by_requests = math.ceil(band_rows * BAND_ROW_STORED / (partitions * MIN_SEGMENT_BYTES))
-    by_memory = math.ceil(band_rows * BAND_ROW_BYTES / task_memory)
+    by_memory = math.ceil(band_rows * MAP_ROW_BYTES / task_memory)
     maps = min(shards, max(1, by_requests, by_memory))
     cumulative = np.cumsum(np.asarray(rows, dtype=np.int64))
     targets = cumulative[-1] * np.arange(1, maps) / maps
@@ -210,13 +214,16 @@ def map_groups(rows: Sequence[int], bands: int, partitions: int, task_memory: in
     return tuple(bounds)
 
 
+def graph_budget(docs: int, bands: int, partitions: int, task_memory: int) -> float:
+    """Bytes a graph task may hold: `task_memory`, and no more than a collisions task holds."""
+    return max(1.0, min(float(task_memory), docs * bands * BAND_ROW_BYTES / partitions))
+
+
 def graph_partitions(plan: Plan, edges: int) -> Graph:
-    """`Q` from the edge count: a graph task holds no more than `task_memory`, nor more than a collisions task."""
-    per_band_task = plan.docs * plan.bands * BAND_ROW_BYTES / plan.partitions
-    budget = max(1.0, min(float(plan.task_memory), per_band_task))
+    """`Q` from the (distinct) edge count: a graph task holds no more than `graph_budget`."""
+    budget = graph_budget(plan.docs, plan.bands, plan.partitions, plan.task_memory)
     partitions = min(MAX_PARTITIONS, pow2ceil(2 * edges * EDGE_ROW_BYTES / budget))
-    heavy = max(1024, int(budget / EDGE_ROW_BYTES) // HEAVY_SHARE)
-    return Graph(partitions=partitions, heavy_degree=heavy)
+    return Graph(partitions=partitions, heavy_degree=plan.heavy_degree)
 
 
 def make_plan(
@@ -241,10 +248,12 @@ def make_plan(
         partitions = band_partitions(docs, bands, memory)
     map_bounds = map_groups(rows, bands, partitions, memory)
     groups = max(1, min(len(shards), math.ceil(len(shards) / SHARDS_PER_GROUP)))
-    per_band_task = max(1.0, min(float(memory), docs * bands * BAND_ROW_BYTES / partitions))
-    edge_partitions = min(4096, pow2ceil(2 * docs * EDGES_PER_DOC_WRITTEN * EDGE_ROW_BYTES / per_band_task))
+    budget = graph_budget(docs, bands, partitions, memory)
+    edge_partitions = min(4096, pow2ceil(2 * docs * EDGES_PER_DOC_WRITTEN * EDGE_ROW_BYTES / budget))
     maps = len(map_bounds) - 1
     split_rows = max(256, int(docs * bands / partitions) // (SPLIT_SHARE * max(1, maps)))
+    heavy_degree = max(1024, int(budget / EDGE_ROW_BYTES) // HEAVY_SHARE)
+    report_rows = max(2, min(split_rows, heavy_degree // (2 * max(1, maps))))
     core = dedup.model_dump(exclude={"write_duplicates", "add_cluster_columns"})
     identities = [[rel, inputs[rel].identity, inputs[rel].rows] for rel in shards]
     counts = [partitions, list(map_bounds), groups, edge_partitions, memory, split_rows]
@@ -267,6 +276,8 @@ def make_plan(
         edge_partitions=edge_partitions,
         task_memory=memory,
         split_rows=split_rows,
+        report_rows=report_rows,
+        heavy_degree=heavy_degree,
         rows=rows,
     )
     removal_settings = {

@@ -34,7 +34,7 @@ from engine.dedup.plan import NODE, ROW, ROW_BITS, ROW_MASK, Graph, Plan, node_k
 from engine.dedup.signatures import EXACT, LENGTH, SCORE
 from engine.io.parquet import read_table, write_table
 from engine.io.segments import (
-    column_arrays,
+    read_arrays,
     read_object,
     read_partition,
     write_grouped,
@@ -120,8 +120,9 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 
 def members_task(plan: Plan, graph: Graph, labels: Objects, group: int) -> MembersResult:
     """Partial bests and members of shard group `group`; what it wrote."""
-    tables = read_partition(list(labels.urls), labels.index, group, plan.groups, plan.groups, plan.storage_options)
-    found = column_arrays(tables, LABEL_COLUMNS)
+    found = read_arrays(
+        list(labels.urls), labels.index, group, plan.groups, plan.groups, plan.storage_options, LABEL_COLUMNS
+    )
     nodes, first = np.unique(found[NODE], return_index=True)  # a heavy node's label may come from several tasks
     node_labels = found[LABEL][first]
     del found

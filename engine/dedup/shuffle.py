@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ from engine.dedup.minhash import mix64
 from engine.dedup.plan import DST, NODE, SRC, Plan, node_ids
 from engine.dedup.signatures import KEYS
 from engine.io.parquet import read_table
-from engine.io.segments import SegmentWriter, column_arrays, read_partition, top_partitions, write_partitioned
+from engine.io.segments import SegmentWriter, read_arrays, top_partitions, write_partitioned
 
 KEY = "key"
 BAND = "band"
@@ -49,7 +50,7 @@ _BAND_SALT = np.uint64(0xD6E8FEB86659FD93)
 _SUB_SALT = np.uint64(0xA0761D6478BD642F)
 MAX_SUB_BUCKETS = 4096
 REPORTED_GROUPS = 256
-"""Largest local groups a map task reports (for predicting hub centres)."""
+"""Largest local groups a map task reports (for predicting hub centres), if they have `plan.report_rows` rows."""
 
 BAND_COLUMNS: dict[str, npt.DTypeLike] = {KEY: np.uint64, BAND: np.uint16, NODE: np.int64}
 
@@ -111,18 +112,30 @@ class MapResult:
     groups: tuple[tuple[int, int, int, int], ...]
 
 
+def large_groups(keys: U64, least: int) -> U64:
+    """The keys held by at least `least` rows (at most `REPORTED_GROUPS` of the largest, plus every key above
+    `MAX_REPORTED_ROWS` rows); a sorted copy of the keys, no sort order over the rows."""
+    if len(keys) < max(2, least):
+        return np.zeros(0, dtype=np.uint64)
+    ordered = np.sort(keys)
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])
+    sizes = np.diff(np.append(starts, len(ordered)))
+    found = np.flatnonzero(sizes >= max(2, least))
+    if len(found) > REPORTED_GROUPS:
+        found = found[np.argpartition(-sizes[found], REPORTED_GROUPS - 1)[:REPORTED_GROUPS]]
+    return np.unique(ordered[starts[found]])
+
+
 def split_hubs(
     keys: U64, bands: npt.NDArray[np.uint16], nodes: I64, limit: int
 ) -> tuple[U64, npt.NDArray[np.uint16], I64, tuple[tuple[int, int, int, int], ...]]:
-    """Deal the groups larger than `limit` into sub-buckets (sorted input); the rows out and the largest groups."""
+    """Deal the groups larger than `limit` into sub-buckets (rows sorted by `sort_rows`); the rows out and every
+    group `(band, key, rows, least node)`, largest first."""
     starts = group_starts(keys, bands)
     sizes = np.diff(np.append(starts, len(keys)))
-    largest = np.argsort(-sizes, kind="stable")[:REPORTED_GROUPS]
-    largest = largest[sizes[largest] >= 2]
     minima = np.minimum.reduceat(nodes, starts) if len(starts) else np.zeros(0, dtype=np.int64)
-    groups = tuple(
-        (int(bands[starts[g]]), int(keys[starts[g]]), int(sizes[g]), int(minima[g])) for g in largest.tolist()
-    )
+    order = np.argsort(-sizes, kind="stable")
+    groups = tuple((int(bands[starts[g]]), int(keys[starts[g]]), int(sizes[g]), int(minima[g])) for g in order)
     big = np.flatnonzero(sizes > limit)
     if len(big) == 0:
         return keys, bands, nodes, groups
@@ -147,6 +160,14 @@ def split_hubs(
         np.concatenate([nodes[keep], *extra_nodes]),
         groups,
     )
+
+
+def member_rows(keys: U64, wanted: U64) -> npt.NDArray[np.bool_]:
+    """Which rows hold one of the (sorted, few) `wanted` keys."""
+    if len(wanted) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
+    return np.asarray(wanted[at] == keys)
 
 
 def _shard_rows(plan: Plan, shard: int) -> tuple[U64, npt.NDArray[np.uint16], I64]:
@@ -177,10 +198,20 @@ def map_bands(plan: Plan, task: int) -> MapResult:
     else:
         keys, bands, nodes = np.zeros(0, np.uint64), np.zeros(0, np.uint16), np.zeros(0, np.int64)
     del parts
-    keys, bands, nodes = sort_rows(keys, bands, nodes)
-    keys, bands, nodes, groups = split_hubs(keys, bands, nodes, plan.split_rows)
-    partitions = top_partitions(keys, plan.partitions)
-    order = np.argsort(partitions, kind="stable")  # sorted already, but for the salted rows appended at the end
+    # Only the rows of large local groups are grouped exactly (to report them, and deal the largest out).
+    large = member_rows(keys, large_groups(keys, plan.report_rows))
+    if large.any():
+        subset = sort_rows(keys[large], bands[large], nodes[large])
+        out_keys, out_bands, out_nodes, found = split_hubs(*subset, plan.split_rows)
+        keep = ~large
+        keys = np.concatenate([keys[keep], out_keys])
+        bands = np.concatenate([bands[keep], out_bands])
+        nodes = np.concatenate([nodes[keep], out_nodes])
+        groups = found[:REPORTED_GROUPS]
+    else:
+        groups = ()
+    partitions = top_partitions(keys, plan.partitions).astype(np.uint16)  # P <= 2^16: a radix sort
+    order = np.argsort(partitions, kind="stable")
     table = pa.table({KEY: keys[order], BAND: bands[order], NODE: nodes[order]})
     bounds = np.searchsorted(partitions[order], np.arange(plan.partitions + 1))
     writer = SegmentWriter(url, plan.partitions, plan.storage_options)
@@ -232,8 +263,44 @@ class CollisionResult:
     sketch: tuple[int, ...]
 
 
+FINGERPRINT_BUCKETS = 4
+"""Bits of the fingerprint that split `colliding_rows`' work (16 passes over a sixteenth of the rows each)."""
+
+
+def colliding_rows(keys: U64) -> I64:
+    """Rows that may share their key with another row (every row that does, a few that do not), ordered by key.
+
+    Most keys are unique. This compares 32-bit fingerprints (the keys' top bits) a sixteenth of the rows at a
+    time: 4 bytes per row plus a sort order over a sixteenth, never one over every row. Equal fingerprints of
+    different keys (n^2 / 2^33 pairs) are resolved by the exact grouping of the rows it selects.
+    """
+    fingerprints = (keys >> np.uint64(32)).astype(np.uint32)
+    buckets = (fingerprints >> np.uint32(32 - FINGERPRINT_BUCKETS)).astype(np.uint8)
+    found = []
+    for bucket in range(1 << FINGERPRINT_BUCKETS):
+        rows = np.flatnonzero(buckets == bucket)
+        mine = fingerprints[rows]
+        order = np.argsort(mine)
+        ordered = mine[order]
+        equal = ordered[1:] == ordered[:-1]
+        repeated = np.zeros(len(rows), dtype=bool)
+        repeated[1:] |= equal
+        repeated[:-1] |= equal
+        found.append(rows[order[repeated]])
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
 def collision_edges(keys: U64, bands: npt.NDArray[np.uint16], nodes: I64) -> tuple[I64, I64]:
     """Distinct edges `(u, v)`, `u < v`, sorted: each colliding `(band, key)` group as a star from its least node."""
+    return _stars({KEY: keys, BAND: bands, NODE: nodes})
+
+
+def _stars(rows: dict[str, npt.NDArray[Any]]) -> tuple[I64, I64]:
+    """`collision_edges` of the arrays in `rows`, which it empties (the full arrays are freed before the groups
+    of the colliding rows are formed)."""
+    colliding = colliding_rows(rows[KEY]) if len(rows[KEY]) else np.zeros(0, dtype=np.int64)
+    keys, bands, nodes = (rows.pop(name)[colliding] for name in (KEY, BAND, NODE))
+    del colliding
     keys, bands, nodes = sort_rows(keys, bands, nodes)
     starts = group_starts(keys, bands)
     if len(starts) == 0:
@@ -246,12 +313,16 @@ def collision_edges(keys: U64, bands: npt.NDArray[np.uint16], nodes: I64) -> tup
 
 def find_edges(plan: Plan, shuffle: BandShuffle, heavy_degree: int, partition: int) -> CollisionResult:
     """Colliding band keys of one partition to star edges, written for the components; what it found."""
-    tables = read_partition(
-        list(shuffle.urls), shuffle.index, partition, plan.partitions, plan.partitions, plan.storage_options
+    rows = read_arrays(
+        list(shuffle.urls),
+        shuffle.index,
+        partition,
+        plan.partitions,
+        plan.partitions,
+        plan.storage_options,
+        BAND_COLUMNS,
     )
-    rows = column_arrays(tables, BAND_COLUMNS)
-    u, v = collision_edges(rows[KEY], rows[BAND], rows[NODE])
-    del rows
+    u, v = _stars(rows)
     count, sketch = len(u), edge_sketch(u, v)
     src, dst = np.concatenate([u, v]), np.concatenate([v, u])
     del u, v

@@ -327,12 +327,71 @@ def read_partition(
         CorruptObject: a segment is truncated or fails its checksum (naming the object).
         ValueError: a finer read without `route`.
     """
+    rows = _index_rows(urls, index_url, partition, partitions, object_partitions, storage_options, route)
+    yield from _filtered(fetch_segments(urls, rows, storage_options), partition, partitions, object_partitions, route)
+
+
+def read_arrays(
+    urls: Sequence[str],
+    index_url: str,
+    partition: int,
+    partitions: int,
+    object_partitions: int,
+    storage_options: dict[str, Any],
+    columns: dict[str, npt.DTypeLike],
+    *,
+    route: Route | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """`read_partition`'s numeric `columns` as one NumPy array each, filled in place segment by segment.
+
+    The index gives the partition's rows, so the arrays are allocated once: memory is the arrays plus one decoded
+    segment (a finer read, whose rows are known only after filtering, concatenates instead).
+    """
+    rows = _index_rows(urls, index_url, partition, partitions, object_partitions, storage_options, route)
+    tables = _filtered(fetch_segments(urls, rows, storage_options), partition, partitions, object_partitions, route)
+    if partitions > object_partitions:
+        return column_arrays(tables, columns)
+    total = int(rows[:, :, 2].sum())
+    out = {name: np.empty(total, dtype=dtype) for name, dtype in columns.items()}
+    position = 0
+    for table in tables:
+        if position + table.num_rows > total:
+            break
+        for name in columns:
+            at = position
+            for chunk in table[name].chunks:
+                out[name][at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                at += len(chunk)
+        position += table.num_rows
+        del table
+    if position != total:
+        msg = (
+            f"segment index {index_url} says partition {partition} holds {total:,} rows, its segments hold more or less"
+        )
+        raise CorruptObject(msg)
+    return out
+
+
+def _index_rows(
+    urls: Sequence[str],
+    index_url: str,
+    partition: int,
+    partitions: int,
+    object_partitions: int,
+    storage_options: dict[str, Any],
+    route: Route | None,
+) -> I64:
     if partitions > object_partitions and route is None:
         msg = f"reading {partitions} partitions from objects of {object_partitions} needs the rows' keys (route)"
         raise ValueError(msg)
     lo, hi = partition_span(partition, partitions, object_partitions)
-    rows = read_index(index_url, len(urls), lo, hi, storage_options)
-    for table in fetch_segments(urls, rows, storage_options):
+    return read_index(index_url, len(urls), lo, hi, storage_options)
+
+
+def _filtered(
+    tables: Iterator[pa.Table], partition: int, partitions: int, object_partitions: int, route: Route | None
+) -> Iterator[pa.Table]:
+    for table in tables:
         if partitions > object_partitions:
             assert route is not None
             keep = top_partitions(route(table), partitions) == partition

@@ -188,7 +188,7 @@ class _Driver:
             )
             urls, sizes = [r.url for r in results], [r.size for r in results]
             index = self._index(urls, sizes, plan.partitions, "bands")
-            heavy = predicted_hubs(results, graph_partitions(plan, 0).heavy_degree)
+            heavy = predicted_hubs(results, plan.heavy_degree)
             write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, heavy=list(heavy))
             done = read_marker(plan, "bands")
             assert done is not None
@@ -198,9 +198,8 @@ class _Driver:
         plan = self.plan
         done = read_marker(plan, "edges")
         if done is None:
-            heavy_degree = graph_partitions(plan, 0).heavy_degree
             results = self.executor.map(
-                functools.partial(find_edges, plan, bands, heavy_degree),
+                functools.partial(find_edges, plan, bands, plan.heavy_degree),
                 list(range(plan.partitions)),
                 label="dedup: collisions",
             )
@@ -229,7 +228,7 @@ class _Driver:
             done = read_marker(plan, "edges")
             assert done is not None
         self.edges = int(done["edges"])
-        graph = Graph(partitions=int(done["partitions"]), heavy_degree=graph_partitions(plan, 0).heavy_degree)
+        graph = Graph(partitions=int(done["partitions"]), heavy_degree=plan.heavy_degree)
         return _source(done, plan.edge_partitions), graph
 
     def _index_edges(self, graph: Graph, objects: EdgeObjects) -> tuple[HeavyTable, tuple[int, ...]]:

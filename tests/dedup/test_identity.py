@@ -12,14 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.dedup.plan import ShardInput, index_objects, make_plan
+from engine.dedup.shuffle import BandShuffle, find_edges, map_bands
 from engine.io.layout import KEPT, REJECTED
+from engine.io.segments import read_object
 from engine.runner.dedup import run_dedup
 from engine.runner.executor import SerialExecutor
 from tests.dedup import reference
+from tests.dedup.reference import shuffle as old
 from tests.dedup.staging import corpus, make_job, split, stage
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -103,3 +109,43 @@ def test_a_hub_and_small_tasks_give_the_previous_design_s_output(tmp_path: Path,
     assert outcome.kept + outcome.duplicates == spec.docs
     assert_same_outputs(tmp_path / "new", tmp_path / "old")
     assert max(outcome.cluster_sizes) == spec.hub
+
+
+@pytest.mark.parametrize("memory", [1 << 20, 4 << 20, 1 << 30])
+def test_collisions_find_the_previous_design_s_edges(tmp_path: Path, memory: int) -> None:
+    """The collisions objects hold exactly the star edges the previous shuffle found, for several band partition
+    counts (chosen automatically from the task memory)."""
+    spec = scale_data.Synthetic(docs=30_000, shard_docs=3_000, seed=9)
+    truth = scale_data.generate(str(tmp_path), spec)
+    job = make_job(str(tmp_path), {"type": "minhash", "task_memory": memory})
+    shards = truth["shards"]
+    inputs = {
+        rel: ShardInput(rows=pq.read_metadata(signatures(tmp_path, rel)).num_rows, identity=rel) for rel in shards
+    }
+    plan, _ = make_plan(job, shards, inputs)
+    maps = [map_bands(plan, m) for m in range(plan.maps)]
+    index = plan.index_url("bands")
+    index_objects(plan, (tuple(r.url for r in maps), tuple(r.size for r in maps), plan.partitions, index))
+    shuffle = BandShuffle(tuple(r.url for r in maps), index, ())
+    found = set()
+    for p in range(plan.partitions):
+        result = find_edges(plan, shuffle, plan.heavy_degree, p)
+        for table in read_object(result.url, result.size, plan.edge_partitions, {}):
+            u, v = table["u"].to_numpy(), table["v"].to_numpy()
+            found |= set(zip(u[u < v].tolist(), v[u < v].tolist(), strict=True))
+    frames = []
+    for index_, rel in enumerate(shards):
+        table = pq.read_table(signatures(tmp_path, rel))
+        has = np.asarray(table["keys"].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        keys = np.asarray(table["keys"].filter(pa.array(has)).combine_chunks().flatten().to_numpy(), dtype=np.uint64)
+        nodes = old.node_ids(index_, table.num_rows)
+        frames.append(old.band_rows(keys.reshape(-1, 14), np.ones(int(has.sum()), dtype=bool), nodes[has]))
+    expected = old.collision_edges(pl.from_arrow(pa.concat_tables(frames)))
+    assert found == set(zip(expected["u"].to_list(), expected["v"].to_list(), strict=True))
+    assert plan.partitions == {1 << 20: 16, 4 << 20: 4, 1 << 30: 1}[memory]
+
+
+def signatures(root: Path, rel: str) -> str:
+    from engine.dedup.signatures import signatures_file
+
+    return signatures_file(str(root), scale_data.dedup_spec(), rel)

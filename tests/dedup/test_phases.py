@@ -322,3 +322,60 @@ def test_property_one_survivor_per_identical_group_whatever_the_partitioning(
     survivors = [next(r[2] for r in rows if r[0] == doc) for doc in results[0]]
     assert sorted(survivors) == sorted(set(groups))  # exactly one document per group of identical texts
     assert all(doc == min(r[0] for r in rows if r[2] == g) for doc, g in zip(results[0], survivors, strict=True))
+
+
+def test_crash_in_the_components_rounds_resumes_at_that_step(tmp_path: Path) -> None:
+    rows = corpus(14, originals=15, copies=3)
+    dedup = {"type": "minhash", "partitions": 2, "in_memory_max_edges": 0}
+    clean_job, clean_shards, clean = run(tmp_path, "clean", rows, dedup)
+
+    class CrashAtStep(ShuffledExecutor):
+        def map(self, fn: Callable[[Item], Result], items: Sequence[Item], *, label: str) -> list[Result]:
+            if label.startswith("dedup: components step 3"):
+                msg = "driver killed (injected)"
+                raise RuntimeError(msg)
+            return super().map(fn, items, label=label)
+
+    job = make_job(str(tmp_path / "crash"), dedup)
+    shards = stage(job, split(rows, 3))
+    first = CrashAtStep(0)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_dedup(job, shards, first)
+    assert "dedup: components step 2 (large-star)" in first.labels
+    second = ShuffledExecutor(1)
+    assert run_dedup(job, shards, second).removed() == clean
+    assert kept_ids(job, shards) == kept_ids(clean_job, clean_shards)
+    steps = [label for label in second.labels if "components step" in label]
+    assert steps[0] == "dedup: components step 3 (small-star)"  # steps 0-2 were not redone
+    assert not {"dedup: band keys", "dedup: collisions"} & set(second.labels)
+
+
+def test_a_map_task_killed_mid_write_and_retried_leaves_one_complete_object(tmp_path: Path) -> None:
+    from engine.dedup.plan import ShardInput, make_plan
+    from engine.dedup.shuffle import map_bands
+    from engine.io.segments import SegmentWriter, read_object
+
+    rows = corpus(15, originals=10, copies=2)
+    job = make_job(str(tmp_path / "out"), {"type": "minhash", "partitions": 4})
+    shards = stage(job, split(rows, 2))
+    inputs = {rel: ShardInput(rows=read_table(signatures_of(job, rel), {}).num_rows, identity=rel) for rel in shards}
+    plan, _ = make_plan(job, shards, inputs)
+    url = plan.object_url("bands", "m", 0)
+    killed = SegmentWriter(url, plan.partitions, {})
+    killed.write(0, pa.table({"key": pa.array([1], pa.uint64())}))
+    killed._file.handle.write(b"half an object")  # the worker dies here: no commit, no abort
+    result = map_bands(plan, 0)  # the retry
+    assert result.url == url
+    tables = read_object(url, result.size, plan.partitions, {})
+    assert sum(t.num_rows for t in tables) == result.rows > 0
+    folder = Path(url).parent
+    assert [p.name for p in folder.iterdir() if ".tmp-" not in p.name] == [Path(url).name]
+    run_dedup(job, shards, SerialExecutor())
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp-" in p.name]  # the run cleaned up after it
+
+
+def signatures_of(job: JobSpec, rel: str) -> str:
+    from engine.dedup.signatures import signatures_file
+
+    assert job.dedup is not None
+    return signatures_file(job.output.path, job.dedup, rel)

@@ -19,10 +19,15 @@ def s3_options(s3_server: dict[str, str]) -> dict[str, str]:
     return s3_server
 
 
-def test_dedup_phases_on_s3_match_the_local_run(s3_options: dict[str, str], tmp_path) -> None:
+def test_dedup_phases_on_s3_match_the_local_run(
+    s3_options: dict[str, str], tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
     import s3fs
 
     s3fs.S3FileSystem(**s3_options).mkdir("dedup-bucket")
+    caplog.set_level(logging.INFO, logger="werkzeug")
     rows = corpus(12, originals=4, copies=2)
     dedup = {"type": "minhash", "partitions": 2, "in_memory_max_edges": 0}
     results = {}
@@ -39,3 +44,11 @@ def test_dedup_phases_on_s3_match_the_local_run(s3_options: dict[str, str], tmp_
         assert run_dedup(job, shards, SerialExecutor()).removed() == removed  # resumed from markers on S3 too
     assert results["s3"] == results["local"]
     assert sum(results["s3"][0].values()) == results["s3"][2] > 0
+    # Write-once names: every object was PUT under its final name (no temporary name, no copy).
+    puts = [r.getMessage() for r in caplog.records if '"PUT /dedup-bucket/' in r.getMessage()]
+    assert len(puts) > 10
+    assert not [m for m in puts if ".tmp-" in m]
+    fs = s3fs.S3FileSystem(**s3_options)
+    left = [p for p in fs.find("dedup-bucket/out/_dedup") if "/shuffle/" in p]
+    assert left
+    assert all("/_markers/" in p for p in left)  # after the run only the markers of its shuffle stay
