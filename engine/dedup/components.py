@@ -34,7 +34,14 @@ import pyarrow as pa
 
 from engine.dedup.minhash import mix64
 from engine.dedup.plan import DST, NODE, ROW_BITS, SRC, Graph, Plan, node_keys
-from engine.io.segments import gather_index, read_arrays, write_grouped, write_partitioned
+from engine.io.segments import (
+    column_arrays,
+    gather_index,
+    read_arrays,
+    read_partition,
+    write_grouped,
+    write_partitioned,
+)
 
 LABEL = "label"
 MAX_STEPS = 200
@@ -46,6 +53,8 @@ U64 = npt.NDArray[np.uint64]
 EDGE_COLUMNS: dict[str, npt.DTypeLike] = {SRC: np.int64, DST: np.int64}
 LABEL_COLUMNS: dict[str, npt.DTypeLike] = {NODE: np.int64, LABEL: np.int64}
 _DIGEST_SALT = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's finaliser constants (as mix64), for the in-place pair hash
+_MIX2 = np.uint64(0x94D049BB133111EB)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -53,30 +62,59 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 # Edge arrays
 
 
+def pair_hashes(u: I64, v: I64) -> U64:
+    """A 64-bit hash of each pair `(u, v)`, computed in place (one array and one temporary)."""
+    out = u.astype(np.uint64)
+    scratch = np.empty_like(out)
+    for shift, factor in ((30, _MIX1), (27, _MIX2)):
+        np.right_shift(out, np.uint64(shift), out=scratch)
+        np.bitwise_xor(out, scratch, out=out)
+        np.multiply(out, factor, out=out)
+    np.right_shift(out, np.uint64(31), out=scratch)
+    np.bitwise_xor(out, scratch, out=out)
+    np.multiply(out, _DIGEST_SALT, out=out)
+    np.bitwise_xor(out, v.view(np.uint64), out=out)
+    return out
+
+
 def unique_edges(u: I64, v: I64) -> tuple[I64, I64]:
-    """Distinct `(u, v)` pairs, sorted by `u` then `v`."""
+    """Distinct `(u, v)` pairs, sorted by `u` (the pairs of one `u` in an order fixed by their hashes).
+
+    Two single-key sorts (by a hash of the pair, then by `u`) instead of a two-key sort: equal pairs are adjacent
+    after the first and compared exactly. (Two different pairs with equal 64-bit hashes, 2^-64 per pair, may
+    leave a duplicate row behind, which changes no result.) Memory: the pairs, one order and one column at a time.
+    """
     if len(u) == 0:
         return u.astype(np.int64), v.astype(np.int64)
-    order = np.lexsort((v, u))
-    u, v = u[order], v[order]
+    order = np.argsort(pair_hashes(u, v))
+    u = u[order]
+    v = v[order]
+    del order
     first = np.ones(len(u), dtype=bool)
     first[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
-    return u[first], v[first]
+    u = u[first]
+    v = v[first]
+    del first
+    order = np.argsort(u, kind="stable")
+    u = u[order]
+    v = v[order]
+    return u, v
 
 
 def both_directions(u: I64, v: I64) -> tuple[I64, I64]:
     """Every edge `(u, v)` also as `(v, u)`, distinct, without self loops, sorted by source."""
-    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
-    loops = src != dst
-    return unique_edges(src[loops], dst[loops])
+    kept = u != v
+    src = np.concatenate([u[kept], v[kept]])
+    dst = np.concatenate([v[kept], u[kept]])
+    del kept
+    return unique_edges(src, dst)
 
 
 def edge_digest(u: I64, v: I64) -> tuple[int, int]:
     """`(count, digest)` of the canonical (`u < v`) edges of distinct rows; digests of disjoint parts add up."""
     canonical = u < v
-    a, b = u[canonical].astype(np.uint64), v[canonical].astype(np.uint64)
-    mixed = mix64(mix64(a) * _DIGEST_SALT ^ b)
-    return int(canonical.sum()), int(np.sum(mixed, dtype=np.uint64))
+    mixed = pair_hashes(u[canonical], v[canonical])
+    return int(canonical.sum()), int(np.sum(mix64(mixed), dtype=np.uint64))
 
 
 SKETCH_SIZE = 512
@@ -86,8 +124,23 @@ SKETCH_SIZE = 512
 def edge_sketch(u: I64, v: I64) -> tuple[int, ...]:
     """The `SKETCH_SIZE` smallest distinct hashes of the edges `(u, v)`: sketches of several sets merge into the
     sketch of their union, so the distinct edges found by all collisions tasks are counted without moving them."""
-    hashes = np.unique(mix64(mix64(u.astype(np.uint64)) * _DIGEST_SALT ^ v.astype(np.uint64)))
-    return tuple(int(h) for h in hashes[:SKETCH_SIZE])
+    return sketch(mix64(pair_hashes(u, v)))
+
+
+def node_sketch(nodes: I64) -> tuple[int, ...]:
+    """`edge_sketch` of a set of nodes (to count the documents in clusters)."""
+    return sketch(mix64(nodes.astype(np.uint64) ^ _DIGEST_SALT))
+
+
+def sketch(hashes: U64) -> tuple[int, ...]:
+    """The `SKETCH_SIZE` smallest distinct values of `hashes` (uniform 64-bit hashes)."""
+    take = 4 * SKETCH_SIZE
+    while take < len(hashes):  # linear time: only the smallest few are sorted
+        smallest = np.unique(np.partition(hashes, take)[:take])
+        if len(smallest) >= SKETCH_SIZE:  # a value repeated many times (a hub's node) can crowd the others out
+            return tuple(int(h) for h in smallest[:SKETCH_SIZE])
+        take *= 4
+    return tuple(int(h) for h in np.unique(hashes)[:SKETCH_SIZE])
 
 
 def sketch_count(sketches: Sequence[tuple[int, ...]]) -> int:
@@ -149,9 +202,14 @@ def heavy_report(src: I64, dst: I64, heavy: I64, *, threshold: int) -> HeavyRepo
             s, d = src[spread][order], dst[spread][order]
             starts, _ = runs(s)
             minima = tuple(zip(s[starts].tolist(), np.minimum.reduceat(d, starts).tolist(), strict=True))
-    nodes, counts = np.unique(src, return_counts=True)
+    ordered = src if is_sorted(src) else np.sort(src)
+    starts, counts = runs(ordered)
     high = counts >= threshold
-    return HeavyReport(minima, tuple(zip(nodes[high].tolist(), counts[high].tolist(), strict=True)))
+    return HeavyReport(minima, tuple(zip(ordered[starts[high]].tolist(), counts[high].tolist(), strict=True)))
+
+
+def is_sorted(values: I64) -> bool:
+    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
 
 
 def merge_reports(
@@ -263,6 +321,8 @@ class EdgeSource:
     partitions: int
     heavy: HeavyTable
     next_heavy: tuple[int, ...] = ()
+    sorted_runs: bool = False
+    """Each producer wrote distinct rows, sorted by source within each segment (components steps do)."""
 
 
 @dataclass(frozen=True)
@@ -283,23 +343,41 @@ def edge_table(src: I64, dst: I64) -> pa.Table:
 
 
 def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, partitions: int) -> tuple[I64, I64]:
-    """Distinct edges of one partition of the graph (of `partitions`), sorted by source."""
+    """Distinct edges of one partition of the graph (of `partitions`), sorted by source.
+
+    Components steps' outputs are distinct per producer, and read whole. The collisions' are not: an edge found in
+    several bands is found once in each band's partition (up to one copy per band), so they are deduplicated as
+    they arrive, and a task holds about twice its distinct edges, not every copy.
+    """
     heavy, _ = source.heavy.arrays()
 
     def route(table: pa.Table) -> U64:
         return route_keys(table[SRC].to_numpy(), table[DST].to_numpy(), heavy)
 
-    edges = read_arrays(
-        list(source.urls),
-        source.index,
-        partition,
-        partitions,
-        source.partitions,
-        plan.storage_options,
-        EDGE_COLUMNS,
-        route=route,
-    )
-    return unique_edges(edges.pop(SRC), edges.pop(DST))
+    where = (list(source.urls), source.index, partition, partitions, source.partitions, plan.storage_options)
+    if source.sorted_runs:
+        edges = read_arrays(*where, EDGE_COLUMNS, route=route)
+        src, dst = edges.pop(SRC), edges.pop(DST)
+        if len(source.urls) == 1 and partitions == source.partitions:
+            return src, dst  # one producer wrote them distinct and sorted by source
+        return unique_edges(src, dst)
+    kept_u, kept_v = _EMPTY, _EMPTY
+    pending: list[pa.Table] = []
+    waiting = 0
+    for table in read_partition(*where, route=route):
+        pending.append(table)
+        waiting += table.num_rows
+        if waiting > max(len(kept_u), 1 << 20):
+            kept_u, kept_v = _merge(kept_u, kept_v, pending)
+            pending, waiting = [], 0
+    return _merge(kept_u, kept_v, pending)
+
+
+def _merge(u: I64, v: I64, tables: list[pa.Table]) -> tuple[I64, I64]:
+    """Distinct edges of `(u, v)` and `tables`, sorted by source (the tables are emptied)."""
+    more = column_arrays(tables, EDGE_COLUMNS)
+    tables.clear()
+    return unique_edges(np.concatenate([u, more.pop(SRC)]), np.concatenate([v, more.pop(DST)]))
 
 
 def write_labels(plan: Plan, url: str, nodes: I64, labels: I64) -> int:
@@ -326,12 +404,15 @@ def star_task(plan: Plan, graph: Graph, step: int, source: EdgeSource, partition
     labels_url, labels_size = None, 0
     if step % 2 == 0:
         out_u, out_v, nodes, labels = large_star(u, v, source.heavy)
+        del u, v
         labels_url = plan.object_url(f"cc/labels-{step:05d}", "q", partition)
         labels_size = write_labels(plan, labels_url, nodes, labels)
+        del nodes, labels
     else:
         out_u, out_v = small_star(u, v, source.heavy)
-    del u, v
+        del u, v
     src, dst = both_directions(out_u, out_v)
+    del out_u, out_v
     heavy = np.asarray(source.next_heavy, dtype=np.int64)
     keys = route_keys(src, dst, heavy)
     report = heavy_report(src, dst, heavy, threshold=max(1, graph.heavy_degree // (2 * graph.partitions)))

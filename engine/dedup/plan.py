@@ -65,12 +65,16 @@ ROW_MASK = (1 << ROW_BITS) - 1
 STAGE_KEPT = f"{STAGE}/{KEPT}"
 
 # Memory and storage per row, measured on the synthetic corpus of benchmarks/bench_scale.py (docs/dedup-design.md).
-BAND_ROW_BYTES = 30
-"""Peak bytes a collisions task holds per band row it reduces (18 bytes of columns, fingerprints, the groups)."""
+BAND_ROW_BYTES = 50
+"""Peak bytes a collisions task holds per band row it reduces (18 bytes of columns, fingerprints, the stars:
+30 at one partition, 50 at sixteen, where an edge shared by several bands is found once in each partition)."""
 MAP_ROW_BYTES = 120
 """Peak bytes a map task holds per band row it writes (the signatures read, the rows, their order, encoding)."""
-EDGE_ROW_BYTES = 64
-"""Peak bytes a components step holds per directed edge row of its partition."""
+EDGE_ROW_BYTES = 120
+"""Peak bytes a components step holds per distinct directed edge row of its partition (the rows, their
+deduplication, the star's output and its deduplication, the writer's order)."""
+MEMBER_ROW_BYTES = 300
+"""Peak bytes a representatives task holds per member partial (label, node, id, sort keys, count)."""
 BAND_ROW_STORED = 10
 """Bytes per band row in a zstd Arrow IPC segment (64-bit keys do not compress)."""
 MIN_SEGMENT_BYTES = 256 << 10
@@ -219,10 +223,12 @@ def graph_budget(docs: int, bands: int, partitions: int, task_memory: int) -> fl
     return max(1.0, min(float(task_memory), docs * bands * BAND_ROW_BYTES / partitions))
 
 
-def graph_partitions(plan: Plan, edges: int) -> Graph:
-    """`Q` from the (distinct) edge count: a graph task holds no more than `graph_budget`."""
+def graph_partitions(plan: Plan, edges: int, nodes: int = 0) -> Graph:
+    """`Q` from the distinct edges and clustered documents: no graph or representatives task holds more than
+    `graph_budget`."""
     budget = graph_budget(plan.docs, plan.bands, plan.partitions, plan.task_memory)
-    partitions = min(MAX_PARTITIONS, pow2ceil(2 * edges * EDGE_ROW_BYTES / budget))
+    held = max(2 * edges * EDGE_ROW_BYTES, nodes * MEMBER_ROW_BYTES)
+    partitions = min(MAX_PARTITIONS, pow2ceil(held / budget))
     return Graph(partitions=partitions, heavy_degree=plan.heavy_degree)
 
 

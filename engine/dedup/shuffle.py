@@ -33,7 +33,15 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from engine.dedup.components import HeavyReport, edge_sketch, edge_table, heavy_report, route_keys, unique_edges
+from engine.dedup.components import (
+    HeavyReport,
+    edge_sketch,
+    edge_table,
+    heavy_report,
+    node_sketch,
+    route_keys,
+    unique_edges,
+)
 from engine.dedup.minhash import mix64
 from engine.dedup.plan import DST, NODE, SRC, Plan, node_ids
 from engine.dedup.signatures import KEYS
@@ -261,6 +269,7 @@ class CollisionResult:
     rows: int
     report: HeavyReport
     sketch: tuple[int, ...]
+    nodes: tuple[int, ...]
 
 
 FINGERPRINT_BUCKETS = 4
@@ -323,7 +332,7 @@ def find_edges(plan: Plan, shuffle: BandShuffle, heavy_degree: int, partition: i
         BAND_COLUMNS,
     )
     u, v = _stars(rows)
-    count, sketch = len(u), edge_sketch(u, v)
+    count, sketch, nodes = len(u), edge_sketch(u, v), node_sketch(np.concatenate([u, v]))
     src, dst = np.concatenate([u, v]), np.concatenate([v, u])
     del u, v
     heavy = np.asarray(shuffle.heavy, dtype=np.int64)
@@ -331,7 +340,7 @@ def find_edges(plan: Plan, shuffle: BandShuffle, heavy_degree: int, partition: i
     report = heavy_report(src, dst, heavy, threshold=max(1, heavy_degree // (2 * plan.partitions)))
     url = plan.object_url("edges", "p", partition)
     size, _ = write_partitioned(url, edge_table(src, dst), keys, plan.edge_partitions, plan.storage_options)
-    return CollisionResult(url, size, count, len(src), report, sketch)
+    return CollisionResult(url, size, count, len(src), report, sketch, nodes)
 
 
 __all__ = ["BAND", "DST", "KEY", "NODE", "SRC", "band_keys", "band_rows", "collision_edges", "find_edges", "map_bands"]

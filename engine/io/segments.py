@@ -195,13 +195,23 @@ def write_partitioned(
 def write_grouped(
     url: str, table: pa.Table, parts: I64, partitions: int, storage_options: dict[str, Any]
 ) -> tuple[int, I64]:
-    """`table`'s rows as one object, row `i` in partition `parts[i]`; its size and the rows per partition."""
-    order = np.argsort(parts, kind="stable")
-    ordered = table.take(pa.array(order))
+    """`table`'s rows as one object, row `i` in partition `parts[i]`; its size and the rows per partition.
+
+    Memory: the sort order and one partition's rows at a time (a radix sort when `partitions <= 2^16`).
+    """
+    small = parts.astype(np.uint16) if partitions <= 1 << 16 else parts
+    order = np.argsort(small, kind="stable")
     counts = np.bincount(parts, minlength=partitions).astype(np.int64)
+    del small
     starts = np.concatenate([[0], np.cumsum(counts)])
-    pieces = [(p, ordered.slice(int(starts[p]), int(counts[p]))) for p in range(partitions) if counts[p]]
-    return write_segments(url, pieces, partitions, storage_options), counts
+    writer = SegmentWriter(url, partitions, storage_options)
+    try:
+        for p in np.flatnonzero(counts).tolist():
+            writer.write(p, table.take(pa.array(order[starts[p] : starts[p + 1]])))
+        return writer.close(), counts
+    except BaseException:
+        writer.abort()
+        raise
 
 
 # --------------------------------------------------------------------------------------------------

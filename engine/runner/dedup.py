@@ -71,7 +71,8 @@ class DedupOutcome:
     clusters: int = 0
     cluster_sizes: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, edges."""
+    """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, and the
+    estimated distinct edges and clustered documents Q was chosen from."""
 
     @property
     def kept(self) -> int:
@@ -131,6 +132,7 @@ def run_dedup(
         "shard_groups": plan.groups,
         "graph_partitions": graph.partitions,
         "edges": driver.edges,
+        "clustered_documents": driver.nodes,
         "components_steps": driver.steps,
     }
     return DedupOutcome({r.rel: r for r in results}, clusters, histogram, counts)
@@ -149,6 +151,7 @@ class _Driver:
     def __init__(self, plan: Plan, executor: Executor) -> None:
         self.plan, self.executor = plan, executor
         self.edges = 0
+        self.nodes = 0
         self.steps = 0
         self.garbage: list[str] = []
 
@@ -204,7 +207,8 @@ class _Driver:
                 label="dedup: collisions",
             )
             edges = sketch_count([r.sketch for r in results])
-            graph = graph_partitions(plan, edges)
+            nodes = sketch_count([r.nodes for r in results])
+            graph = graph_partitions(plan, edges, nodes)
             objects = EdgeObjects(
                 tuple(r.url for r in results),
                 tuple(r.size for r in results),
@@ -218,6 +222,7 @@ class _Driver:
                 plan,
                 "edges",
                 edges=edges,
+                nodes=nodes,
                 edges_found=sum(r.edges for r in results),
                 partitions=graph.partitions,
                 next_heavy=list(following),
@@ -228,6 +233,7 @@ class _Driver:
             done = read_marker(plan, "edges")
             assert done is not None
         self.edges = int(done["edges"])
+        self.nodes = int(done.get("nodes", 0))
         graph = Graph(partitions=int(done["partitions"]), heavy_degree=plan.heavy_degree)
         return _source(done, plan.edge_partitions), graph
 
@@ -307,7 +313,7 @@ class _Driver:
                 self._forget(*marker["urls"], str(marker["index"]), *labels.get(step - 2, ([], []))[0])
                 self._collect()
                 return Objects(tuple(urls), tuple(sizes), index)
-            source = _source(marker, graph.partitions)
+            source = _source(marker, graph.partitions, sorted_runs=True)
             heavy_next = source.next_heavy
         msg = f"connected components did not converge in {MAX_STEPS} steps; this is a bug, please report it"
         raise RuntimeError(msg)
@@ -416,10 +422,10 @@ def _source_json(objects: EdgeObjects, table: HeavyTable) -> dict[str, Any]:
     }
 
 
-def _source(marker: dict[str, Any], partitions: int) -> EdgeSource:
+def _source(marker: dict[str, Any], partitions: int, *, sorted_runs: bool = False) -> EdgeSource:
     table = HeavyTable(tuple(int(n) for n in marker["heavy_nodes"]), tuple(int(m) for m in marker["heavy_minima"]))
     following = tuple(int(n) for n in marker["next_heavy"])
-    return EdgeSource(tuple(marker["urls"]), str(marker["index"]), partitions, table, following)
+    return EdgeSource(tuple(marker["urls"]), str(marker["index"]), partitions, table, following, sorted_runs)
 
 
 __all__ = ["DedupOutcome", "HeavyReport", "run_dedup"]

@@ -14,11 +14,13 @@ from engine.dedup.components import (
     heavy_report,
     large_star,
     merge_reports,
+    node_sketch,
     route_keys,
     sketch_count,
     small_star,
     unique_edges,
 )
+from engine.dedup.minhash import mix64
 from engine.io.segments import top_partitions
 
 edge_lists = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=80)
@@ -186,3 +188,13 @@ def test_edge_sketches_count_distinct_edges_of_a_union() -> None:
     assert abs(sketch_count(parts) - distinct) < 0.1 * distinct
     small = edge_sketch(np.array([1, 1, 2]), np.array([2, 2, 3]))
     assert sketch_count([small, small]) == 2
+
+
+def test_node_sketch_counts_nodes_a_hub_repeats_a_million_times() -> None:
+    """A node repeated far more often than the sketch holds (a hub's centre in every star edge) must not crowd the
+    other nodes out of the sketch: the count stays near the distinct nodes, not 1."""
+    nodes = np.arange(200_000, dtype=np.int64)
+    hashes = mix64(nodes.astype(np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
+    crowd = nodes[np.argsort(hashes)[:3]]  # the nodes with the smallest hashes, repeated
+    repeated = np.concatenate([np.repeat(crowd, 1_000_000), nodes])
+    assert abs(sketch_count([node_sketch(repeated)]) - len(nodes)) < 0.1 * len(nodes)

@@ -142,7 +142,7 @@ def test_collisions_find_the_previous_design_s_edges(tmp_path: Path, memory: int
         frames.append(old.band_rows(keys.reshape(-1, 14), np.ones(int(has.sum()), dtype=bool), nodes[has]))
     expected = old.collision_edges(pl.from_arrow(pa.concat_tables(frames)))
     assert found == set(zip(expected["u"].to_list(), expected["v"].to_list(), strict=True))
-    assert plan.partitions == {1 << 20: 16, 4 << 20: 4, 1 << 30: 1}[memory]
+    assert plan.partitions == {1 << 20: 32, 4 << 20: 8, 1 << 30: 1}[memory]  # BAND_ROW_BYTES = 50
 
 
 def signatures(root: Path, rel: str) -> str:
