@@ -72,7 +72,8 @@ def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> t
     folder = Path(job.output.path.split("://", 1)[-1])
     inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=["synthetic", rel]) for rel in shards}
     outcome = run_dedup(job, shards, executor, inputs=inputs)
-    return outcome.removed(), outcome.counts
+    found = {"clusters": outcome.clusters, "largest_cluster": outcome.largest_cluster}
+    return outcome.removed(), outcome.counts | found
 
 
 def append_record(record: dict[str, Any], path: Path) -> None:
@@ -204,6 +205,10 @@ def check(record: dict[str, Any], truth: dict[str, Any], folder: Path, *, full: 
     checks: dict[str, Any] = {"kept_rows": kept, "duplicate_rows": dups, "conserved": kept + dups == record["docs"]}
     if full:
         checks["duplicates_as_expected"] = record["duplicates"] == truth["expected_duplicates"]
+        chosen = record.get("counts_chosen") or {}
+        if "clusters" in chosen:  # the stats counters the dedup tasks emit, against the generator's clusters
+            checks["clusters_found_expected"] = [chosen["clusters"], truth["clusters"]]
+            checks["largest_cluster_found_expected"] = [chosen["largest_cluster"], truth["largest_cluster"]]
     return checks
 
 

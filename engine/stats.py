@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -13,6 +15,27 @@ STAGED_ROWS = "staged"
 REJECTED_ROWS = "rejected"
 DUPLICATE_ROWS = "duplicates"
 
+CLUSTER_SIZE_BINS: tuple[int, ...] = (
+    *range(2, 10),
+    *(m * 10**e for e in range(1, 12) for m in (1, 2, 5)),
+)
+"""Lower bounds of the fixed cluster-size bins: 2..9 exactly, then 10, 20, 50, 100, 200, 500, ... (1-2-5 steps)."""
+_MAXIMA = frozenset({"peak_rss_bytes", "largest_cluster"})
+
+
+def cluster_size_bin(size: int) -> str:
+    """The name (smallest size) of the fixed bin counting clusters of `size` documents."""
+    return str(CLUSTER_SIZE_BINS[max(0, bisect_right(CLUSTER_SIZE_BINS, size) - 1)])
+
+
+def binned_cluster_sizes(clusters_by_size: Mapping[int, int]) -> Counter[str]:
+    """Clusters per fixed bin, from clusters per exact size: a counter that merges by `+` and stays ~40 entries
+    however large the corpus."""
+    binned: Counter[str] = Counter()
+    for size, clusters in clusters_by_size.items():
+        binned[cluster_size_bin(int(size))] += int(clusters)
+    return binned
+
 
 @dataclass
 class Stats:
@@ -22,8 +45,10 @@ class Stats:
     step and the documents it saw, from which `to_dict` derives docs/s per step. `written` counts the rows
     committed to each output area, checked against the files' Parquet footers: `kept` (kept/), `staged`
     (`_stage/kept/`, awaiting dedup), `rejected` (rejected/), `duplicates` (removed duplicates written by dedup).
-    Everything adds up, except `peak_rss_bytes` and `phase_peak_rss_bytes` (per phase: filter, each dedup
-    phase), which keep the maximum: the resident memory of the largest task (`task_peak_rss`).
+    `cluster_sizes` counts dedup's clusters (2 or more documents) per fixed size bin (`cluster_size_bin`), as the
+    dedup tasks emit them. Everything adds up, except `peak_rss_bytes`, `phase_peak_rss_bytes` (per phase:
+    filter, each dedup phase; the resident memory of the largest task, `task_peak_rss`) and `largest_cluster`,
+    which keep the maximum.
     """
 
     docs_in: int = 0
@@ -44,13 +69,15 @@ class Stats:
     shards_failed: int = 0
     peak_rss_bytes: int = 0  # the largest resident memory of any task of the run (merged by max)
     phase_peak_rss_bytes: dict[str, int] = field(default_factory=dict)  # per phase: its largest task (by max)
+    cluster_sizes: Counter[str] = field(default_factory=Counter)
+    largest_cluster: int = 0  # documents in dedup's largest cluster (merged by max)
 
     def __add__(self, other: Stats) -> Stats:
         merged = Stats()
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "peak_rss_bytes":
-                merged.peak_rss_bytes = max(a, b)
+            if f.name in _MAXIMA:
+                setattr(merged, f.name, max(a, b))
             elif f.name == "phase_peak_rss_bytes":
                 merged.phase_peak_rss_bytes = {k: max(a.get(k, 0), b.get(k, 0)) for k in sorted({*a, *b})}
             else:

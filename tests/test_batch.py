@@ -5,7 +5,7 @@ import pytest
 
 from engine.batch import Verdict
 from engine.errors import ConservationError
-from engine.stats import Stats
+from engine.stats import CLUSTER_SIZE_BINS, Stats, binned_cluster_sizes, cluster_size_bin
 
 
 def test_first_rule_in_order_is_the_reason() -> None:
@@ -57,3 +57,18 @@ def test_dedup_conservation_is_counted_from_what_removal_wrote_11() -> None:
     lost.written = staged + Counter({"kept": 6, "duplicates": 3})  # a staged row written nowhere
     with pytest.raises(ConservationError, match=r"in run: 10 rows staged != 6 written to kept \+ 3 duplicates"):
         lost.check_dedup_written("run", duplicates_written=True)
+
+
+def test_cluster_size_counters_use_fixed_bins_and_merge() -> None:
+    """Cluster sizes go into ~40 fixed bins (2..9 exact, then 1-2-5 steps), whatever the sizes: a hub of a
+    billion copies is one count, and two tasks' counters add up (the largest cluster merges by max)."""
+    assert [cluster_size_bin(n) for n in (2, 9, 10, 19, 20, 49, 50, 999, 1_000, 10**9)] == [
+        "2", "9", "10", "10", "20", "20", "50", "500", "1000", "1000000000",
+    ]  # fmt: skip
+    a = Stats(cluster_sizes=binned_cluster_sizes({2: 5, 3: 1, 12: 2}), largest_cluster=12)
+    b = Stats(cluster_sizes=binned_cluster_sizes({2: 1, 15: 1, 10**9: 1}), largest_cluster=10**9)
+    total = a + b
+    assert total.cluster_sizes == {"2": 6, "3": 1, "10": 3, "1000000000": 1}
+    assert total.largest_cluster == 10**9
+    assert Stats.from_dict(total.to_dict()) == total
+    assert len(CLUSTER_SIZE_BINS) < 50

@@ -22,7 +22,6 @@ of a hash of the object's number (object stores rate-limit requests per key pref
     state/fates/<rel>.parquet                 the fate of every clustered document of shard <rel> (its deletion
                                              vector: row, id, duplicate_of, cluster_id, cluster_size, reason)
     state/removal/<rel>.json                  removal's marker of shard <rel> (run, files and rows written)
-    state/clusters.json                       the last run's cluster count and sizes (size -> clusters), for reports
 
 A node is a document: `shard_index << 32 | row` (shard index in the sorted shard list, row in its signature
 file). Every marker lives under the run's own prefix, so a changed input set (a new digest) starts clean and an
@@ -368,11 +367,6 @@ def index_objects(plan: Plan, objects: tuple[tuple[str, ...], tuple[int, ...], i
     """An index task: the footers of `(urls, sizes, partitions, index_url)` gathered into the index; its rows."""
     urls, sizes, partitions, index_url = objects
     return int(gather_index(list(urls), list(sizes), partitions, index_url, plan.storage_options).sum())
-
-
-def clusters_url(root: str) -> str:
-    """`state/clusters.json` under a dedup folder: the last run's clusters and their sizes (size -> clusters)."""
-    return join(root, "state", "clusters.json")
 
 
 def staged_url(output: str, rel: str) -> str:

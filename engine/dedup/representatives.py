@@ -21,7 +21,6 @@ with missing or NaN scores last. The representative's id is the cluster id.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from engine.io.segments import (
     write_segments,
 )
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON
+from engine.stats import binned_cluster_sizes
 
 FATE_SCHEMA = pa.schema(
     [
@@ -83,7 +83,9 @@ class RepresentativesResult:
     url: str
     size: int
     clusters: int
-    sizes: dict[int, int]
+    sizes: dict[str, int]
+    """Clusters per fixed size bin (`engine.stats.cluster_size_bin`): merged into the run's stats."""
+    largest: int
 
 
 def sort_columns(keep: str) -> tuple[list[pl.Expr], list[bool]]:
@@ -172,7 +174,7 @@ def representatives_task(plan: Plan, graph: Graph, partials: Objects, partition:
     )
     url = plan.object_url("reps", "q", partition)
     if not tables:
-        return RepresentativesResult(url, write_segments(url, [], plan.groups, plan.storage_options), 0, {})
+        return RepresentativesResult(url, write_segments(url, [], plan.groups, plan.storage_options), 0, {}, 0)
     frame = pl.concat([_frame(t) for t in tables], how="vertical_relaxed")
     best = best_per_label(frame, plan.keep)
     sizes = frame.group_by(LABEL).agg(pl.col(COUNT).sum().cast(pl.Int64).alias(CLUSTER_SIZE))
@@ -181,8 +183,10 @@ def representatives_task(plan: Plan, graph: Graph, partials: Objects, partition:
     pairs = frame.select(LABEL, GROUP).unique().join(representatives, on=LABEL)
     table = pairs.drop(GROUP).to_arrow()
     size, _ = write_grouped(url, table, pairs[GROUP].to_numpy().astype(np.int64), plan.groups, plan.storage_options)
-    histogram = Counter(sizes[CLUSTER_SIZE].to_list())
-    return RepresentativesResult(url, size, representatives.height, dict(histogram))
+    by_size = sizes[CLUSTER_SIZE].value_counts()
+    histogram = binned_cluster_sizes(dict(by_size.iter_rows()))
+    largest = max(by_size[CLUSTER_SIZE].to_list(), default=0)
+    return RepresentativesResult(url, size, representatives.height, dict(histogram), largest)
 
 
 def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], group: int) -> dict[int, int]:

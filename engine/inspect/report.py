@@ -9,7 +9,7 @@ Sections, each present when its data exists in the output folder:
   runs); thresholds are the parameters `engine.steps.base.score_thresholds` pairs with each score;
 - language distribution of the kept documents (`kept/language=<code>/` row counts from Parquet metadata, or the
   `language` column of the kept files);
-- dedup cluster sizes (`_dedup/<parameters>/state/clusters.json`: counts per size, when a dedup phase ran);
+- dedup cluster sizes (the fixed-bin `cluster_sizes` counters dedup's tasks put into `stats.json`);
 - per-shard timing and the slowest shards (`_units/<rel>.stats.json`).
 
 `write_report(output_path, storage_options)` writes the page and returns its URL; `corpus-engine report RUN_DIR`
@@ -30,16 +30,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.dedup.plan import clusters_url
 from engine.errors import InputError
 from engine.inspect.plots import CUT_PERCENTILE, bar_chart, histogram
 from engine.inspect.run_outputs import iter_score_batches, run_job_and_header, score_files, unit_stats
 from engine.io.atomic import write_text
-from engine.io.layout import DEDUP, KEPT, STATS_FILE, join
+from engine.io.layout import KEPT, STATS_FILE, join
 from engine.io.markers import read_json
 from engine.io.paths import filesystem, list_files
 from engine.schema import LANGUAGE, REASON
 from engine.spec import JobSpec
+from engine.stats import CLUSTER_SIZE_BINS
 from engine.steps.base import score_thresholds
 
 REPORT_FILE = "report.html"
@@ -97,37 +97,6 @@ def _value_counts(column: Any) -> tuple[list[Any], list[int]]:
     return counted.field("values").to_pylist(), counted.field("counts").to_pylist()
 
 
-def cluster_sizes(output_path: str, storage_options: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Per dedup parameter folder, the size of every duplicate cluster (documents sharing a representative).
-
-    Read from the cluster-size counts the last dedup run recorded (`state/clusters.json`), not from the corpus.
-    """
-    dedup = join(output_path, DEDUP)
-    fs, root = filesystem(dedup, storage_options)
-    found: dict[str, np.ndarray] = {}
-    if not fs.exists(root):
-        return found
-    for folder in sorted(fs.ls(root, detail=False)):
-        name = folder.rstrip("/").rsplit("/", 1)[-1]
-        summary = read_json(clusters_url(join(dedup, name)), storage_options) or {}
-        counts = {int(size): int(n) for size, n in (summary.get("sizes") or {}).items()}
-        if counts:
-            sizes = np.array(sorted(counts), dtype=np.int64)
-            found[name] = np.repeat(sizes, [counts[int(s)] for s in sizes])
-    return found
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The page
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    body: str
-
-
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
@@ -142,6 +111,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The page
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    body: str
 
 
 def _totals(stats: dict[str, Any]) -> list[Section]:
@@ -284,29 +264,35 @@ def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | N
     return Section("languages", f"Languages of kept documents ({count})", chart + table)
 
 
-def _dedup(output_path: str, storage_options: dict[str, Any]) -> Section | None:
-    found = cluster_sizes(output_path, storage_options)
-    if not found:
+def _dedup(stats: dict[str, Any]) -> Section | None:
+    """Cluster sizes from the fixed-bin counters the dedup tasks emitted into stats.json (never the corpus)."""
+    counts = {int(low): int(n) for low, n in (stats.get("cluster_sizes") or {}).items() if n}
+    if not counts:
         return None
-    parts = []
-    for name, sizes in found.items():
-        rows = [
-            ("clusters", len(sizes)),
-            ("documents in clusters", int(sizes.sum())),
-            ("duplicates removed (members minus one per cluster)", int(sizes.sum() - len(sizes))),
-            ("largest cluster", int(sizes.max())),
-            ("median cluster size", float(np.median(sizes))),
-        ]
-        bins = np.arange(2, int(sizes.max()) + 2) - 0.5 if sizes.max() <= 60 else 40
-        chart = histogram(
-            sizes.astype(np.float64),
-            title=f"cluster sizes ({name})",
-            log_y=True,
-            bins=bins,
-            xlabel="documents per cluster",
-        )
-        parts.append(f"<h3>{html.escape(name)}</h3>" + _table(["", "value"], rows) + chart)
-    return Section("dedup", "Duplicate clusters", "".join(parts))
+    bins = CLUSTER_SIZE_BINS
+    lows = sorted(counts)
+    clusters = sum(counts.values())
+    largest = int(stats.get("largest_cluster") or lows[-1])
+
+    def label(low: int) -> str:
+        high = min(bins[bins.index(low) + 1] - 1 if low != bins[-1] else largest, largest)
+        return f"{low:,}" if high <= low else f"{low:,}-{high:,}"
+
+    seen, median = 0, lows[-1]
+    for low in lows:
+        seen += counts[low]
+        if 2 * seen >= clusters:
+            median = low
+            break
+    rows = [
+        ("clusters", f"{clusters:,}"),
+        ("documents in clusters", f"{clusters + int(stats.get('duplicates', 0)):,}"),
+        ("duplicates removed (members minus one per cluster)", f"{int(stats.get('duplicates', 0)):,}"),
+        ("largest cluster", f"{largest:,}"),
+        ("median cluster size", label(median)),
+    ]
+    chart = bar_chart([label(low) for low in lows], [counts[low] for low in lows], xlabel="clusters", log=True)
+    return Section("dedup", "Duplicate clusters", _table(["", "value"], rows) + chart)
 
 
 def _shards(units: list[tuple[str, dict[str, Any]]], *, deduplicated: bool) -> Section | None:
@@ -362,7 +348,7 @@ def render(output_path: str, storage_options: dict[str, Any]) -> str:
         _drops(stats),
         _scores(output_path, storage_options, job),
         _languages(output_path, storage_options),
-        _dedup(output_path, storage_options),
+        _dedup(stats),
         _shards(units, deduplicated=bool(stats.get("duplicates")) or (job is not None and job.dedup is not None)),
     ]
     present = [s for s in sections if s is not None]

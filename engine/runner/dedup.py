@@ -42,7 +42,6 @@ from engine.dedup.plan import (
     Graph,
     Plan,
     ShardInput,
-    clusters_url,
     graph_partitions,
     index_objects,
     make_plan,
@@ -53,7 +52,6 @@ from engine.dedup.plan import (
 from engine.dedup.removal import ShardRemoval, remove_duplicates
 from engine.dedup.representatives import Objects, fates_task, members_task, representatives_task
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
-from engine.io.markers import write_json
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
 
@@ -69,7 +67,9 @@ class DedupOutcome:
 
     shards: dict[str, ShardRemoval]
     clusters: int = 0
-    cluster_sizes: dict[int, int] = field(default_factory=dict)
+    cluster_sizes: dict[str, int] = field(default_factory=dict)
+    """Clusters per fixed size bin (`engine.stats.cluster_size_bin`), merged from the representatives tasks."""
+    largest_cluster: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, and the
     estimated distinct edges and clustered documents Q was chosen from."""
@@ -120,7 +120,7 @@ def run_dedup(
     else:
         labels = driver.star_rounds(source, graph)
     partials, members = driver.members(graph, labels)
-    representatives, clusters, histogram = driver.representatives(graph, partials)
+    representatives, clusters, histogram, largest = driver.representatives(graph, partials)
     driver.fates(representatives, members)
     results = executor.map(
         functools.partial(remove_duplicates, plan, removal), list(range(len(shards))), label="dedup: removal"
@@ -135,7 +135,7 @@ def run_dedup(
         "clustered_documents": driver.nodes,
         "components_steps": driver.steps,
     }
-    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, counts)
+    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, largest, counts)
 
 
 def probe(job: JobSpec, shards: list[str], executor: Executor) -> dict[str, ShardInput]:
@@ -345,7 +345,8 @@ class _Driver:
         rows = [(str(url), int(size)) for url, size in done["rows"]]
         return Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"])), rows
 
-    def representatives(self, graph: Graph, partials: Objects) -> tuple[Objects, int, dict[int, int]]:
+    def representatives(self, graph: Graph, partials: Objects) -> tuple[Objects, int, dict[str, int], int]:
+        """Representatives by label partition; the clusters, their fixed-bin size histogram and the largest."""
         plan = self.plan
         done = read_marker(plan, "representatives")
         if done is None:
@@ -356,15 +357,9 @@ class _Driver:
             )
             urls, sizes = [r.url for r in results], [r.size for r in results]
             index = self._index(urls, sizes, plan.groups, "reps")
-            histogram: Counter[int] = Counter()
+            histogram: Counter[str] = Counter()
             for result in results:
                 histogram.update(result.sizes)
-            summary = {
-                "run": plan.run,
-                "clusters": sum(r.clusters for r in results),
-                "sizes": {str(k): v for k, v in sorted(histogram.items())},
-            }
-            write_json(clusters_url(plan.root), summary, plan.storage_options)
             write_marker(
                 plan,
                 "representatives",
@@ -372,15 +367,16 @@ class _Driver:
                 sizes=sizes,
                 index=index,
                 clusters=sum(r.clusters for r in results),
-                cluster_sizes={str(k): v for k, v in sorted(histogram.items())},
+                cluster_sizes=dict(histogram),
+                largest_cluster=max((r.largest for r in results), default=0),
             )
             self._forget(*partials.urls, partials.index)
             self._collect()
             done = read_marker(plan, "representatives")
             assert done is not None
-        histogram_json: dict[str, int] = done["cluster_sizes"]
         objects = Objects(tuple(done["urls"]), tuple(done["sizes"]), str(done["index"]))
-        return objects, int(done["clusters"]), {int(k): int(v) for k, v in histogram_json.items()}
+        histogram_json = {str(k): int(v) for k, v in done["cluster_sizes"].items()}
+        return objects, int(done["clusters"]), histogram_json, int(done["largest_cluster"])
 
     def fates(self, representatives: Objects, members: list[tuple[str, int]]) -> None:
         plan = self.plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from engine.io.layout import KEPT, REJECTED
 from engine.io.segments import read_object
 from engine.runner.dedup import run_dedup
 from engine.runner.executor import SerialExecutor
+from engine.stats import binned_cluster_sizes
 from tests.dedup import reference
 from tests.dedup.reference import shuffle as old
 from tests.dedup.staging import corpus, make_job, split, stage
@@ -81,15 +83,28 @@ def test_whole_outputs_equal_the_previous_design(
     rows += [(f"single-{i:03d}", text, -1) for i, (_, text, _) in enumerate(corpus(22, originals=40, copies=0))]
     dedup = {"type": "minhash", "partitions": partitions, "in_memory_max_edges": in_memory, **policy}
     tables = split(rows, 7, quality_score=scores)
-    results = {}
+    results, outcome = {}, None
     for name, driver in (("new", run_dedup), ("old", reference.run_dedup)):
         job = make_job(str(tmp_path / name), dedup)
         shards = stage(job, tables)
         removed = driver(job, shards, SerialExecutor())
-        results[name] = removed.removed() if name == "new" else removed
+        if name == "new":
+            outcome, removed = removed, removed.removed()
+        results[name] = removed
     assert results["new"] == results["old"]
     assert sum(results["new"].values()) > 150  # many clusters
     assert_same_outputs(tmp_path / "new", tmp_path / "old")
+    assert outcome is not None
+    assert outcome.cluster_sizes == reference_histogram(tmp_path / "old")  # the tasks' counters, binned
+    assert sum(outcome.cluster_sizes.values()) == outcome.clusters
+
+
+def reference_histogram(root: Path) -> dict[str, int]:
+    """Clusters per fixed size bin, counted from the previous design's duplicates files (size = copies + 1)."""
+    copies: Counter[str] = Counter()
+    for path in (root / REJECTED).rglob("*duplicates*.parquet"):
+        copies.update(pq.read_table(path, columns=["duplicate_of"])["duplicate_of"].to_pylist())
+    return dict(binned_cluster_sizes(Counter(n + 1 for n in copies.values())))
 
 
 @pytest.mark.parametrize("keep", ["first_seen", "longest"])
@@ -108,7 +123,8 @@ def test_a_hub_and_small_tasks_give_the_previous_design_s_output(tmp_path: Path,
     assert outcome.duplicates == truth["expected_duplicates"]
     assert outcome.kept + outcome.duplicates == spec.docs
     assert_same_outputs(tmp_path / "new", tmp_path / "old")
-    assert max(outcome.cluster_sizes) == spec.hub
+    assert outcome.largest_cluster == spec.hub
+    assert outcome.cluster_sizes == reference_histogram(tmp_path / "old")
 
 
 @pytest.mark.parametrize("memory", [1 << 20, 4 << 20, 1 << 30])

@@ -17,7 +17,7 @@ import pytest
 from engine.cli import main
 from engine.errors import InputError
 from engine.inspect.plots import THRESHOLD_COLOUR
-from engine.inspect.report import REPORT_FILE, cluster_sizes, language_counts, write_report
+from engine.inspect.report import REPORT_FILE, language_counts, write_report
 from engine.io.paths import list_shards
 from engine.runner.executor import SerialExecutor
 from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_job
@@ -121,9 +121,12 @@ def dedup_run(root: Path) -> Path:
         total = total + Stats.from_dict(run_unit(job, shard).stats)
     from engine.runner.dedup import run_dedup
 
-    removed = sum(run_dedup(job, [s.rel for s in shards], SerialExecutor()).removed().values())
+    outcome = run_dedup(job, [s.rel for s in shards], SerialExecutor())
+    removed = sum(outcome.removed().values())
     total.docs_kept -= removed
     total.duplicates += removed
+    total.cluster_sizes.update(outcome.cluster_sizes)  # as run.py does: the dedup tasks' fixed-bin counters
+    total.largest_cluster = outcome.largest_cluster
     total.check_conservation("dedup_run")
     _write_stats(job, total, {})
     return root / "out"
@@ -132,8 +135,10 @@ def dedup_run(root: Path) -> Path:
 def test_languages_and_duplicate_clusters(tmp_path: Path) -> None:
     out = dedup_run(tmp_path)
     assert language_counts(str(out), {}) == {"en": 8, "fr": 4}
-    (sizes,) = cluster_sizes(str(out), {}).values()
-    assert sorted(sizes.tolist()) == [2, 4]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["cluster_sizes"] == {"2": 1, "4": 1}
+    assert stats["largest_cluster"] == 4
+    shutil.rmtree(out / "_dedup")  # the report reads stats.json's counters, never dedup's files
     write_report(str(out), {})
     page = (out / REPORT_FILE).read_text()
     assert sections(page) == ["totals", "conservation", "drops", "languages", "dedup", "shards"]
