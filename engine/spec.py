@@ -82,7 +82,13 @@ KeepPolicy = Literal["first_seen", "longest", "highest_score"]
 class _DedupBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    keep: KeepPolicy = Field("first_seen", description="Which document of a cluster survives; ties by id.")
+    keep: KeepPolicy = Field(
+        "first_seen",
+        description=(
+            "Which document of a cluster survives: first_seen (first in build order: the build its shard first"
+            " appeared in, then shard name and row), longest or highest_score (ties by id)"
+        ),
+    )
     score_column: str | None = Field(None, description="Numeric column ranked by `keep: highest_score`.")
     write_duplicates: bool = Field(default=True, description="Write removed duplicates to rejected/ with their reason.")
     add_cluster_columns: bool = Field(

@@ -15,8 +15,9 @@ Three tasks, every step combinable so that a cluster of a million copies costs n
   reason` for every clustered row (sorted by row; `duplicate_of` and `reason` null for the representative). It is
   the shard's deletion vector, read by its removal task.
 
-Ranking: `first_seen` by `(id, node)`; `longest` by `(-length, id, node)`; `highest_score` by `(-score, id, node)`
-with missing or NaN scores last. The representative's id is the cluster id.
+Ranking: `first_seen` by node (build order: the shard's first build, its name, the row; `engine.dedup.state`);
+`longest` by `(-length, id, node)`; `highest_score` by `(-score, id, node)` with missing or NaN scores last.
+The representative's id is the cluster id.
 """
 
 from __future__ import annotations
@@ -89,12 +90,12 @@ class RepresentativesResult:
 
 
 def sort_columns(keep: str) -> tuple[list[pl.Expr], list[bool]]:
-    """Sort expressions (and descending flags) ranking a cluster's members, best first; ties by id, node."""
+    """Sort expressions (and descending flags) ranking a cluster's members, best first; ties by id, then node."""
     if keep == "longest":
         return [pl.col(LENGTH), pl.col(ID), pl.col(NODE)], [True, False, False]
     if keep == "highest_score":
         return [pl.col(SCORE).fill_nan(None), pl.col(ID), pl.col(NODE)], [True, False, False]
-    return [pl.col(ID), pl.col(NODE)], [False, False]
+    return [pl.col(NODE)], [False]  # first_seen: the smallest node, first in build order (engine.dedup.state)
 
 
 def best_per_label(frame: pl.DataFrame, keep: str) -> pl.DataFrame:

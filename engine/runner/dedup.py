@@ -52,6 +52,8 @@ from engine.dedup.plan import (
 from engine.dedup.removal import ShardRemoval, remove_duplicates
 from engine.dedup.representatives import Objects, fates_task, members_task, representatives_task
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
+from engine.dedup.signatures import dedup_root
+from engine.dedup.state import read_registry, register, write_registry
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
 
@@ -107,7 +109,12 @@ def run_dedup(
     if job.dedup is None:
         msg = "run_dedup needs a job with a `dedup:` section"
         raise ValueError(msg)
-    shards = sorted(shards)
+    root, storage_options = dedup_root(job.output.path, job.dedup), job.output.storage_options
+    previous = read_registry(root, storage_options)
+    registry = register(previous, shards)
+    shards = registry.order()  # build order: node ids, and so `first_seen`, follow it
+    if registry != previous:
+        write_registry(root, registry, storage_options)
     if inputs is None:
         inputs = probe(job, shards, executor)
     plan, removal = make_plan(job, shards, inputs)

@@ -61,7 +61,7 @@ def sort_columns(keep: str) -> tuple[list[pl.Expr], list[bool]]:
         return [pl.col(LENGTH), pl.col(ID), pl.col(NODE)], [True, False, False]
     if keep == "highest_score":
         return [pl.col(SCORE).fill_nan(None), pl.col(ID), pl.col(NODE)], [True, False, False]
-    return [pl.col(ID), pl.col(NODE)], [False, False]
+    return [pl.col(NODE)], [False]  # first_seen by node since registries (plan step 6); was (id, node)
 
 
 def choose_representatives(plan: Plan, partition: int) -> int:

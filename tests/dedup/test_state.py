@@ -1,0 +1,92 @@
+"""Build order (issue 11 item 4, plan step 6): `first_seen` follows the night a shard was first published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.dedup.signatures import dedup_root
+from engine.dedup.state import Registry, read_registry, register, registry_url
+from engine.runner.dedup import run_dedup
+from engine.runner.executor import SerialExecutor
+from engine.spec import JobSpec
+from tests.dedup.staging import corpus, make_job, stage
+from tests.dedup.test_phases import duplicates, kept_ids
+
+TEXT = corpus(3, originals=1, copies=0, words=80)[0][1]
+
+
+def table(rows: list[tuple[str, str]]) -> pa.Table:
+    return pa.table({"id": [r[0] for r in rows], "text": pa.array([r[1] for r in rows], type=pa.large_string())})
+
+
+def night(job: JobSpec, new: dict[str, list[tuple[str, str]]], shards: list[str]) -> dict[str, int]:
+    """Stage the night's new shards (as phase A would) and run dedup over `shards`."""
+    stage(job, {rel: table(rows) for rel, rows in new.items()})
+    return run_dedup(job, shards, SerialExecutor()).removed()
+
+
+def registry(job: JobSpec) -> Registry | None:
+    assert job.dedup is not None
+    return read_registry(dedup_root(job.output.path, job.dedup), {})
+
+
+@pytest.mark.parametrize("kind", ["minhash", "exact"])
+def test_a_shard_added_later_never_replaces_a_published_representative(tmp_path: Path, kind: str) -> None:
+    """`p-10` sorts before `p-9` and its copy's id before the published one's: neither matters, the document
+    published on the first night stays; built from scratch in one night, the same shards keep the other copy."""
+    published = [("z-published", TEXT), ("other-1", "an unrelated page about something else entirely here")]
+    later = [("a-copy", TEXT)]
+    job = make_job(str(tmp_path / "nightly"), {"type": kind})
+    night(job, {"p-9": published}, ["p-9"])
+    assert kept_ids(job, ["p-9"]) == ["other-1", "z-published"]
+    removed = night(job, {"p-10": later}, ["p-9", "p-10"])
+    assert removed == {"p-9": 0, "p-10": 1}
+    assert kept_ids(job, ["p-9", "p-10"]) == ["other-1", "z-published"]
+    assert duplicates(job, ["p-10"])["duplicate_of"].to_pylist() == ["z-published"]
+    assert registry(job) == Registry(2, {"p-9": 1, "p-10": 2})
+
+    scratch = make_job(str(tmp_path / "scratch"), {"type": kind})
+    night(scratch, {"p-9": published, "p-10": later}, ["p-9", "p-10"])
+    assert kept_ids(scratch, ["p-9", "p-10"]) == ["a-copy", "other-1"]  # one build: shard name order
+
+
+def test_the_registry_is_written_only_when_the_shards_change(tmp_path: Path) -> None:
+    job = make_job(str(tmp_path / "out"), {"type": "minhash"})
+    assert job.dedup is not None
+    url = Path(registry_url(dedup_root(job.output.path, job.dedup)))
+    night(job, {"b": [("b-0", TEXT)], "a": [("a-0", TEXT + " more")]}, ["a", "b"])
+    assert json.loads(url.read_text())["first_seen"] == {"a": 1, "b": 1}
+    assert kept_ids(job, ["a", "b"]) == ["a-0"]  # one build: a's copy is first (name order)
+    written = url.stat().st_mtime_ns
+    night(job, {}, ["a", "b"])  # unchanged rerun: nothing rewritten
+    assert url.stat().st_mtime_ns == written
+    night(job, {}, ["b"])  # a vanished shard leaves the registry; its build stays counted
+    assert registry(job) == Registry(1, {"b": 1})
+    night(job, {}, ["a", "b"])  # and comes back as a new shard, after b
+    assert registry(job) == Registry(2, {"a": 2, "b": 1})
+    assert kept_ids(job, ["a", "b"]) == ["b-0"]  # b was published while a was away
+
+
+builds = st.lists(st.sets(st.sampled_from([f"s{i}" for i in range(12)]), max_size=8), min_size=1, max_size=6)
+
+
+@given(builds)
+def test_build_order_keeps_old_shards_first_and_in_their_order(nights: list[set[str]]) -> None:
+    """Across any sequence of builds: a shard present in two consecutive builds keeps its place relative to the
+    other such shards, and every shard new in a build comes after every shard that was already there."""
+    previous: Registry | None = None
+    for shards in nights:
+        current = register(previous, sorted(shards))
+        order = current.order()
+        assert sorted(order) == sorted(shards)
+        if previous is not None:
+            old = [rel for rel in order if rel in previous.first_seen]
+            assert old == [rel for rel in previous.order() if rel in shards]
+            assert order[: len(old)] == old
+        previous = current
