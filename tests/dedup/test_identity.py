@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,18 @@ def test_whole_outputs_equal_the_previous_design(
     assert sum(outcome.cluster_sizes.values()) == outcome.clusters
 
 
+class Recording(SerialExecutor):
+    """Runs tasks serially and keeps their results by phase label."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, list[Any]] = {}
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, label: str) -> list[Any]:
+        results = super().map(fn, items, label=label)
+        self.results.setdefault(label, []).extend(results)
+        return results
+
+
 def reference_histogram(root: Path) -> dict[str, int]:
     """Clusters per fixed size bin, counted from the previous design's duplicates files (size = copies + 1)."""
     copies: Counter[str] = Counter()
@@ -116,7 +129,8 @@ def test_a_hub_and_small_tasks_give_the_previous_design_s_output(tmp_path: Path,
     scale_data.generate(str(tmp_path / "old"), spec)
     dedup = {"type": "minhash", "keep": keep, "in_memory_max_edges": 0, "task_memory": 4 << 20}
     new_job = make_job(str(tmp_path / "new"), dedup)
-    outcome = run_dedup(new_job, truth["shards"], SerialExecutor())
+    recording = Recording()
+    outcome = run_dedup(new_job, truth["shards"], recording)
     old_job = make_job(str(tmp_path / "old"), {**dedup, "partitions": 3, "task_memory": 1 << 30})
     removed = reference.run_dedup(old_job, truth["shards"], SerialExecutor())
     assert outcome.removed() == removed
@@ -125,6 +139,15 @@ def test_a_hub_and_small_tasks_give_the_previous_design_s_output(tmp_path: Path,
     assert_same_outputs(tmp_path / "new", tmp_path / "old")
     assert outcome.largest_cluster == spec.hub
     assert outcome.cluster_sizes == reference_histogram(tmp_path / "old")
+    # Bounded tasks: in every components step no partition holds much more than its share of the edges, though
+    # the hub's star alone (6,000 edges into one centre) is more than a share: unspread, the centre's partition
+    # would hold the hub plus its share (~1.8 shares in step 0).
+    steps = [(label, [r.count for r in results]) for label, results in recording.results.items() if "step" in label]
+    assert len(steps) >= 4
+    assert len(steps[0][1]) >= 4
+    assert spec.hub > sum(steps[0][1]) / len(steps[0][1])
+    for label, counts in steps:
+        assert max(counts) < 1.3 * sum(counts) / len(counts) + 200, (label, counts)
 
 
 @pytest.mark.parametrize("memory", [1 << 20, 4 << 20, 1 << 30])
