@@ -181,7 +181,10 @@ class Removal:
     write_duplicates: bool
     add_cluster_columns: bool
     batch_rows: int
-    run: str
+    settings: str
+    """Digest of the settings a shard's removal output depends on (besides its staged file and its fates)."""
+    identities: tuple[str, ...] = field(default=(), repr=False)
+    """Per shard, a digest of what phase A said of it (its staged file's identity and rows)."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,6 @@ def make_plan(
         rows=rows,
     )
     removal_settings = {
-        "run": run,
         "partition_column": job.partition_column(),
         "write_duplicates": dedup.write_duplicates,
         "add_cluster_columns": dedup.add_cluster_columns,
@@ -298,7 +300,8 @@ def make_plan(
         write_duplicates=dedup.write_duplicates,
         add_cluster_columns=dedup.add_cluster_columns,
         batch_rows=job.input.batch_rows,
-        run=digest(removal_settings),
+        settings=digest(removal_settings),
+        identities=tuple(digest(identity) for identity in identities),
     )
     return plan, removal
 

@@ -5,12 +5,17 @@ kept documents once: rows whose fate names another document (`duplicate_of`) go 
 with their reason, the others to `kept/`. Conservation is counted: the rows written to each file are counted by
 its writer and checked against the committed files' Parquet footers, and the staged rows read (checked against
 the staged file's footer) must equal the rows kept plus the duplicates removed. The task's marker
-(`state/removal/<rel>.json`, written last) records the files and the counts, so a rerun with the same result skips
-the shard and still reports what it wrote.
+(`state/removal/<rel>.json`, written last) records the files, the counts and the key of what they were made from:
+the removal settings, the shard's staged file (phase A's identity) and the content of its fate that reaches the
+output (which rows are duplicates of what, and why; cluster columns when written). A later run whose key is the
+same skips the shard and reports what it wrote: a night that adds shards rewrites `kept/` only for the new shards
+and for old shards whose duplicates changed (issue 11).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.dedup.plan import ROW, Plan, Removal, staged_url
+from engine.dedup.plan import ROW, Plan, Removal, digest, staged_url
 from engine.errors import ConservationError, InputError
 from engine.io.layout import KEPT, REJECTED
 from engine.io.markers import read_json, write_json
@@ -47,9 +52,17 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
     """
     rel = plan.shards[shard]
     options = plan.storage_options
+    staged = staged_url(removal.output, rel)
+    if plan.rows[shard] == 0:
+        fs, path = filesystem(staged, options)
+        if not fs.exists(path):  # a shard phase A left nothing for (its documents were all dropped)
+            return ShardRemoval(rel, 0, 0, 0)
+    fates = _read_fates(plan, shard)
+    identity = removal.identities[shard] if removal.identities else removal.settings
+    key = digest([removal.settings, identity, fates_digest(fates, cluster_columns=removal.add_cluster_columns)])
     marker_url = plan.removal_marker_url(rel)
     previous = read_json(marker_url, options)
-    if previous is not None and previous.get("run") == removal.run and all_exist(previous["outputs"], options):
+    if previous is not None and previous.get("key") == key and all_exist(previous["outputs"], options):
         return ShardRemoval(
             rel,
             int(previous["kept"]),
@@ -57,12 +70,6 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
             int(previous["duplicates_written"]),
             tuple(previous["outputs"]),
         )
-    staged = staged_url(removal.output, rel)
-    if plan.rows[shard] == 0:
-        fs, path = filesystem(staged, options)
-        if not fs.exists(path):  # a shard phase A left nothing for (its documents were all dropped)
-            return ShardRemoval(rel, 0, 0, 0)
-    fates = _read_fates(plan, shard)
     fate_rows = np.asarray(fates[ROW].to_numpy(), dtype=np.int64)
     with open_parquet(staged, options) as parquet:
         schema = parquet.schema_arrow
@@ -143,7 +150,7 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
     if previous is not None:
         remove_files([u for u in previous.get("outputs", []) if u not in outputs], options)
     marker = {
-        "run": removal.run,
+        "key": key,
         "kept": kept.rows,
         "duplicates": removed,
         "duplicates_written": written_dups,
@@ -152,6 +159,19 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
     }
     write_json(marker_url, marker, options)
     return ShardRemoval(rel, kept.rows, removed, written_dups, tuple(outputs))
+
+
+def fates_digest(fates: pa.Table, *, cluster_columns: bool) -> str:
+    """A digest of what of a fate file reaches the removal's output: which rows are duplicates, of what and why
+    (plus every clustered row's cluster id and size when the cluster columns are written)."""
+    columns = [ROW, ID, DUPLICATE_OF, REASON] + ([CLUSTER_ID, CLUSTER_SIZE] if cluster_columns else [])
+    chosen = fates
+    if not cluster_columns:  # only the duplicates matter: a representative's row carries no output change
+        chosen = fates.filter(pc.is_valid(fates[DUPLICATE_OF]))
+    hasher = hashlib.sha256()
+    for name in columns:
+        hasher.update(json.dumps(chosen[name].to_pylist()).encode())
+    return hasher.hexdigest()[:20]
 
 
 def _read_fates(plan: Plan, shard: int) -> pa.Table:

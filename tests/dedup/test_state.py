@@ -90,3 +90,61 @@ def test_build_order_keeps_old_shards_first_and_in_their_order(nights: list[set[
             assert old == [rel for rel in previous.order() if rel in shards]
             assert order[: len(old)] == old
         previous = current
+
+
+def mtimes(job: JobSpec) -> dict[str, int]:
+    root = Path(job.output.path)
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for area in ("kept", "rejected")
+        for p in (root / area).rglob("*.parquet")
+    }
+
+
+@pytest.mark.parametrize("keep", ["first_seen", "longest"])
+def test_a_night_rewrites_kept_only_for_new_shards_and_shards_whose_duplicates_changed(
+    tmp_path: Path, keep: str
+) -> None:
+    """Night 2 adds `p-3`: copies of documents of the old shards plus new pages, and (for `longest`) a longer
+    copy of one of `p-1`'s representatives. Old shards whose duplicates did not change keep their files; the
+    outputs equal a build of all four shards from scratch, file for file."""
+    from tests.dedup.test_identity import assert_same_outputs
+
+    rows = corpus(31, originals=24, copies=2, words=60)
+    old = {f"p-{s}": [(doc, text) for doc, text, _ in rows[s::3]] for s in range(3)}
+    longer = old["p-1"][0]
+    new = [(f"new-{doc}", text) for doc, text in old["p-0"][:3] + old["p-2"][:2]]
+    new += [(f"fresh-{i}", text) for i, (_, text, _) in enumerate(corpus(32, originals=4, copies=0, words=60))]
+    if keep == "longest":
+        new.append(("new-longer", longer[1] + " " + " ".join(longer[1].split()[:20])))
+    dedup = {"type": "minhash", "keep": keep}
+    job = make_job(str(tmp_path / "nightly"), dedup)
+    night(job, old, sorted(old))
+    before = mtimes(job)
+    night(job, {"p-3": new}, [*sorted(old), "p-3"])
+    after = mtimes(job)
+    rewritten = {name.split("/")[1].split(".")[0] for name in after if after[name] != before.get(name)}
+    assert rewritten == ({"p-1", "p-3"} if keep == "longest" else {"p-3"})
+    scratch = make_job(str(tmp_path / "scratch"), dedup)
+    night(scratch, {**old, "p-3": new}, [*sorted(old), "p-3"])
+    assert_same_outputs(Path(job.output.path), Path(scratch.output.path))
+
+
+def test_a_changed_shard_is_rewritten_and_keeps_its_place(tmp_path: Path) -> None:
+    """`p-0` changes on night 2 (one page fewer): it is rewritten, keeps its build (its copies still win over
+    `p-1`'s) and the outputs equal a build from scratch."""
+    from tests.dedup.test_identity import assert_same_outputs
+
+    rows = corpus(33, originals=12, copies=2, words=60)
+    shards = {f"p-{s}": [(doc, text) for doc, text, _ in rows[s::2]] for s in range(2)}
+    job = make_job(str(tmp_path / "nightly"), {"type": "minhash"})
+    night(job, shards, sorted(shards))
+    before = mtimes(job)
+    changed = {"p-0": shards["p-0"][:-1]}
+    night(job, changed, sorted(shards))
+    after = mtimes(job)
+    assert {name.split("/")[1].split(".")[0] for name in after if after[name] != before[name]} >= {"p-0"}
+    assert registry(job) == Registry(1, {"p-0": 1, "p-1": 1})
+    scratch = make_job(str(tmp_path / "scratch"), {"type": "minhash"})
+    night(scratch, {**shards, **changed}, sorted(shards))
+    assert_same_outputs(Path(job.output.path), Path(scratch.output.path))
