@@ -101,34 +101,6 @@ def unique_edges(u: I64, v: I64) -> tuple[I64, I64]:
     return u, v
 
 
-def distinct_runs(u: I64, v: I64) -> tuple[I64, I64]:
-    """`unique_edges` of the concatenated outputs of several producers, each distinct and sorted by `u` (in
-    `unique_edges`' order): a stable sort by `u` merges the runs, a second by (rank of `u`, top half of the pair
-    hash) brings equal pairs together; both sorts find runs already in order (timsort), so this costs about a
-    third of `unique_edges`. Where two different pairs of one `u` share the top 32 bits of their hash (a rare
-    tie that could keep two copies apart) it falls back to `unique_edges`, so the result is always exact."""
-    if len(u) < 2:
-        return u, v
-    order = np.argsort(u, kind="stable")
-    u, v = u[order], v[order]
-    starts = np.empty(len(u), dtype=bool)
-    starts[0] = True
-    np.not_equal(u[1:], u[:-1], out=starts[1:])
-    key = (np.cumsum(starts, dtype=np.uint64) - np.uint64(1)) << np.uint64(32)
-    del starts
-    key |= pair_hashes(u, v) >> np.uint64(32)
-    order = np.argsort(key, kind="stable")
-    key, u, v = key[order], u[order], v[order]
-    del order
-    same_key = key[1:] == key[:-1]
-    del key
-    if bool((same_key & (v[1:] != v[:-1])).any()):
-        return unique_edges(u, v)
-    first = np.ones(len(u), dtype=bool)
-    first[1:] = ~same_key
-    return u[first], v[first]
-
-
 def both_directions(u: I64, v: I64) -> tuple[I64, I64]:
     """Every edge `(u, v)` also as `(v, u)`, distinct, without self loops, sorted by source."""
     kept = u != v
@@ -388,7 +360,7 @@ def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, par
         src, dst = edges.pop(SRC), edges.pop(DST)
         if len(source.urls) == 1 and partitions == source.partitions:
             return src, dst  # one producer wrote them distinct and sorted by source
-        return distinct_runs(src, dst)
+        return unique_edges(src, dst)
     kept_u, kept_v = _EMPTY, _EMPTY
     pending: list[pa.Table] = []
     waiting = 0

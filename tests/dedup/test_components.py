@@ -9,7 +9,6 @@ from engine.dedup.components import (
     HeavyTable,
     both_directions,
     components_in_memory,
-    distinct_runs,
     edge_digest,
     edge_sketch,
     heavy_report,
@@ -199,27 +198,3 @@ def test_node_sketch_counts_nodes_a_hub_repeats_a_million_times() -> None:
     crowd = nodes[np.argsort(hashes)[:3]]  # the nodes with the smallest hashes, repeated
     repeated = np.concatenate([np.repeat(crowd, 1_000_000), nodes])
     assert abs(sketch_count([node_sketch(repeated)]) - len(nodes)) < 0.1 * len(nodes)
-
-
-@given(st.lists(edge_lists, min_size=1, max_size=5))
-def test_distinct_runs_equal_unique_edges_of_the_concatenation(producers: list[list[tuple[int, int]]]) -> None:
-    """Several producers' outputs (each distinct, sorted by source) merged: the same distinct edges, sorted by
-    source, as sorting the concatenation."""
-    runs = [unique_edges(*arrays(edges)) if edges else (np.zeros(0, np.int64),) * 2 for edges in producers]
-    u, v = (np.concatenate(c) for c in zip(*runs, strict=True))
-    merged_u, merged_v = distinct_runs(u, v)
-    expected_u, expected_v = unique_edges(u, v)
-    assert sorted(zip(merged_u.tolist(), merged_v.tolist(), strict=True)) == sorted(
-        zip(expected_u.tolist(), expected_v.tolist(), strict=True)
-    )
-    assert (np.diff(merged_u) >= 0).all()
-
-
-def test_distinct_runs_stay_exact_when_hash_prefixes_tie() -> None:
-    """Many neighbours of one node: some pairs share the top 32 bits of their hash; duplicates still vanish."""
-    rng = np.random.default_rng(8)
-    v = rng.choice(np.arange(1, 10**7), size=300_000, replace=False)
-    u = np.zeros(len(v), dtype=np.int64)
-    a, b = unique_edges(u[:200_000], v[:200_000]), unique_edges(u[100_000:], v[100_000:])
-    merged_u, merged_v = distinct_runs(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
-    assert len(merged_v) == len(set(merged_v.tolist())) == 300_000
