@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -103,12 +104,16 @@ def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path:
     assert record["error"] is None
     assert record["duplicates"] == truth["expected_duplicates"]
     checks = bench_scale.check(record, truth, tmp_path, full=True)
-    assert checks == {
+    expected: dict[str, object] = {
         "kept_rows": 4000 - truth["expected_duplicates"],
         "duplicate_rows": truth["expected_duplicates"],
         "conserved": True,
         "duplicates_as_expected": True,
     }
+    if design == "segments":  # the stats counters the dedup tasks emit, against the generator's clusters
+        expected["clusters_found_expected"] = [truth["clusters"], truth["clusters"]]
+        expected["largest_cluster_found_expected"] = [100, 100]
+    assert checks == expected
     assert record["requests"] > 0
     assert record["counts"]["files_written"] >= 3 * len(truth["shards"])  # kept, duplicates, marker per shard
     assert set(record["phases"]) >= {"band keys", "collisions", "removal"}
@@ -116,3 +121,40 @@ def test_measured_run_finds_the_planted_duplicates_and_counts_requests(tmp_path:
     if design == "segments":  # one object per map task: no file per (map task, partition), no temporary names
         assert record["by_area"]["shuffle/bands"]["files_written"] == len(truth["shards"])
         assert record["counts"].get("COPY", 0) == 0
+
+
+def test_the_dump_model_reads_a_measured_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """scale_model.py builds docs/scaling.md's figures from measured lines: counts from the engine's planning
+    functions, and the request formulas calibrated on one run predict another's."""
+    import json
+
+    import scale_model
+
+    lines = []
+    for docs, seed in ((4000, 3), (8000, 4)):
+        folder = tmp_path / str(docs)
+        truth = scale_data.generate(str(folder), scale_data.Synthetic(docs=docs, shard_docs=1000, seed=seed))
+        args = bench_scale.main_parser().parse_args(["run", "--dir", str(folder), "--task-memory", str(1 << 20)])
+        record = bench_scale.measure_run(folder, truth["shards"], args, SerialExecutor())
+        lines.append(
+            json.dumps(
+                record
+                | {
+                    "design": "segments",
+                    "run": "full build",
+                    "hub": 0,
+                    "git": {"revision": "x" * 7},
+                    "synthetic": truth["spec"],
+                }
+            )
+        )
+    results = tmp_path / "scale.jsonl"
+    results.write_text("\n".join(lines) + "\n")
+    scale_model.main(["--results", str(results), "--docs", "3e9", "--shard-docs", "100000"])
+    out = capsys.readouterr().out
+    assert "3,000,000,000 documents in 30,000 shards" in out
+    check = next(line for line in out.splitlines() if "check: calibrated on 4,000" in line)
+    found = re.search(r"predicted at [\d,]+: ([\d,]+) requests.*measured ([\d,]+) and", check)
+    assert found is not None
+    predicted, measured = (int(x.replace(",", "")) for x in found.groups())
+    assert abs(predicted - measured) <= 0.2 * measured
