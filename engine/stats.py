@@ -71,6 +71,7 @@ class Stats:
     phase_peak_rss_bytes: dict[str, int] = field(default_factory=dict)  # per phase: its largest task (by max)
     cluster_sizes: Counter[str] = field(default_factory=Counter)
     largest_cluster: int = 0  # documents in dedup's largest cluster (merged by max)
+    churn: Counter[str] = field(default_factory=Counter)  # dedup vs the last build: left_kept, returned_to_kept
 
     def __add__(self, other: Stats) -> Stats:
         merged = Stats()

@@ -137,6 +137,8 @@ class Plan:
     report_rows: int
     heavy_degree: int
     rows: tuple[int, ...] = field(default=(), repr=False)
+    identities: tuple[str, ...] = field(default=(), repr=False)
+    """Per shard, a digest of what phase A said of it (its staged file's identity and rows)."""
 
     @property
     def maps(self) -> int:
@@ -287,6 +289,7 @@ def make_plan(
         report_rows=report_rows,
         heavy_degree=heavy_degree,
         rows=rows,
+        identities=tuple(digest(identity) for identity in identities),
     )
     removal_settings = {
         "partition_column": job.partition_column(),
@@ -301,7 +304,7 @@ def make_plan(
         add_cluster_columns=dedup.add_cluster_columns,
         batch_rows=job.input.batch_rows,
         settings=digest(removal_settings),
-        identities=tuple(digest(identity) for identity in identities),
+        identities=plan.identities,
     )
     return plan, removal
 

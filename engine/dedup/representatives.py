@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.dedup.components import LABEL, LABEL_COLUMNS
 from engine.dedup.plan import NODE, ROW, ROW_BITS, ROW_MASK, Graph, Plan, node_keys
 from engine.dedup.signatures import EXACT, LENGTH, SCORE
+from engine.errors import InputError
 from engine.io.parquet import read_table, write_table
+from engine.io.paths import filesystem
 from engine.io.segments import (
     read_arrays,
     read_object,
@@ -190,8 +193,39 @@ def representatives_task(plan: Plan, graph: Graph, partials: Objects, partition:
     return RepresentativesResult(url, size, representatives.height, dict(histogram), largest)
 
 
-def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], group: int) -> dict[int, int]:
-    """Every clustered row's fate, one Parquet file per shard of the group; duplicates per shard."""
+@dataclass(frozen=True)
+class FatesResult:
+    """Duplicates per shard of a group, and the churn against the fates of the last build (same shard content
+    only): documents that were kept and are now duplicates, and duplicates that are kept again."""
+
+    duplicates: dict[int, int]
+    left_kept: int = 0
+    returned_to_kept: int = 0
+
+
+IDENTITY_KEY = b"corpus_engine_shard_identity"
+
+
+def churn(plan: Plan, shard: int, duplicate_ids: set[str]) -> tuple[int, int]:
+    """`(left kept, returned to kept)` of one shard against its previous fate file, when that file describes the
+    same content (phase A's identity, stored in its metadata); `(0, 0)` otherwise (a new or changed shard)."""
+    url = plan.fates_url(shard)
+    fs, path = filesystem(url, plan.storage_options)
+    if not plan.identities or not fs.exists(path):
+        return 0, 0
+    try:
+        previous = read_table(url, plan.storage_options, columns=[ID, DUPLICATE_OF])
+    except InputError:
+        return 0, 0
+    metadata = previous.schema.metadata or {}
+    if metadata.get(IDENTITY_KEY) != plan.identities[shard].encode():
+        return 0, 0
+    before = set(previous.filter(pc.is_valid(previous[DUPLICATE_OF]))[ID].to_pylist())
+    return len(duplicate_ids - before), len(before - duplicate_ids)
+
+
+def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], group: int) -> FatesResult:
+    """Every clustered row's fate, one Parquet file per shard of the group; duplicates per shard and churn."""
     tables = read_partition(
         list(representatives.urls), representatives.index, group, plan.groups, plan.groups, plan.storage_options
     )
@@ -231,9 +265,15 @@ def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], g
     else:
         fates = pl.DataFrame(schema={"shard": pl.Int64, **schema})
     by_shard = {int(key[0]): part for key, part in fates.partition_by("shard", as_dict=True).items()}
+    left = returned = 0
     for shard in plan.group_shards(group):
         part = by_shard.get(shard)
         table = FATE_SCHEMA.empty_table() if part is None else part.drop("shard").to_arrow().cast(FATE_SCHEMA)
+        removed = table.filter(pc.is_valid(table[DUPLICATE_OF]))
+        gone, back = churn(plan, shard, set(removed[ID].to_pylist()))
+        left, returned = left + gone, returned + back
+        if plan.identities:
+            table = table.replace_schema_metadata({IDENTITY_KEY: plan.identities[shard].encode()})
         write_table(table, plan.fates_url(shard), plan.storage_options, compression=plan.compression)
-        duplicates[shard] = 0 if part is None else int(part[DUPLICATE_OF].is_not_null().sum())
-    return duplicates
+        duplicates[shard] = removed.num_rows
+    return FatesResult(duplicates, left, returned)

@@ -50,7 +50,7 @@ from engine.dedup.plan import (
     write_marker,
 )
 from engine.dedup.removal import ShardRemoval, remove_duplicates
-from engine.dedup.representatives import Objects, fates_task, members_task, representatives_task
+from engine.dedup.representatives import FatesResult, Objects, fates_task, members_task, representatives_task
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
 from engine.dedup.signatures import dedup_root
 from engine.dedup.state import read_registry, register, write_registry
@@ -75,6 +75,9 @@ class DedupOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, and the
     estimated distinct edges and clustered documents Q was chosen from."""
+    churn: dict[str, int] = field(default_factory=dict)
+    """Against the last build, in shards whose content did not change: documents that left kept/ (now
+    duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`)."""
 
     @property
     def kept(self) -> int:
@@ -128,7 +131,7 @@ def run_dedup(
         labels = driver.star_rounds(source, graph)
     partials, members = driver.members(graph, labels)
     representatives, clusters, histogram, largest = driver.representatives(graph, partials)
-    driver.fates(representatives, members)
+    churn = driver.fates(representatives, members)
     results = executor.map(
         functools.partial(remove_duplicates, plan, removal), list(range(len(shards))), label="dedup: removal"
     )
@@ -142,7 +145,7 @@ def run_dedup(
         "clustered_documents": driver.nodes,
         "components_steps": driver.steps,
     }
-    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, largest, counts)
+    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, largest, counts, churn)
 
 
 def probe(job: JobSpec, shards: list[str], executor: Executor) -> dict[str, ShardInput]:
@@ -385,16 +388,24 @@ class _Driver:
         histogram_json = {str(k): int(v) for k, v in done["cluster_sizes"].items()}
         return objects, int(done["clusters"]), histogram_json, int(done["largest_cluster"])
 
-    def fates(self, representatives: Objects, members: list[tuple[str, int]]) -> None:
+    def fates(self, representatives: Objects, members: list[tuple[str, int]]) -> dict[str, int]:
+        """Fate files by shard group; the churn against the last build's fates (`left_kept`, `returned_to_kept`)."""
         plan = self.plan
-        if read_marker(plan, "fates") is not None:
-            return
-        groups = list(range(plan.groups))
-        results = self.executor.map(
-            functools.partial(_fates_of_group, plan, representatives, tuple(members)), groups, label="dedup: fates"
-        )
-        write_marker(plan, "fates", duplicates=sum(sum(r.values()) for r in results))
-        self._forget(*representatives.urls, representatives.index, *(url for url, _ in members))
+        done = read_marker(plan, "fates")
+        if done is None:
+            groups = list(range(plan.groups))
+            results = self.executor.map(
+                functools.partial(_fates_of_group, plan, representatives, tuple(members)), groups, label="dedup: fates"
+            )
+            churn = {
+                "left_kept": sum(r.left_kept for r in results),
+                "returned_to_kept": sum(r.returned_to_kept for r in results),
+            }
+            write_marker(plan, "fates", duplicates=sum(sum(r.duplicates.values()) for r in results), churn=churn)
+            self._forget(*representatives.urls, representatives.index, *(url for url, _ in members))
+            done = read_marker(plan, "fates")
+            assert done is not None
+        return {str(k): int(v) for k, v in (done.get("churn") or {}).items()}
 
     def finish(self) -> None:
         """After removal: delete what is left of the run's shuffle, older runs, and vanished shards' outputs."""
@@ -411,7 +422,7 @@ class _Driver:
 
 def _fates_of_group(
     plan: Plan, representatives: Objects, members: tuple[tuple[str, int], ...], group: int
-) -> dict[int, int]:
+) -> FatesResult:
     return fates_task(plan, representatives, members[group], group)
 
 

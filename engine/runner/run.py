@@ -132,6 +132,7 @@ def run_on_ray(
         total.written[DUPLICATE_ROWS] += outcome.duplicates_written
         total.cluster_sizes.update(outcome.cluster_sizes)
         total.largest_cluster = max(total.largest_cluster, outcome.largest_cluster)
+        total.churn.update(outcome.churn)
         total.check_dedup_written(f"run {job.name!r}", duplicates_written=job.dedup.write_duplicates)
     total.seconds = time.perf_counter() - started
     total.check_conservation(f"run {job.name!r}")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine.dedup.signatures import dedup_root
 from engine.dedup.state import Registry, read_registry, register, registry_url
-from engine.runner.dedup import run_dedup
+from engine.runner.dedup import DedupOutcome, run_dedup
 from engine.runner.executor import SerialExecutor
 from engine.spec import JobSpec
 from tests.dedup.staging import corpus, make_job, stage
@@ -25,10 +25,10 @@ def table(rows: list[tuple[str, str]]) -> pa.Table:
     return pa.table({"id": [r[0] for r in rows], "text": pa.array([r[1] for r in rows], type=pa.large_string())})
 
 
-def night(job: JobSpec, new: dict[str, list[tuple[str, str]]], shards: list[str]) -> dict[str, int]:
+def night(job: JobSpec, new: dict[str, list[tuple[str, str]]], shards: list[str]) -> DedupOutcome:
     """Stage the night's new shards (as phase A would) and run dedup over `shards`."""
     stage(job, {rel: table(rows) for rel, rows in new.items()})
-    return run_dedup(job, shards, SerialExecutor()).removed()
+    return run_dedup(job, shards, SerialExecutor())
 
 
 def registry(job: JobSpec) -> Registry | None:
@@ -45,8 +45,9 @@ def test_a_shard_added_later_never_replaces_a_published_representative(tmp_path:
     job = make_job(str(tmp_path / "nightly"), {"type": kind})
     night(job, {"p-9": published}, ["p-9"])
     assert kept_ids(job, ["p-9"]) == ["other-1", "z-published"]
-    removed = night(job, {"p-10": later}, ["p-9", "p-10"])
-    assert removed == {"p-9": 0, "p-10": 1}
+    outcome = night(job, {"p-10": later}, ["p-9", "p-10"])
+    assert outcome.removed() == {"p-9": 0, "p-10": 1}
+    assert outcome.churn == {"left_kept": 0, "returned_to_kept": 0}
     assert kept_ids(job, ["p-9", "p-10"]) == ["other-1", "z-published"]
     assert duplicates(job, ["p-10"])["duplicate_of"].to_pylist() == ["z-published"]
     assert registry(job) == Registry(2, {"p-9": 1, "p-10": 2})
@@ -120,14 +121,20 @@ def test_a_night_rewrites_kept_only_for_new_shards_and_shards_whose_duplicates_c
     dedup = {"type": "minhash", "keep": keep}
     job = make_job(str(tmp_path / "nightly"), dedup)
     night(job, old, sorted(old))
+    published = kept_ids(job, sorted(old))
     before = mtimes(job)
-    night(job, {"p-3": new}, [*sorted(old), "p-3"])
+    outcome = night(job, {"p-3": new}, [*sorted(old), "p-3"])
     after = mtimes(job)
     rewritten = {name.split("/")[1].split(".")[0] for name in after if after[name] != before.get(name)}
     assert rewritten == ({"p-1", "p-3"} if keep == "longest" else {"p-3"})
+    # churn: under longest the longer copy pushes p-1's representative out of kept/; first_seen never does
+    assert outcome.churn == {"left_kept": int(keep == "longest"), "returned_to_kept": 0}
     scratch = make_job(str(tmp_path / "scratch"), dedup)
     night(scratch, {**old, "p-3": new}, [*sorted(old), "p-3"])
     assert_same_outputs(Path(job.output.path), Path(scratch.output.path))
+    outcome = night(job, {}, sorted(old))  # p-3 vanishes: p-1's representative returns
+    assert outcome.churn == {"left_kept": 0, "returned_to_kept": int(keep == "longest")}
+    assert kept_ids(job, sorted(old)) == published
 
 
 def test_a_changed_shard_is_rewritten_and_keeps_its_place(tmp_path: Path) -> None:
