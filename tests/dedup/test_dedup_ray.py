@@ -58,3 +58,36 @@ def test_run_job_removes_duplicates_across_shards(ray_local: None, tmp_path: Pat
     assert again.duplicates == stats.duplicates
     assert again.docs_kept == stats.docs_kept
     assert again.written == stats.written
+
+
+def test_a_later_night_keeps_the_published_copy_and_reports_counters(ray_local: None, tmp_path: Path) -> None:
+    """Two nights as a user runs them (the CLI's `run_job`, local Ray, real files): `p-10` arrives on the second
+    night with a copy of a page `p-9` published on the first; `p-10` sorts first and its copy's id is smaller, yet
+    the published page stays. stats.json carries the cluster-size counters and the churn (none under first_seen)."""
+    text = corpus(41, originals=1, copies=0, words=60)[0][1]
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+
+    def shard(rel: str, rows: list[tuple[str, str]]) -> None:
+        pq.write_table(pa.table({"id": [r[0] for r in rows], "text": [r[1] for r in rows]}), src / f"{rel}.parquet")
+
+    job = parse_job(
+        {
+            "name": "nightly",
+            "input": {"path": str(src)},
+            "output": {"path": str(out)},
+            "steps": [{"type": "doc_length", "min_words": 5}],
+            "dedup": {"type": "minhash"},
+        }
+    )
+    shard("p-9", [("z-published", text), ("other", corpus(42, originals=1, copies=0, words=60)[0][1])])
+    run_job(job)
+    shard("p-10", [("a-copy", text)])
+    stats = run_job(job)
+    kept = sorted(i for p in (out / "kept").glob("*.parquet") for i in pq.read_table(p)["id"].to_pylist())
+    assert kept == ["other", "z-published"]
+    on_disk = json.loads((out / "stats.json").read_text())
+    assert on_disk["cluster_sizes"] == {"2": 1}
+    assert on_disk["largest_cluster"] == 2
+    assert on_disk["churn"] == {"left_kept": 0, "returned_to_kept": 0}
+    assert stats.duplicates == 1
