@@ -126,7 +126,8 @@ def test_stats_record_the_largest_task_of_every_phase_13(ray_local: None, corpus
     phases = on_disk["phase_peak_rss_bytes"]
     assert {"filter", "dedup: band keys", "dedup: collisions", "dedup: removal"} <= set(phases)
     assert all(50 * 2**20 < peak < 8 * 2**30 for peak in phases.values()), phases  # a Python worker's size
-    assert on_disk["peak_rss_bytes"] == max(phases.values()) == stats.peak_rss_bytes
+    # The run's peak covers every phase (a unit's own reading, taken inside its task, may add a few pages).
+    assert on_disk["peak_rss_bytes"] == stats.peak_rss_bytes >= max(phases.values())
     assert on_disk["ray_cpus"] >= 1
     assert set(on_disk["phase_seconds"]) == set(phases)
     assert all(seconds >= 0 for seconds in on_disk["phase_seconds"].values())
