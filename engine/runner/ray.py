@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +27,41 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+# What each library a task loads reads to size its thread pool when the worker process starts: polars, Arrow's
+# CPU pool (OMP_NUM_THREADS, also OpenMP), OpenBLAS under NumPy, Rust's rayon (rensa's MinHash), MKL if present.
+THREAD_CAP_VARIABLES = (
+    "POLARS_MAX_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+)
+
+# The Ray this process started itself (its GCS address) and the environment its worker processes inherit.
+_embedded: dict[str, Any] = {}
+
+
+def thread_caps(cpus_per_task: float) -> dict[str, str]:
+    """Environment that sizes every thread pool a task's libraries start to the task's CPUs (at least one).
+
+    Without it, a 1-CPU task on a 64-core node starts polars and Arrow pools of 64 threads each, and the node's
+    tasks oversubscribe its cores many times over. The variables must be set before the libraries load, so they
+    are in the environment Ray starts each worker process with (`init_ray`, `RayExecutor`).
+    """
+    threads = str(max(1, math.floor(cpus_per_task)))
+    return dict.fromkeys(THREAD_CAP_VARIABLES, threads)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, cpus_per_task: float = 1.0) -> None:
     """Join `address` (or RAY_ADDRESS), or start a Ray of this process's own; quietly, and only once.
 
     Without an address the embedded Ray is always a new one (`address="local"`), with `num_cpus` CPUs (default:
     the machine's): never a cluster Ray would otherwise find on this machine (`ray start`, another run, or the
     stale `ray_current_cluster` file a dead one left). `num_cpus` does not apply when joining a cluster.
+
+    An embedded Ray is started with `thread_caps(cpus_per_task)` in its environment, which every worker process
+    inherits (cheaper than a per-task `runtime_env`, which makes Ray start a separate pool of workers: ~5 s
+    before the first task on this machine); the executor adds the caps to the tasks wherever workers lack them.
     """
     import ray
 
@@ -39,16 +69,51 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if address is None:
-        address = "local"
-        options["include_dashboard"] = False
-        if num_cpus is not None:
-            options["num_cpus"] = num_cpus
-        # Ray's default for a new local cluster (token auth on) is right; its notice about it is noise here.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        # One task per CPU: keep polars inside a task to one thread instead of every core.
-        options["runtime_env"] = {"env_vars": {"POLARS_MAX_THREADS": "1"}}
-    ray.init(address=address, **options)
+    if address is not None:
+        ray.init(address=address, **options)
+        return
+    options["include_dashboard"] = False
+    if num_cpus is not None:
+        options["num_cpus"] = num_cpus
+    # Ray's default for a new local cluster (token auth on) is right; its notice about it is noise here.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    caps = thread_caps(cpus_per_task)
+    saved = {name: os.environ.get(name) for name in caps}
+    os.environ.update(caps)  # the raylet starts now and its workers inherit this; the driver's own stays as it was
+    try:
+        ray.init(address="local", **options)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    _embedded.clear()
+    _embedded.update(gcs=ray.get_runtime_context().gcs_address, env=caps)
+
+
+def worker_environment() -> dict[str, str]:
+    """The thread caps every worker of the connected Ray already starts with (those of an embedded Ray), or {}."""
+    import ray
+
+    if ray.is_initialized() and _embedded.get("gcs") == ray.get_runtime_context().gcs_address:
+        return dict(_embedded["env"])
+    return {}
+
+
+def task_options(cpus_per_task: float) -> dict[str, Any]:
+    """Ray task options that start every task's worker process with the thread caps.
+
+    Nothing beyond `num_cpus` where workers inherit the caps (the embedded Ray), else a `runtime_env` (a joined
+    cluster, or a Ray this process did not start). Task-level `env_vars` are merged into the job's runtime_env,
+    so a submitted job keeps its own variables.
+    """
+    caps = thread_caps(cpus_per_task)
+    options: dict[str, Any] = {"num_cpus": cpus_per_task}
+    inherited = worker_environment()
+    if any(inherited.get(name) != value for name, value in caps.items()):
+        options["runtime_env"] = {"env_vars": caps}
+    return options
 
 
 def _call(fn: Callable[[Item], Result], item: Item) -> tuple[Result, int]:
@@ -114,6 +179,8 @@ class RayExecutor:
 
     Per label (a phase: `filter`, `dedup: collisions`, ...), `peak_rss_bytes` keeps the resident memory of the
     largest task that ran under it and `seconds` the wall time spent running its tasks.
+
+    Every task's worker process starts with its thread pools capped to `cpus_per_task` (`thread_caps`).
     """
 
     def __init__(
@@ -134,7 +201,7 @@ class RayExecutor:
         self.peak_rss_bytes: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         self._remote: Any = ray.remote(_call).options(
-            num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=[OSError]
+            max_retries=max_retries, retry_exceptions=[OSError], **task_options(cpus_per_task)
         )
 
     def map_settled(

@@ -101,7 +101,7 @@ def run_on_ray(
     ray_start_seconds = 0.0
     if plan.redo or job.dedup is not None:
         ray_started = time.perf_counter()
-        init_ray(address, num_cpus=job.run.num_cpus)
+        init_ray(address, num_cpus=job.run.num_cpus, cpus_per_task=job.run.cpus_per_task)
         ray_start_seconds = time.perf_counter() - ray_started
         executor = RayExecutor(
             max_in_flight=job.run.max_in_flight,
