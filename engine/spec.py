@@ -12,6 +12,7 @@ The shape is a public contract (README, "Job file"):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import types
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 import engine.steps  # noqa: F401  (registers the built-in steps)
 from engine.errors import SpecError
+from engine.io.parquet import WriteLayout
 from engine.schema import SCORES_LAYOUT
 from engine.steps.base import Step, build_step
 from engine.steps.presets import expand_preset
@@ -57,6 +59,43 @@ class OutputSpec(_Strict):
     keep_scores: bool = Field(
         False, description="Write every step's measured values per document to scores/ (for what-if and reports)."
     )
+    row_group_bytes: int = Field(
+        WriteLayout.row_group_bytes,
+        ge=1 << 16,
+        le=1 << 31,
+        description="Bytes of rows (uncompressed, nearly all text) buffered into one row group, however many rows "
+        "the steps dropped from each batch.",
+    )
+    row_group_rows: int = Field(
+        WriteLayout.row_group_rows, ge=1, le=1 << 26, description="Rows at which a row group ends before its bytes do."
+    )
+    max_open_files: int = Field(
+        WriteLayout.max_open_files,
+        ge=1,
+        le=10_000,
+        description="Files a shard's partitioned output (kept/language=xx/) holds open at once; past it a "
+        "partition's file is finished and its later rows go to a further part file.",
+    )
+    max_buffered_bytes: int = Field(
+        WriteLayout.max_buffered_bytes,
+        ge=1 << 16,
+        le=1 << 36,
+        description="Bytes a shard's partitioned output buffers over all partitions; past it the largest buffer "
+        "is written as a row group.",
+    )
+
+    def write_layout(self) -> WriteLayout:
+        """How the output files are cut into row groups and part files."""
+        return WriteLayout(
+            row_group_bytes=self.row_group_bytes,
+            row_group_rows=self.row_group_rows,
+            max_open_files=self.max_open_files,
+            max_buffered_bytes=self.max_buffered_bytes,
+        )
+
+    def layout_config(self) -> dict[str, Any]:
+        """The settings that decide how output files are cut (part of every reuse key over files this writes)."""
+        return dataclasses.asdict(self.write_layout())
 
 
 class RunSpec(_Strict):
@@ -203,6 +242,8 @@ class JobSpec(_Strict):
                 "keep_scores": self.output.keep_scores,
                 # The sidecar's layout: a new layout redoes the shards of jobs that keep scores, once.
                 "scores_layout": SCORES_LAYOUT if self.output.keep_scores else None,
+                # Row groups and part files: a change rewrites the shards once (same rows, files cut anew).
+                "layout": self.output.layout_config(),
             },
             "steps": steps,
             "dedup": {"signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -158,10 +159,31 @@ def partition_dir(column: str, value: object) -> str:
     return f"{column}={safe}"
 
 
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class WriteLayout:
+    """How output files are cut: row groups by size, and how much a partitioned writer holds at once.
+
+    A row group is written when its buffered rows reach `row_group_bytes` (uncompressed Arrow bytes, nearly all
+    text) or `row_group_rows`, whatever a filter dropped from each input batch (one row group per batch made
+    groups of a few hundred rows). A `PartitionedWriter` keeps at most `max_open_files` files open and
+    `max_buffered_bytes` buffered over all its partitions; past either it writes the largest buffer, or finishes
+    a file, and that partition's later rows go to a further part file.
+    """
+
+    row_group_bytes: int = 64 * MiB
+    row_group_rows: int = 1 << 20
+    max_open_files: int = 8
+    max_buffered_bytes: int = 128 * MiB
+
+
 class StreamWriter:
     """Streams tables into one Parquet file at `url`, under a temporary name until `close` commits it.
 
-    `rows` counts the rows written so far.
+    Rows are buffered into row groups of `layout.row_group_bytes` / `layout.row_group_rows`; the file is opened
+    at the first row group (or at `close`). `rows` counts the rows written so far, buffered ones included.
     """
 
     def __init__(
@@ -172,29 +194,95 @@ class StreamWriter:
         storage_options: dict[str, Any] | None = None,
         compression: str = "zstd",
         tmp_dir: str | None = None,
+        layout: WriteLayout | None = None,
     ) -> None:
         self.url, self.schema = url, schema
+        self.layout = layout or WriteLayout()
         self.rows = 0
-        self._file = AtomicFile(url, "wb", storage_options, tmp_dir=tmp_dir)
-        self._writer = pq.ParquetWriter(self._file.handle, schema, compression=compression, write_page_checksum=True)
+        self.buffered_bytes = 0
+        self._buffered_rows = 0
+        self._buffer: list[pa.Table] = []
+        self._storage_options, self._compression, self._tmp_dir = storage_options, compression, tmp_dir
+        self._file: AtomicFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._finished = False
 
-    def write(self, table: pa.Table) -> None:
+    @property
+    def is_open(self) -> bool:
+        """Whether the file has been opened (a row group was written)."""
+        return self._file is not None
+
+    @property
+    def is_full(self) -> bool:
+        """Whether the buffered rows make a whole row group."""
+        return self.buffered_bytes >= self.layout.row_group_bytes or self._buffered_rows >= self.layout.row_group_rows
+
+    def buffer(self, table: pa.Table) -> None:
+        """Add rows to the next row group without writing anything (the caller decides when to `flush`)."""
         if table.num_rows:
-            self._writer.write_table(conform(table, self.schema))
+            table = conform(table, self.schema)
+            self._buffer.append(table)
+            self.buffered_bytes += table.nbytes
+            self._buffered_rows += table.num_rows
             self.rows += table.num_rows
 
+    def write(self, table: pa.Table) -> None:
+        """Add rows; a whole row group is written as soon as the buffer holds one."""
+        self.buffer(table)
+        if self.is_full:
+            self.flush(whole_groups=True)
+
+    def flush(self, *, whole_groups: bool = False) -> None:
+        """Write the buffered rows as one row group (one per `row_group_rows` past it); opens the file.
+
+        With `whole_groups`, rows beyond the last whole group of `row_group_rows` stay in the buffer.
+        """
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        self._buffer.clear()
+        self.buffered_bytes = self._buffered_rows = 0
+        cap = self.layout.row_group_rows
+        written = table.num_rows - table.num_rows % cap if whole_groups and table.num_rows > cap else table.num_rows
+        _, writer = self._open()
+        writer.write_table(table.slice(0, written), row_group_size=cap)
+        self.rows -= table.num_rows - written
+        self.buffer(table.slice(written))  # counted again
+
+    def _open(self) -> tuple[AtomicFile, pq.ParquetWriter]:
+        if self._file is None or self._writer is None:
+            self._file = AtomicFile(self.url, "wb", self._storage_options, tmp_dir=self._tmp_dir)
+            self._writer = pq.ParquetWriter(
+                self._file.handle, self.schema, compression=self._compression, write_page_checksum=True
+            )
+        return self._file, self._writer
+
+    def finish(self) -> None:
+        """Write what is buffered and complete the file under its temporary name (an empty file if no rows)."""
+        if not self._finished:
+            self.flush()
+            file, writer = self._open()
+            writer.close()
+            file.handle.close()
+            self._finished = True
+
     def close(self) -> str:
-        """Finish the file and rename it into place; its URL."""
-        self._writer.close()
-        return self._file.commit()
+        """`finish`, then rename the file into place; its URL."""
+        self.finish()
+        file, _ = self._open()
+        return file.commit()
 
     def abort(self) -> None:
-        """Drop the temporary file (the unit failed)."""
-        try:
-            self._writer.close()
-        except OSError:
-            pass
-        self._file.abort()
+        """Drop the buffer and the temporary file (the unit failed)."""
+        self._buffer.clear()
+        self.buffered_bytes = self._buffered_rows = 0
+        if self._writer is not None and not self._finished:
+            try:
+                self._writer.close()
+            except OSError:
+                pass
+        if self._file is not None:
+            self._file.abort()
 
 
 class PartitionedWriter:
@@ -202,7 +290,10 @@ class PartitionedWriter:
 
     Every batch is conformed to `schema` (the unit's output schema). Without a partition column the file
     is always written, even empty, so each input shard has its outputs; with one, a file per value present.
-    After `close`, `rows_by_file` maps every committed file to the rows written to it.
+    Partitions are bounded by `layout` (`WriteLayout`): at most `max_open_files` open, at most
+    `max_buffered_bytes` buffered; a partition whose file had to be finished early continues in
+    `rel.part<n>.parquet` (n = 1, 2, ...). Files are renamed into place only by `close`, all together, so a
+    failed unit leaves no part behind. After `close`, `rows_by_file` maps every committed file to its rows.
     """
 
     def __init__(
@@ -216,57 +307,108 @@ class PartitionedWriter:
         storage_options: dict[str, Any] | None = None,
         compression: str = "zstd",
         tmp_dir: str | None = None,
+        layout: WriteLayout | None = None,
     ) -> None:
         self.root, self.area, self.rel, self.schema = root, area, rel, schema
         self.partition_column = partition_column
         self.storage_options = storage_options or {}
         self.compression = compression
         self.tmp_dir = tmp_dir
+        self.layout = layout or WriteLayout()
         self.rows_by_file: dict[str, int] = {}
-        self._open: dict[str | None, StreamWriter] = {}
+        self.peak_open_files = 0
+        self._current: dict[str | None, StreamWriter] = {}  # each partition's current part
+        self._parts: dict[str | None, int] = {}  # parts started per partition
+        self._opened: list[str | None] = []  # partitions with an open file, least recently written first
+        self._finished: list[StreamWriter] = []  # complete under their temporary names, renamed by `close`
 
     @property
     def rows(self) -> int:
         """Rows written so far (to every partition's file)."""
-        return sum(w.rows for w in self._open.values()) + sum(self.rows_by_file.values())
+        written = [*self._current.values(), *self._finished]
+        return sum(w.rows for w in written) + sum(self.rows_by_file.values())
+
+    @property
+    def open_files(self) -> int:
+        return len(self._opened)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(w.buffered_bytes for w in self._current.values())
 
     def _writer(self, partition: str | None) -> StreamWriter:
-        if partition not in self._open:
-            url = shard_file(self.root, self.area, self.rel, partition)
-            self._open[partition] = StreamWriter(
-                url,
+        if partition not in self._current:
+            part = self._parts.get(partition, 0)
+            self._parts[partition] = part + 1
+            rel = self.rel if part == 0 else f"{self.rel}.part{part}"
+            self._current[partition] = StreamWriter(
+                shard_file(self.root, self.area, rel, partition),
                 self.schema,
                 storage_options=self.storage_options,
                 compression=self.compression,
                 tmp_dir=self.tmp_dir,
+                layout=self.layout,
             )
-        return self._open[partition]
+        return self._current[partition]
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         if self.partition_column is None:
-            self._writer(None).write(table)
-            return
-        column = table[self.partition_column]
-        for value in pc.unique(column).to_pylist():
-            mask = pc.is_null(column) if value is None else pc.fill_null(pc.equal(column, value), False)
-            self._writer(partition_dir(self.partition_column, value)).write(table.filter(mask))
+            self._add(None, table)
+        else:
+            column = table[self.partition_column]
+            for value in pc.unique(column).to_pylist():
+                mask = pc.is_null(column) if value is None else pc.fill_null(pc.equal(column, value), False)
+                self._add(partition_dir(self.partition_column, value), table.filter(mask))
+        while self.buffered_bytes > self.layout.max_buffered_bytes:
+            self._flush(max(self._current, key=lambda p: self._current[p].buffered_bytes))
+
+    def _add(self, partition: str | None, table: pa.Table) -> None:
+        writer = self._writer(partition)
+        writer.buffer(table)
+        if writer.is_full:
+            self._flush(partition, whole_groups=True)
+
+    def _flush(self, partition: str | None, *, whole_groups: bool = False) -> None:
+        """Write a partition's buffer as a row group, first finishing the least recently written file if need be."""
+        writer = self._current[partition]
+        if writer.is_open:
+            self._opened.remove(partition)
+        elif len(self._opened) >= self.layout.max_open_files:
+            self._finish(self._opened[0])
+        writer.flush(whole_groups=whole_groups)
+        self._opened.append(partition)
+        self.peak_open_files = max(self.peak_open_files, len(self._opened))
+
+    def _finish(self, partition: str | None) -> None:
+        """Complete a partition's current file (renamed into place by `close`); its later rows go to a new part."""
+        writer = self._current.pop(partition)
+        if partition in self._opened:
+            self._opened.remove(partition)
+        else:  # opened now, written and closed at once
+            self.peak_open_files = max(self.peak_open_files, len(self._opened) + 1)
+        writer.finish()
+        self._finished.append(writer)
 
     def close(self) -> list[str]:
         """Finish every file and rename it into place; the URLs written, sorted."""
-        if self.partition_column is None and not self._open:
+        if self.partition_column is None and not self._current:
             self._writer(None)
-        for writer in self._open.values():
+        for partition in [*self._opened, *(p for p in self._current if p not in self._opened)]:
+            self._finish(partition)  # open files first, then the others one at a time
+        for writer in self._finished:
             self.rows_by_file[writer.close()] = writer.rows
-        self._open.clear()
+        self._finished.clear()
         return sorted(self.rows_by_file)
 
     def abort(self) -> None:
         """Drop every temporary file (the unit failed)."""
-        for writer in self._open.values():
+        for writer in [*self._current.values(), *self._finished]:
             writer.abort()
-        self._open.clear()
+        self._current.clear()
+        self._finished.clear()
+        self._opened.clear()
 
 
 def footer_rows(url: str, storage_options: dict[str, Any]) -> int:

@@ -155,10 +155,12 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
     """
     spec, out, options = job.input, job.output.path, job.output.storage_options
     writers: list[PartitionedWriter | StreamWriter] = []
-    compression = job.output.compression
+    compression, layout = job.output.compression, job.output.write_layout()
 
     def _writer(url: str, schema: pa.Schema) -> StreamWriter:
-        return StreamWriter(url, schema, storage_options=options, compression=compression, tmp_dir=tmp_dir)
+        return StreamWriter(
+            url, schema, storage_options=options, compression=compression, tmp_dir=tmp_dir, layout=layout
+        )
 
     def _area(area: str, schema: pa.Schema, partition_column: str | None = None) -> PartitionedWriter:
         return PartitionedWriter(
@@ -170,6 +172,7 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
             storage_options=options,
             compression=compression,
             tmp_dir=tmp_dir,
+            layout=layout,
         )
 
     stats = Stats(shards_total=1, shards_processed=1)

@@ -283,6 +283,7 @@ class Stall(Filter):
 raw = json.loads(sys.argv[1])
 raw["steps"].append({"type": "stall_test"})
 raw["input"]["batch_rows"] = 8
+raw["output"]["row_group_rows"] = 1  # every batch's rows go to the files at once (not buffered into row groups)
 job = parse_job(raw)
 (shard,) = [s for s in list_shards(job.input.path, {}, job.input.glob) if s.rel == "part-3"]
 run_unit(job, shard)
