@@ -39,6 +39,11 @@ def add_train_quality_command(subparsers: Any) -> None:
     for name in ("dim", "ws", "epoch", "min-count", "word-ngrams", "bucket", "minn", "maxn", "thread"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name.replace("-", "_")))
     parser.add_argument("--loss", choices=["softmax", "hs", "ns", "ova"], default=defaults.loss)
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="save the model product-quantized (.ftz): ~8x less memory per worker, scores move slightly",
+    )
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.set_defaults(handler=run_train_quality)
 

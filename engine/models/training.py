@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     maxn: int = Field(default=0, ge=0)
     loss: Literal["softmax", "hs", "ns", "ova"] = "softmax"
     thread: int = Field(default=1, ge=1)
+    quantize: bool = Field(
+        default=False,
+        description="Save the model product-quantized by fastText (`.ftz`): ~8x less memory in every worker "
+        "that loads it (fastText cannot share one loaded copy between processes); scores move slightly.",
+    )
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,8 @@ import json, sys
 import fasttext
 job = json.loads(sys.argv[1])
 model = fasttext.train_supervised(input=job["train"], verbose=0, **job["params"])
+if job["quantize"]:
+    model.quantize(input=job["train"], qnorm=True, retrain=False, thread=job["params"]["thread"])
 model.save_model(job["model"])
 with open(job["test"], encoding="utf-8", newline="") as handle:
     lines = handle.read().split("\\n")[:-1]
@@ -264,7 +271,14 @@ def _train_in_child(config: TrainConfig, train_file: str, test_file: str, model_
         "seed": config.seed,
     }
     predictions = model_file + ".predictions.json"
-    job = {"train": train_file, "test": test_file, "model": model_file, "predictions": predictions, "params": params}
+    job = {
+        "train": train_file,
+        "test": test_file,
+        "model": model_file,
+        "predictions": predictions,
+        "params": params,
+        "quantize": config.quantize,
+    }
     done = subprocess.run(
         [sys.executable, "-c", _TRAIN_CHILD, json.dumps(job)], capture_output=True, text=True, check=False
     )

@@ -249,3 +249,24 @@ def test_training_after_a_quantized_model_was_used_and_dropped(
     gc.collect()
     again = train_tiny_model(tmp_path)
     assert Path(again.path).read_bytes() == Path(tiny_fasttext_model.path).read_bytes()
+
+
+def test_quantized_model_is_smaller_loads_and_scores_like_the_full_one(
+    tiny_fasttext_model: TinyModel,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 14: fastText loads a private copy per worker, so the lever on memory is a smaller model (`.ftz`)."""
+    config = TINY_CONFIG.model_copy(update={"quantize": True})
+    output = tmp_path / "tiny.ftz"
+    metrics = train_quality_classifier(
+        [tiny_fasttext_model.positive_source], [tiny_fasttext_model.negative_source], str(output), config
+    )
+    full_size = Path(tiny_fasttext_model.path).stat().st_size
+    assert output.stat().st_size < full_size / 3
+    assert metrics.f1 >= 0.95  # measured on the quantized model, as saved
+    positives, negatives = held_out()
+    batch = make_batch({"text": positives + negatives})
+    full = QualityClassifier(model=tiny_fasttext_model.path)(batch)[0][QUALITY_SCORE].to_numpy()
+    quantized = QualityClassifier(model=str(output))(batch)[0][QUALITY_SCORE].to_numpy()
+    assert np.abs(full - quantized).max() < 0.2
+    assert quantized[: len(positives)].min() > quantized[len(positives) :].max()  # still separates the classes
