@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.batch import Verdict, take, text_bytes
+from engine.histograms import count_bins
 from engine.io.documents import canonical_batch
-from engine.schema import BATCH, ID, INPUT_STEP, REASON
+from engine.schema import BATCH, ID, INPUT_STEP, LANGUAGE, REASON
 from engine.spec import InputSpec
 from engine.stats import Stats
 from engine.steps.base import Step
@@ -89,6 +91,16 @@ def _keep_rows(batch: pa.Table, keep: np.ndarray) -> pa.Table:
     return kept
 
 
+def count_scores(stats: Stats, label: str, verdict: Verdict) -> None:
+    """Add a step's measured values to the stats' fixed-bin histograms: all it saw, and those it dropped."""
+    dropped = ~verdict.keep
+    for name, values in verdict.scores.items():
+        key = f"{label}.{name}"
+        stats.score_bins.setdefault(key, Counter()).update(count_bins(values))
+        if dropped.any():
+            stats.score_bins_dropped.setdefault(key, Counter()).update(count_bins(values[dropped]))
+
+
 def process_batch(
     batch: pa.Table,
     steps: Sequence[Step],
@@ -146,12 +158,17 @@ def process_batch(
             raise StepContractError(msg)
         # Rejected rows keep the text their step saw (before a transform rewrote it).
         reject(step.label, current, verdict)
+        count_scores(stats, step.label, verdict)
         if sheet is not None:
             sheet.record(step.label, positions, verdict)
         current = _keep_rows(result, verdict.keep)
         positions = positions[verdict.keep]
     stats.docs_kept = current.num_rows
     stats.bytes_kept = text_bytes(current)
+    if LANGUAGE in current.column_names and current.num_rows:
+        counted = pc.value_counts(current[LANGUAGE])
+        for value, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True):
+            stats.languages[str(value)] += count
     if rejected:
         rejected_table = pa.concat_tables(rejected, promote_options="default")
     else:

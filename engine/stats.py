@@ -9,11 +9,19 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import ConservationError
+from engine.histograms import merge_histograms
 
 KEPT_ROWS = "kept"
 STAGED_ROWS = "staged"
 REJECTED_ROWS = "rejected"
 DUPLICATE_ROWS = "duplicates"
+SLOWEST_SHARDS = 10
+_HISTOGRAMS = ("score_bins", "score_bins_dropped")
+
+
+def _sorted_bins(bins: Counter[str]) -> dict[str, int]:
+    """A histogram's bins in value order (JSON keeps the order: easy to read)."""
+    return {key: bins[key] for key in sorted(bins, key=int)}
 
 CLUSTER_SIZE_BINS: tuple[int, ...] = (
     *range(2, 10),
@@ -49,6 +57,13 @@ class Stats:
     dedup tasks emit them. Everything adds up, except `peak_rss_bytes`, `phase_peak_rss_bytes` (per phase:
     filter, each dedup phase; the resident memory of the largest task, `task_peak_rss`) and `largest_cluster`,
     which keep the maximum.
+    `slowest_shards` keeps the `SLOWEST_SHARDS` slowest.
+
+    The report reads nothing else (issue 14): fixed-bin histograms (`engine.histograms`) of every step's scores
+    over the documents that reached it (`score_bins`, by `<step>.<score>`) and over those it dropped
+    (`score_bins_dropped`), kept documents per language (`languages`, from a `language` column: before dedup in
+    a dedup job), seconds per shard (`shard_seconds_bins`, `shard_seconds_total`) and the slowest shards
+    (`[seconds, shard, docs_in, docs_kept]`).
     """
 
     docs_in: int = 0
@@ -72,6 +87,13 @@ class Stats:
     cluster_sizes: Counter[str] = field(default_factory=Counter)
     largest_cluster: int = 0  # documents in dedup's largest cluster (merged by max)
     churn: Counter[str] = field(default_factory=Counter)  # dedup vs the last build: left_kept, returned_to_kept
+    score_bins: dict[str, Counter[str]] = field(default_factory=dict)
+    score_bins_dropped: dict[str, Counter[str]] = field(default_factory=dict)
+    languages: Counter[str] = field(default_factory=Counter)
+    duplicates_by_language: Counter[str] = field(default_factory=Counter)  # counted by dedup removal, when it does
+    shard_seconds_bins: Counter[str] = field(default_factory=Counter)
+    shard_seconds_total: float = 0.0
+    slowest_shards: list[list[Any]] = field(default_factory=list)
 
     def __add__(self, other: Stats) -> Stats:
         merged = Stats()
@@ -81,6 +103,10 @@ class Stats:
                 setattr(merged, f.name, max(a, b))
             elif f.name == "phase_peak_rss_bytes":
                 merged.phase_peak_rss_bytes = {k: max(a.get(k, 0), b.get(k, 0)) for k in sorted({*a, *b})}
+            elif f.name in _HISTOGRAMS:
+                setattr(merged, f.name, merge_histograms(a, b))
+            elif f.name == "slowest_shards":
+                merged.slowest_shards = sorted([*a, *b], key=lambda s: (-s[0], s[1]))[:SLOWEST_SHARDS]
             else:
                 setattr(merged, f.name, Counter(a) + Counter(b) if isinstance(a, dict) else a + b)
         return merged
@@ -154,6 +180,10 @@ class Stats:
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _HISTOGRAMS:
+                value = {name: _sorted_bins(bins) for name, bins in sorted(value.items())}
+            elif f.name == "shard_seconds_bins":
+                value = _sorted_bins(value)
             data[f.name] = dict(sorted(value.items())) if isinstance(value, Counter) else value
         data["docs_dropped"] = self.docs_dropped
         data["docs_processed"] = self.docs_processed
@@ -170,6 +200,8 @@ class Stats:
         for f in fields(cls):
             if f.name in data:
                 value = data[f.name]
+                if f.name in _HISTOGRAMS:
+                    value = {name: Counter(bins) for name, bins in value.items()}
                 setattr(stats, f.name, Counter(value) if isinstance(getattr(stats, f.name), Counter) else value)
         return stats
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "engine"
 # Bottom to top. Each entry is a group (a module, or a package with everything under it); a module may import its
 # own group and the groups of lower ranks, never a group of its own rank or above.
 LAYERS: list[tuple[str, ...]] = [
-    ("engine.schema", "engine.errors", "engine.version"),
+    ("engine.schema", "engine.errors", "engine.version", "engine.histograms"),
     ("engine.batch", "engine.stats", "engine.provenance"),
     ("engine.io",),
     ("engine.models",),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,17 @@ def histogram(
         ax.legend(fontsize=6, loc="best")
     else:
         ax.hist(shown, bins=bins, color="#72b7b2")
+    _mark_thresholds(ax, in_view, beyond)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return _png(fig, alt=f"histogram: {title}", data=data)
+
+
+def _mark_thresholds(ax: Any, in_view: Sequence[tuple[str, float]], beyond: Sequence[tuple[str, float]]) -> None:
+    """Thresholds in view as labelled dashed lines; those far off the axis as labelled arrows at its edge."""
     left, right = ax.get_xlim()
     for name, value in in_view:
         ax.axvline(value, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.2)
@@ -128,6 +139,63 @@ def histogram(
             ha="right" if at_right else "left",
             arrowprops={"arrowstyle": "-|>", "color": THRESHOLD_COLOUR},
         )
+
+
+def binned_histogram(
+    bins: Mapping[str, int],
+    *,
+    title: str,
+    edges: Callable[[str], tuple[float, float]],
+    thresholds: Sequence[tuple[str, float]] = (),
+    dropped: Mapping[str, int] | None = None,
+    log_y: bool = False,
+    xlabel: str = "",
+) -> str:
+    """A histogram drawn from counted bins (`engine.histograms`), as `histogram` draws one from values.
+
+    With `dropped` (counts per bin of the documents the step dropped), the bars are stacked: kept, dropped. A long
+    tail is cut where `CUT_PERCENTILE`% of the documents are reached, and the title says how many lie beyond.
+    """
+    keys = sorted((k for k, n in bins.items() if n > 0), key=int)
+    counts = np.asarray([bins[k] for k in keys], dtype=np.float64)
+    dropped_counts = np.asarray([(dropped or {}).get(k, 0) for k in keys], dtype=np.float64)
+    lows = np.asarray([edges(k)[0] for k in keys])
+    highs = np.asarray([edges(k)[1] for k in keys])
+    total = counts.sum()
+    low, high = (float(lows[0]), float(highs[-1])) if keys else (0.0, 1.0)
+    cut_index = len(keys) - 1
+    if total >= 200:
+        cut_index = int(np.searchsorted(np.cumsum(counts), total * CUT_PERCENTILE / 100))
+    cut = float(highs[min(cut_index, len(keys) - 1)]) if keys else high
+    if cut <= low or high - cut <= 0.5 * (cut - low):
+        cut = high
+    span = max(cut - low, 1e-9)
+    in_view = [(name, value) for name, value in thresholds if low - span <= value <= cut + span]
+    beyond = [(name, value) for name, value in thresholds if (name, value) not in in_view]
+    limit = max([cut, *(v for _, v in in_view)])
+    data = {"thresholds": " ".join(f"{name}={value:g}" for name, value in thresholds)}
+    shown = highs <= limit
+    if limit < high:
+        above = int(counts[~shown].sum())
+        title += f"\n(axis cut at the {CUT_PERCENTILE:g}th percentile, {limit:.4g}: {above:,} above, max {high:.4g})"
+        data["cut"] = f"{limit:g}"
+    fig = _figure(4.2, 2.6)
+    ax = fig.add_subplot()
+    widths = highs[shown] - lows[shown]
+    kept = counts[shown] - dropped_counts[shown]
+    ax.bar(lows[shown], kept, width=widths, align="edge", color="#72b7b2", label="kept by the step")
+    if dropped is not None:
+        ax.bar(
+            lows[shown],
+            dropped_counts[shown],
+            width=widths,
+            bottom=kept,
+            align="edge",
+            color="#f58518",
+            label="dropped by the step",
+        )
+        ax.legend(fontsize=6, loc="best")
+    _mark_thresholds(ax, in_view, beyond)
     if log_y:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=8)

@@ -1,16 +1,18 @@
 """`OUT/report.html`: what a run did, as one self-contained page (plots embedded as PNG, no script, no server).
 
-Sections, each present when its data exists in the output folder:
+Everything comes from `stats.json` alone, whose counters every unit and dedup task adds to (issue 14):
+the report reads no document, no kept or score file and no unit's stats, so its cost and the driver's memory
+do not grow with the corpus. Sections, each present when its data exists:
 
-- totals and the conservation line (`stats.json`);
-- drops per step and rule, as a bar chart and a table (`stats.json`);
-- histograms of every step's scores with the job's thresholds marked (`scores/`, written with
-  `output.keep_scores`; at most `MAX_SCORE_ROWS` rows are read, file by file, so the page stays cheap on huge
-  runs); thresholds are the parameters `engine.steps.base.score_thresholds` pairs with each score;
-- language distribution of the kept documents (`kept/language=<code>/` row counts from Parquet metadata, or the
-  `language` column of the kept files);
+- totals and the conservation line;
+- drops per step and rule, as a bar chart and a table;
+- histograms of every step's scores (fixed bins counted by every unit, `Stats.score_bins`), stacked into the
+  documents the step kept and those it dropped, with the job's thresholds marked (the parameters
+  `engine.steps.base.score_thresholds` pairs with each score);
+- language distribution of the kept documents (`Stats.languages`; in a dedup job, counted before dedup unless
+  the run also counted its duplicates by language);
 - dedup cluster sizes (the fixed-bin `cluster_sizes` counters dedup's tasks put into `stats.json`);
-- per-shard timing and the slowest shards (`_units/<rel>.stats.json`).
+- per-shard timing and the slowest shards (`Stats.shard_seconds_bins`, `slowest_shards`).
 
 `write_report(output_path, storage_options)` writes the page and returns its URL; `corpus-engine report RUN_DIR`
 regenerates it from what the run left.
@@ -25,25 +27,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 from engine.errors import InputError
-from engine.inspect.plots import CUT_PERCENTILE, bar_chart, histogram
-from engine.inspect.run_outputs import iter_score_batches, run_job_and_header, score_files, unit_stats
+from engine.histograms import bin_edges, quantile
+from engine.inspect.plots import CUT_PERCENTILE, bar_chart, binned_histogram
+from engine.inspect.run_outputs import run_job_and_header
 from engine.io.atomic import write_text
-from engine.io.layout import KEPT, STATS_FILE, join
+from engine.io.layout import STATS_FILE, join
 from engine.io.markers import read_json
-from engine.io.paths import filesystem, list_files
-from engine.schema import LANGUAGE, REASON
 from engine.spec import JobSpec
 from engine.stats import CLUSTER_SIZE_BINS
 from engine.steps.base import score_thresholds
 
 REPORT_FILE = "report.html"
-MAX_SCORE_ROWS = 1_000_000
 MAX_SCORE_PLOTS = 40
 SLOWEST_SHARDS = 10
 MAX_LANGUAGES = 30
@@ -53,48 +48,15 @@ MAX_LANGUAGES = 30
 # Reading what a run left
 
 
-def score_sample(output_path: str, storage_options: dict[str, Any], limit: int = MAX_SCORE_ROWS) -> dict[str, Any]:
-    """Up to `limit` rows of the score sidecar: every `<step>.<score>` column and the `reason` column."""
-    columns: dict[str, list[np.ndarray]] = {}
-    reasons: list[pa.ChunkedArray] = []
-    rows = 0
-    for table in iter_score_batches(score_files(output_path, storage_options), storage_options):
-        take = min(table.num_rows, limit - rows)
-        table = table.slice(0, take)
-        for name in table.column_names:
-            if "." in name and pa.types.is_floating(table.schema.field(name).type):  # labels are not plotted
-                columns.setdefault(name, []).append(
-                    np.asarray(pc.fill_null(table[name], np.nan).to_numpy(), dtype=np.float64)
-                )
-        reasons.append(table[REASON])
-        rows += take
-        if rows >= limit:
-            break
-    reason = pa.chunked_array([c for r in reasons for c in r.chunks], type=pa.string())
-    return {"rows": rows, "columns": {k: np.concatenate(v) for k, v in columns.items()}, "reasons": reason}
+# ----------------------------------------------------------------------------------------------------------
+# The page
 
 
-def language_counts(output_path: str, storage_options: dict[str, Any]) -> Counter[str]:
-    """Kept documents per language: from `language=<code>` folders' row counts, else the `language` column."""
-    kept = join(output_path, KEPT)
-    fs, _ = filesystem(kept, storage_options)
-    counts: Counter[str] = Counter()
-    for url in list_files(kept, storage_options, "**/*.parquet"):
-        parts = [p for p in url.split("/") if p.startswith(f"{LANGUAGE}=")]
-        with fs.open(url, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
-            if parts:
-                counts[parts[-1].split("=", 1)[1]] += parquet.metadata.num_rows
-            elif LANGUAGE in parquet.schema_arrow.names:
-                column = parquet.read(columns=[LANGUAGE])[LANGUAGE]
-                for value, count in zip(*_value_counts(column), strict=True):
-                    counts[str(value)] += count
-    return counts
-
-
-def _value_counts(column: Any) -> tuple[list[Any], list[int]]:
-    counted = pc.value_counts(column)
-    return counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+@dataclass
+class Section:
+    id: str
+    title: str
+    body: str
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -111,17 +73,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The page
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    body: str
 
 
 def _totals(stats: dict[str, Any]) -> list[Section]:
@@ -195,62 +146,65 @@ def _drops(stats: dict[str, Any]) -> Section | None:
     return Section("drops", "Drops per step and rule", chart + steps + rules + timing)
 
 
-def _scores(output_path: str, storage_options: dict[str, Any], job: JobSpec | None) -> Section | None:
-    sample = score_sample(output_path, storage_options)
-    if not sample["columns"]:
+def _scores(stats: dict[str, Any], job: JobSpec | None) -> Section | None:
+    counted: dict[str, dict[str, int]] = stats.get("score_bins") or {}
+    dropped_bins: dict[str, dict[str, int]] = stats.get("score_bins_dropped") or {}
+    if not counted:
         return None
     steps = {step.label: step for step in job.steps} if job is not None else {}
     figures: list[str] = []
-    constant: list[tuple[str, str, int, str]] = []
-    empty: list[str] = []
-    reasons_by_step: dict[str, np.ndarray] = {}
-    for name in sample["columns"]:
+    single: list[tuple[str, str, int, str]] = []
+    plotted = 0
+    for name, bins in sorted(counted.items()):
         label, _, score = name.partition(".")
-        values = sample["columns"][name]
         step = steps.get(label)
         marks = score_thresholds(step, [score]).get(score, []) if step is not None else []
-        reached = np.isfinite(values)
-        if not reached.any():
-            empty.append(name)
+        filled = [k for k, n in bins.items() if n > 0]
+        if not filled:
             continue
-        distinct = np.unique(values[reached])
-        if len(distinct) == 1:  # one bar says nothing a line cannot
+        if len(filled) == 1:  # one bar says nothing a line cannot
+            low, high = bin_edges(filled[0])
             bounds = ", ".join(f"{param}={value:g}" for param, value in marks)
-            constant.append((name, f"{distinct[0]:g}", int(reached.sum()), bounds))
+            single.append((name, f"[{low:.4g}, {high:.4g})", int(bins[filled[0]]), bounds))
             continue
+        plotted += 1
         if len(figures) == MAX_SCORE_PLOTS:
             continue
-        dropped = reasons_by_step.get(label)
-        if dropped is None:
-            hit = pc.fill_null(pc.starts_with(sample["reasons"], f"{label}/"), False)
-            dropped = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
-            reasons_by_step[label] = dropped
-        figures.append(histogram(values[reached], title=name, thresholds=marks, dropped=dropped[reached], log_y=True))
-    plotted = len(sample["columns"]) - len(constant) - len(empty)
+        figures.append(
+            binned_histogram(
+                bins,
+                title=name,
+                edges=bin_edges,
+                thresholds=marks,
+                dropped=dropped_bins.get(name, {}),
+                log_y=True,
+            )
+        )
     note = (
-        f"<p>{sample['rows']:,} documents from the score sidecar; each histogram holds the documents that reached "
-        "the step and have a value (log scale), split into those the step kept and those it dropped. Dashed red "
-        "lines: the job's thresholds on that score (a threshold far outside the values is an arrow at the edge). "
-        f"With 200 values or more and a long tail, the x axis stops at the {CUT_PERCENTILE:g}th percentile (or at "
-        "a threshold beyond it) so that a few extreme documents do not squash the rest into one bar; the title "
-        "then says where the axis stops and how many documents lie beyond it.</p>"
+        "<p>Counted by every shard as it ran, in fixed bins (0.02 wide below 1, four per doubling above), so the "
+        "histograms cover every document however large the run; each holds the documents that reached the step "
+        "and have a value (log scale), split into those the step kept and those it dropped. Dashed red lines: the "
+        "job's thresholds on that score (a threshold far outside the values is an arrow at the edge). With 200 "
+        f"values or more and a long tail, the x axis stops at the {CUT_PERCENTILE:g}th percentile (or at a "
+        "threshold beyond it); the title then says where the axis stops and how many documents lie beyond it.</p>"
     )
     if plotted > MAX_SCORE_PLOTS:
         note += f"<p>{plotted - MAX_SCORE_PLOTS} more score columns not plotted.</p>"
     tables = ""
-    if constant:
-        tables += "<h3>Scores with a single value (not plotted)</h3>" + _table(
-            ["score", "value", "documents", "thresholds"], constant
+    if single:
+        tables += "<h3>Scores whose values all fall in one bin (not plotted)</h3>" + _table(
+            ["score", "bin", "documents", "thresholds"], single
         )
-    if empty:
-        tables += "<p>No document has a value for: " + html.escape(", ".join(empty)) + " (not plotted).</p>"
     return Section("scores", "Scores", note + '<div class="grid">' + "".join(figures) + "</div>" + tables)
 
 
-def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | None:
-    counts = language_counts(output_path, storage_options)
+def _languages(stats: dict[str, Any], *, deduplicated: bool) -> Section | None:
+    counts: Counter[str] = Counter(stats.get("languages") or {})
     if not counts:
         return None
+    removed = Counter(stats.get("duplicates_by_language") or {})
+    after_dedup = not deduplicated or sum(removed.values()) == int(stats.get("duplicates") or 0)
+    counts = +(counts - removed) if after_dedup else counts
     top = counts.most_common(MAX_LANGUAGES)
     rest = sum(counts.values()) - sum(c for _, c in top)
     labels, values = [k for k, _ in top], [c for _, c in top]
@@ -258,10 +212,16 @@ def _languages(output_path: str, storage_options: dict[str, Any]) -> Section | N
         labels.append("(others)")
         values.append(rest)
     total = sum(counts.values())
-    chart = bar_chart(labels, values, xlabel="kept documents")
-    table = _table(["language", "kept documents", "share"], [(k, c, f"{100 * c / total:.1f}%") for k, c in top])
+    what = "kept documents" if after_dedup else "documents kept by the steps (before dedup)"
+    chart = bar_chart(labels, values, xlabel=what)
+    table = _table(["language", what, "share"], [(k, c, f"{100 * c / total:.1f}%") for k, c in top])
     count = f"{len(counts)} language" + ("s" if len(counts) != 1 else "")
-    return Section("languages", f"Languages of kept documents ({count})", chart + table)
+    note = (
+        ""
+        if after_dedup
+        else f"<p>Counted before dedup: {int(stats.get('duplicates') or 0):,} duplicates were then removed.</p>"
+    )
+    return Section("languages", f"Languages of kept documents ({count})", note + chart + table)
 
 
 def _dedup(stats: dict[str, Any]) -> Section | None:
@@ -295,24 +255,20 @@ def _dedup(stats: dict[str, Any]) -> Section | None:
     return Section("dedup", "Duplicate clusters", _table(["", "value"], rows) + chart)
 
 
-def _shards(units: list[tuple[str, dict[str, Any]]], *, deduplicated: bool) -> Section | None:
-    if not units:
+def _shards(stats: dict[str, Any], *, deduplicated: bool) -> Section | None:
+    bins: dict[str, int] = stats.get("shard_seconds_bins") or {}
+    slowest: list[list[Any]] = stats.get("slowest_shards") or []
+    shards = sum(bins.values())
+    if not shards:
         return None
-    seconds = np.asarray([float(u.get("seconds", 0.0)) for _, u in units])
-    if len(units) <= 60:
-        order = np.argsort(-seconds, kind="stable")
-        chart = bar_chart([units[i][0] for i in order], [seconds[i] for i in order], xlabel="seconds", fmt=".2f")
-    else:
-        chart = histogram(seconds, title="seconds per shard", xlabel="seconds")
-    slowest = sorted(units, key=lambda u: -float(u[1].get("seconds", 0.0)))[:SLOWEST_SHARDS]
+    chart = binned_histogram(bins, title="seconds per shard", edges=bin_edges, xlabel="seconds")
     rows = []
-    for rel, unit in slowest:
-        secs = float(unit.get("seconds", 0.0))
-        docs = int(unit.get("docs_in", 0))
-        rows.append((rel, docs, secs, round(docs / secs, 1) if secs > 0 else None, unit.get("docs_kept")))
+    for seconds, rel, docs, kept_docs in slowest[:SLOWEST_SHARDS]:
+        rows.append((rel, int(docs), float(seconds), round(docs / seconds, 1) if seconds > 0 else None, kept_docs))
+    longest = float(slowest[0][0]) if slowest else float("nan")
     summary = (
-        f"<p>{len(units):,} shards; seconds per shard: median {np.median(seconds):.2f}, "
-        f"max {seconds.max():.2f}, total {seconds.sum():.2f}.</p>"
+        f"<p>{shards:,} shards; seconds per shard: median about {quantile(bins, 0.5):.2f} (from the bins), "
+        f"max {longest:.2f}, total {float(stats.get('shard_seconds_total') or 0.0):.2f}.</p>"
     )
     kept = "kept by the steps (before dedup)" if deduplicated else "kept"
     table = "<h3>Slowest shards</h3>" + _table(["shard", "documents", "seconds", "docs/s", kept], rows)
@@ -342,14 +298,14 @@ def render(output_path: str, storage_options: dict[str, Any]) -> str:
         msg = f"{join(output_path, STATS_FILE)} does not exist: {output_path!r} holds no finished run to report on"
         raise InputError(msg)
     job, header = run_job_and_header(output_path, storage_options)
-    units = unit_stats(output_path, storage_options)
+    deduplicated = bool(stats.get("duplicates")) or (job is not None and job.dedup is not None)
     sections = [
         *_totals(stats),
         _drops(stats),
-        _scores(output_path, storage_options, job),
-        _languages(output_path, storage_options),
+        _scores(stats, job),
+        _languages(stats, deduplicated=deduplicated),
         _dedup(stats),
-        _shards(units, deduplicated=bool(stats.get("duplicates")) or (job is not None and job.dedup is not None)),
+        _shards(stats, deduplicated=deduplicated),
     ]
     present = [s for s in sections if s is not None]
     nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in present)

@@ -1,4 +1,4 @@
-"""Reading what a run left in its output folder: its resolved job, its score sidecar, its units' stats.
+"""Reading what a run left in its output folder: its resolved job and its score sidecar.
 
 Shared by `what-if` and the report; nothing here writes.
 """
@@ -12,10 +12,9 @@ import pyarrow as pa
 import yaml
 
 from engine.errors import EngineError, InputError
-from engine.io.layout import RESOLVED_JOB_FILE, SCORES, UNITS, join
-from engine.io.markers import read_json
+from engine.io.layout import RESOLVED_JOB_FILE, SCORES, join
 from engine.io.parquet import read_schema, read_table
-from engine.io.paths import filesystem, list_files, relative_path
+from engine.io.paths import filesystem, list_files
 from engine.spec import JobSpec, parse_job
 
 
@@ -96,15 +95,3 @@ def run_job_and_header(output_path: str, storage_options: dict[str, Any]) -> tup
     except (EngineError, yaml.YAMLError, OSError):
         return None, header  # an old or edited run: the report still shows what it can
     return job, header
-
-
-def unit_stats(output_path: str, storage_options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(shard rel, stats) of every finished unit."""
-    units = join(output_path, UNITS)
-    found = []
-    for url in list_files(units, storage_options, "**/*.stats.json"):
-        rel = relative_path(url, units, storage_options).removesuffix(".stats.json")
-        data = read_json(url, storage_options)
-        if data is not None:
-            found.append((rel, data))
-    return found

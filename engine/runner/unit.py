@@ -20,9 +20,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from engine.errors import ConservationError, EngineError, InputError, StorageError
+from engine.histograms import count_bins
 from engine.io.assets import forget_versions
 from engine.io.atomic import remove_temporary
 from engine.io.documents import check_schema
@@ -121,6 +123,9 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
         raise UnitError(msg) from error
     outputs = sorted(rows)
     stats.seconds = time.perf_counter() - started
+    stats.shard_seconds_bins = count_bins(np.asarray([stats.seconds]))
+    stats.shard_seconds_total = stats.seconds
+    stats.slowest_shards = [[round(stats.seconds, 3), shard.rel, stats.docs_in, stats.docs_kept]]
     stats.peak_rss_bytes = task_peak_rss()
     stats.check_conservation(f"shard {shard.url}")
     stats.check_written(f"shard {shard.url}", rejected_written=job.output.write_rejected)

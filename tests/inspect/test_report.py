@@ -1,4 +1,4 @@
-"""report: OUT/report.html from a run's stats, scores, kept languages, dedup clusters and unit timings."""
+"""report: OUT/report.html from stats.json (scores, languages, timings as counted bins) and the dedup clusters."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 
 from engine.cli import main
 from engine.errors import InputError
+from engine.histograms import count_bins
 from engine.inspect.plots import THRESHOLD_COLOUR
-from engine.inspect.report import REPORT_FILE, language_counts, write_report
+from engine.inspect.report import REPORT_FILE, write_report
 from engine.io.paths import list_shards
 from engine.runner.executor import SerialExecutor
 from engine.runner.run import _write_stats, with_absolute_paths, write_resolved_job
@@ -67,23 +68,28 @@ def test_report_of_a_run_with_scores(tiny_run: tuple[Path, Path], tiny_report: P
     assert "conservation holds" in page
     for reason in stats["dropped"]:
         assert reason in page
-    # One bar chart of drops, one histogram per score column (8 here), one bar chart of shard timings.
+    # One bar chart of drops, one histogram per score counted in more than one bin, one of shard timings.
     score_columns = [c for c in pq.read_schema(out / "scores/part-000.parquet").names if "." in c]
+    assert sorted(stats["score_bins"]) == sorted(score_columns)
+    plotted = [name for name, bins in stats["score_bins"].items() if len(bins) > 1]
     pngs = images(page)
-    assert len(pngs) == 1 + len(score_columns) + 1
+    assert len(pngs) == 1 + len(plotted) + 1
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000 for png in pngs)
     assert "part-000" in page
     assert "part-001" in page
     assert "<script" not in page.lower()
 
 
-def test_report_without_scores_skips_the_histograms(tmp_path: Path, sample_dir: Path) -> None:
+def test_report_without_the_score_sidecar_still_has_every_histogram(tmp_path: Path, sample_dir: Path) -> None:
+    """The histograms come from the counted bins in stats.json, not from scores/ (issue 14)."""
     src = copy_sample(sample_dir, tmp_path / "in", ("part-003",))
     run_units(src, tmp_path / "out", STEPS, keep_scores=False)
     write_report(str(tmp_path / "out"), {})
     page = (tmp_path / "out" / REPORT_FILE).read_text()
-    assert sections(page) == ["totals", "conservation", "drops", "shards"]
-    assert len(images(page)) == 2
+    assert not (tmp_path / "out" / "scores").exists()
+    assert sections(page) == ["totals", "conservation", "drops", "scores", "shards"]
+    titles = [title for title, _, _ in histogram_images(page)]
+    assert {"short.chars", "doc_length.words"} <= {t.split("\n")[0] for t in titles}
 
 
 def dedup_run(root: Path) -> Path:
@@ -134,16 +140,17 @@ def dedup_run(root: Path) -> Path:
 
 def test_languages_and_duplicate_clusters(tmp_path: Path) -> None:
     out = dedup_run(tmp_path)
-    assert language_counts(str(out), {}) == {"en": 8, "fr": 4}
     stats = json.loads((out / "stats.json").read_text())
+    assert stats["languages"] == {"en": 9, "fr": 7}  # kept by the steps: 16 documents, 4 of them duplicates
     assert stats["cluster_sizes"] == {"2": 1, "4": 1}
     assert stats["largest_cluster"] == 4
     shutil.rmtree(out / "_dedup")  # the report reads stats.json's counters, never dedup's files
     write_report(str(out), {})
     page = (out / REPORT_FILE).read_text()
-    assert sections(page) == ["totals", "conservation", "drops", "languages", "dedup", "shards"]
+    assert sections(page) == ["totals", "conservation", "drops", "scores", "languages", "dedup", "shards"]
     assert "duplicates 4 = 16 = 16 documents read" in page
     assert "Languages of kept documents (2 languages)" in page
+    assert "Counted before dedup: 4 duplicates were then removed." in page
     assert "<td>clusters</td><td>2</td>" in page
     assert "<th>kept by the steps (before dedup)</th>" in page  # unit stats count documents before dedup
     assert "<td>largest cluster</td><td>4</td>" in page
@@ -219,10 +226,10 @@ def test_every_threshold_is_drawn_on_its_histogram_12(fineweb_report: tuple[Path
         finite = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
         finite = finite[np.isfinite(finite)]
         expected = " ".join(f"{p}={v:g}" for p, v in steps[label].thresholds().get(score, []))
-        if len(np.unique(finite)) <= 1:
+        if len(count_bins(finite)) <= 1:
             constant.append(column)
             assert column not in drawn
-            assert f"<td>{column}</td>" in page  # listed with its single value instead
+            assert f"<td>{column}</td>" in page  # listed with its single bin instead
             continue
         marks, png = drawn[column]
         assert marks == expected, column
@@ -314,6 +321,7 @@ def test_histograms_mark_thresholds_and_split_by_the_step(
     tiny_run: tuple[Path, Path],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The counted bins hold exactly the sidecar's values, binned: all that reached the step, and those it dropped."""
     import numpy as np
 
     import engine.inspect.report as report_module
@@ -321,24 +329,46 @@ def test_histograms_mark_thresholds_and_split_by_the_step(
     _, out = tiny_run
     calls: dict[str, dict[str, object]] = {}
 
-    def spy(values: np.ndarray, *, title: str, **kwargs: object) -> str:
-        calls[title.split(" ")[0]] = {"values": values, **kwargs}
+    def spy(bins: dict[str, int], *, title: str, **kwargs: object) -> str:
+        calls[title.split(" ")[0]] = {"bins": bins, **kwargs}
         return "<img>"
 
-    monkeypatch.setattr(report_module, "histogram", spy)
+    monkeypatch.setattr(report_module, "binned_histogram", spy)
     page = report_module.render(str(out), {})
-    # short.{chars,words}, digits.digit_ratio, doc_length.{chars,words}
-    assert page.count("<img>") == len(calls) == 5
+    # short.{chars,words}, digits.digit_ratio, doc_length.{chars,words}, and seconds per shard
+    assert page.count("<img>") == len(calls) == 6
     assert calls["doc_length.words"]["thresholds"] == [("min_words", 80.0), ("max_words", 3000.0)]
     assert calls["short.chars"]["thresholds"] == [("min_chars", 400.0)]
     assert calls["digits.digit_ratio"]["thresholds"] == [("max_ratio", 0.04)]  # declared: Decides(("digit_ratio",))
     scores = pa.concat_tables(pq.read_table(p) for p in sorted((out / "scores").glob("*.parquet")))
-    words = np.asarray(scores["doc_length.words"].to_numpy())
-    dropped_here = sum(1 for r in scores["reason"].to_pylist() if r and r.startswith("doc_length/"))
-    mask = calls["doc_length.words"]["dropped"]
-    assert isinstance(mask, np.ndarray)
-    assert len(mask) == int((~np.isnan(words)).sum())
-    assert int(mask.sum()) == dropped_here > 0
+    reasons = scores["reason"].to_pylist()
+    for name in ("short.chars", "digits.digit_ratio", "doc_length.words"):
+        values = np.asarray(scores[name].to_numpy(zero_copy_only=False), dtype=np.float64)
+        dropped_here = np.asarray([bool(r) and r.startswith(name.split(".")[0] + "/") for r in reasons])
+        assert calls[name]["bins"] == count_bins(values), name
+        assert calls[name]["dropped"] == count_bins(values[dropped_here]), name
+        assert sum(calls[name]["dropped"].values()) == int(dropped_here.sum()) > 0  # type: ignore[attr-defined]
+
+
+def test_report_reads_no_corpus_file(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: F811
+    """With kept/, rejected/, scores/ and every unit's stats deleted, the page is the same: it reads stats.json."""
+    _, out = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    before = re.sub(r"generated [^<]*", "", _render(copy))
+    for area in ("kept", "rejected", "scores"):
+        shutil.rmtree(copy / area)
+    for path in (copy / "_units").rglob("*.json"):
+        path.unlink()
+    after = re.sub(r"generated [^<]*", "", _render(copy))
+    assert after == before
+    assert sections(after) == ["totals", "conservation", "drops", "scores", "shards"]
+
+
+def _render(out: Path) -> str:
+    from engine.inspect.report import render
+
+    return render(str(out), {}).replace(str(out), "OUT")
 
 
 def test_report_and_what_if_through_fsspec(tiny_run: tuple[Path, Path], memfs: object) -> None:  # noqa: F811
@@ -357,3 +387,23 @@ def test_report_and_what_if_through_fsspec(tiny_run: tuple[Path, Path], memfs: o
     remote = what_if("memory://run", ["doc_length.min_words=150"])
     local = what_if(str(out), ["doc_length.min_words=150"])
     assert (remote.new, remote.moves, remote.files) == (local.new, local.moves, 2)
+
+
+def test_stats_json_does_not_grow_with_the_corpus(tmp_path: Path, sample_dir: Path) -> None:
+    """Six times the shards and documents: the same histogram bins, the slowest-shard list capped (issue 14)."""
+    sizes = {}
+    for copies in (1, 6):
+        src = tmp_path / f"in-{copies}"
+        src.mkdir()
+        table = pq.read_table(sample_dir / "part-003.parquet")
+        for index in range(copies):
+            pq.write_table(table, src / f"part-{index:03d}.parquet")
+        run_units(src, tmp_path / f"out-{copies}", STEPS, keep_scores=False)
+        stats = json.loads((tmp_path / f"out-{copies}" / "stats.json").read_text())
+        assert stats["docs_in"] == copies * table.num_rows
+        sizes[copies] = stats
+    one, six = sizes[1], sizes[6]
+    assert {k: sorted(v) for k, v in one["score_bins"].items()} == {k: sorted(v) for k, v in six["score_bins"].items()}
+    assert six["score_bins"]["doc_length.words"] == {k: 6 * v for k, v in one["score_bins"]["doc_length.words"].items()}
+    assert len(six["slowest_shards"]) == 6 <= 10
+    assert len(json.dumps(six)) < 1.3 * len(json.dumps(one))
