@@ -4,7 +4,11 @@ A value's bin is a small integer, the same in every process: `[0, 1)` in `LINEAR
 probabilities), values of 1 and above in `LOG_STEPS` bins per doubling (counts, lengths, seconds: about 19%
 wide each), negative values likewise by magnitude. NaN and infinities are not counted. A histogram is a
 `Counter` from the bin (as a string, so JSON keeps it as is) to a count; two histograms merge by `+`, so a run's
-histograms are the sums of its units' and the report needs no document.
+histograms are the sums of its units' and the report needs no document. Stored (stats, markers) as short
+strings, `"bin:count bin:count ..."`, and a set of named histograms as one string, a line per name: the driver
+holds every reused shard's marker while it plans a run, and strings cost far less memory than the same bins as
+dicts (measured on a marker with the FineWeb preset's scores: 9.2 KiB without histograms, 42.6 KiB with them as
+dicts, 21.4 KiB as a string per histogram, 15.8 KiB as one string per set).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,3 +79,35 @@ def quantile(histogram: Mapping[str, int], q: float) -> float:
             return (low + high) / 2
     low, high = bin_edges(ordered[-1][0])
     return (low + high) / 2
+
+
+def encode_bins(histogram: Mapping[str, int]) -> str:
+    """`"bin:count ..."` in bin order: a histogram as one compact string."""
+    return " ".join(f"{key}:{histogram[key]}" for key in sorted(histogram, key=int) if histogram[key] > 0)
+
+
+def decode_bins(text: str | Mapping[str, int]) -> Counter[str]:
+    """The histogram an `encode_bins` string holds (a mapping is taken as it is)."""
+    if not isinstance(text, str):
+        return Counter(text)
+    found: Counter[str] = Counter()
+    for item in text.split():
+        key, _, count = item.partition(":")
+        found[key] += int(count)
+    return found
+
+
+def encode_named(histograms: Mapping[str, Mapping[str, int]]) -> str:
+    """Named histograms as one string: a line `name<TAB>bin:count ...` per name, in name order."""
+    return "\n".join(f"{name}\t{encode_bins(bins)}" for name, bins in sorted(histograms.items()))
+
+
+def decode_named(text: str | Mapping[str, Any]) -> dict[str, Counter[str]]:
+    """The named histograms an `encode_named` string holds (a mapping of histograms is taken as it is)."""
+    if not isinstance(text, str):
+        return {name: decode_bins(bins) for name, bins in text.items()}
+    found = {}
+    for line in text.splitlines():
+        name, _, bins = line.partition("\t")
+        found[name] = decode_bins(bins)
+    return found

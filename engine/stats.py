@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import ConservationError
-from engine.histograms import merge_histograms
+from engine.histograms import decode_bins, decode_named, encode_bins, encode_named, merge_histograms
 
 KEPT_ROWS = "kept"
 STAGED_ROWS = "staged"
@@ -18,10 +18,6 @@ DUPLICATE_ROWS = "duplicates"
 SLOWEST_SHARDS = 10
 _HISTOGRAMS = ("score_bins", "score_bins_dropped")
 
-
-def _sorted_bins(bins: Counter[str]) -> dict[str, int]:
-    """A histogram's bins in value order (JSON keeps the order: easy to read)."""
-    return {key: bins[key] for key in sorted(bins, key=int)}
 
 CLUSTER_SIZE_BINS: tuple[int, ...] = (
     *range(2, 10),
@@ -181,9 +177,9 @@ class Stats:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _HISTOGRAMS:
-                value = {name: _sorted_bins(bins) for name, bins in sorted(value.items())}
+                value = encode_named(value)
             elif f.name == "shard_seconds_bins":
-                value = _sorted_bins(value)
+                value = encode_bins(value)
             data[f.name] = dict(sorted(value.items())) if isinstance(value, Counter) else value
         data["docs_dropped"] = self.docs_dropped
         data["docs_processed"] = self.docs_processed
@@ -201,7 +197,9 @@ class Stats:
             if f.name in data:
                 value = data[f.name]
                 if f.name in _HISTOGRAMS:
-                    value = {name: Counter(bins) for name, bins in value.items()}
+                    value = decode_named(value)
+                elif f.name == "shard_seconds_bins":
+                    value = decode_bins(value)
                 setattr(stats, f.name, Counter(value) if isinstance(getattr(stats, f.name), Counter) else value)
         return stats
 

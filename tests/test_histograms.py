@@ -9,7 +9,17 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine.batch import make_batch
-from engine.histograms import bin_edges, bin_indexes, count_bins, merge_histograms, quantile
+from engine.histograms import (
+    bin_edges,
+    bin_indexes,
+    count_bins,
+    decode_bins,
+    decode_named,
+    encode_bins,
+    encode_named,
+    merge_histograms,
+    quantile,
+)
 from engine.pipeline import process_batch
 from engine.stats import SLOWEST_SHARDS, Stats
 from engine.steps.base import build_step
@@ -31,6 +41,15 @@ def test_histograms_of_parts_add_up_to_the_histogram_of_the_whole(a: list[float]
     whole = count_bins(np.asarray(a + b, dtype=np.float64))
     parts = merge_histograms({"x": count_bins(np.asarray(a))}, {"x": count_bins(np.asarray(b))})
     assert parts["x"] == whole
+
+
+@given(st.lists(finite, max_size=60))
+def test_a_histogram_survives_its_compact_string(values: list[float]) -> None:
+    bins = count_bins(np.asarray(values, dtype=np.float64))
+    assert decode_bins(encode_bins(bins)) == bins
+    assert decode_bins(dict(bins)) == bins  # stats written as plain mappings read the same
+    named = {"a.x": bins, "b step.y": bins}
+    assert decode_named(encode_named(named)) == named
 
 
 def test_nan_and_infinities_are_not_counted() -> None:

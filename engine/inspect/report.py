@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InputError
-from engine.histograms import bin_edges, quantile
+from engine.histograms import bin_edges, decode_bins, decode_named, quantile
 from engine.inspect.plots import CUT_PERCENTILE, bar_chart, binned_histogram
 from engine.inspect.run_outputs import run_job_and_header
 from engine.io.atomic import write_text
@@ -147,8 +147,8 @@ def _drops(stats: dict[str, Any]) -> Section | None:
 
 
 def _scores(stats: dict[str, Any], job: JobSpec | None) -> Section | None:
-    counted: dict[str, dict[str, int]] = stats.get("score_bins") or {}
-    dropped_bins: dict[str, dict[str, int]] = stats.get("score_bins_dropped") or {}
+    counted = decode_named(stats.get("score_bins") or {})
+    dropped_bins = decode_named(stats.get("score_bins_dropped") or {})
     if not counted:
         return None
     steps = {step.label: step for step in job.steps} if job is not None else {}
@@ -256,7 +256,7 @@ def _dedup(stats: dict[str, Any]) -> Section | None:
 
 
 def _shards(stats: dict[str, Any], *, deduplicated: bool) -> Section | None:
-    bins: dict[str, int] = stats.get("shard_seconds_bins") or {}
+    bins = decode_bins(stats.get("shard_seconds_bins") or {})
     slowest: list[list[Any]] = stats.get("slowest_shards") or []
     shards = sum(bins.values())
     if not shards:
