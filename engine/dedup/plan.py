@@ -48,7 +48,7 @@ from engine.dedup.minhash import mix64
 from engine.dedup.signatures import dedup_root
 from engine.io.layout import KEPT, STAGE, join, shard_file
 from engine.io.markers import read_json, write_json
-from engine.io.parquet import footer_rows
+from engine.io.parquet import WriteLayout, footer_rows
 from engine.io.paths import fingerprint
 from engine.io.segments import gather_index, pow2ceil
 from engine.spec import JobSpec, MinhashDedup
@@ -187,6 +187,8 @@ class Removal:
     """Digest of the settings a shard's removal output depends on (besides its staged file and its fates)."""
     identities: tuple[str, ...] = field(default=(), repr=False)
     """Per shard, a digest of what phase A said of it (its staged file's identity and rows)."""
+    layout: WriteLayout = field(default_factory=WriteLayout)
+    """How kept/ and duplicates files are cut into row groups and parts (the job's `output` settings)."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,7 @@ def make_plan(
         "write_duplicates": dedup.write_duplicates,
         "add_cluster_columns": dedup.add_cluster_columns,
         "compression": job.output.compression,
+        "layout": job.output.layout_config(),
     }
     removal = Removal(
         output=job.output.path,
@@ -305,6 +308,7 @@ def make_plan(
         batch_rows=job.input.batch_rows,
         settings=digest(removal_settings),
         identities=plan.identities,
+        layout=job.output.write_layout(),
     )
     return plan, removal
 

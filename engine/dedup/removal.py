@@ -86,6 +86,7 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
             partition_column=removal.partition_column,
             storage_options=options,
             compression=plan.compression,
+            layout=removal.layout,
         )
         writers = [kept]
         duplicates_writer = None
@@ -98,6 +99,7 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
                 dup_schema,
                 storage_options=options,
                 compression=plan.compression,
+                layout=removal.layout,
             )
             writers.append(duplicates_writer)
         removed = 0

@@ -11,7 +11,7 @@ import pytest
 
 from engine import run_job
 from engine.cli.jobs import summary
-from engine.spec import parse_job
+from engine.spec import JobSpec, parse_job
 from tests.dedup.staging import corpus, split
 
 pytestmark = pytest.mark.ray
@@ -91,3 +91,36 @@ def test_a_later_night_keeps_the_published_copy_and_reports_counters(ray_local: 
     assert on_disk["largest_cluster"] == 2
     assert on_disk["churn"] == {"left_kept": 0, "returned_to_kept": 0}
     assert stats.duplicates == 1
+
+
+def test_removal_cuts_its_files_by_the_jobs_layout_and_redoes_them_when_it_changes(
+    ray_local: None, tmp_path: Path
+) -> None:
+    rows = corpus(8, originals=12, copies=2)
+    src = tmp_path / "in"
+    src.mkdir()
+    for rel, table in split(rows, 2).items():
+        pq.write_table(table, src / f"{rel}.parquet")
+    out = tmp_path / "out"
+
+    def job(row_group_rows: int) -> JobSpec:
+        return parse_job(
+            {
+                "name": "layout",
+                "input": {"path": str(src)},
+                "output": {"path": str(out), "row_group_rows": row_group_rows},
+                "steps": [{"type": "doc_length", "min_words": 5}],
+                "dedup": {"type": "minhash"},
+            }
+        )
+
+    def largest_row_group(folder: str) -> int:
+        metas = [pq.read_metadata(p) for p in sorted((out / folder).rglob("*.parquet"))]
+        return max(m.row_group(i).num_rows for m in metas for i in range(m.num_row_groups))
+
+    run_job(job(4))
+    assert largest_row_group("kept") == 4
+    kept_before = sorted(pq.read_table(out / "kept")["id"].to_pylist())
+    run_job(job(1_000))
+    assert largest_row_group("kept") > 4  # removal's files were rewritten with the new layout, not reused
+    assert sorted(pq.read_table(out / "kept")["id"].to_pylist()) == kept_before
