@@ -134,6 +134,11 @@ class _DedupBase(BaseModel):
         default=False,
         description="Add `cluster_id` (the representative's id) and `cluster_size` to kept documents.",
     )
+    by: Literal["corpus", "language"] = Field(
+        "corpus",
+        description="corpus: duplicates are found across the whole corpus; language: only among documents of the"
+        " same `language` (FineWeb-2's per-language dedup; the column comes from language_id or the input).",
+    )
     in_memory_max_edges: int = Field(
         2_000_000,
         ge=0,
@@ -189,6 +194,8 @@ DedupSpec = Annotated[MinhashDedup | ExactDedup, Field(discriminator="type")]
 def dedup_parameters_name(dedup: DedupSpec) -> str:
     """The folder name under `_dedup/` that carries every parameter the stored signatures depend on."""
     score = f"score_{dedup.score_column}" if dedup.score_column else "noscore"
+    if dedup.by == "language":
+        score += "-by_language"
     if isinstance(dedup, MinhashDedup):
         backend = f"rensa{_rensa_version()}" if dedup.backend == "rensa" else dedup.backend
         exact = "-exact" if dedup.exact_first else ""

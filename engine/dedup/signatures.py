@@ -7,15 +7,19 @@ signatures depend on, so a run with other parameters never mixes them.
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.batch import utf8_lengths
 from engine.dedup.exact import exact_hashes
-from engine.dedup.minhash import EMPTY_SIGNATURE, band_hashes, shingle_hashes, signatures_of
+from engine.dedup.minhash import EMPTY_SIGNATURE, band_hashes, mix64, shingle_hashes, signatures_of
 from engine.dedup.normalise import normalise_texts
 from engine.io.layout import DEDUP, join
-from engine.schema import ID, TEXT
+from engine.schema import ID, LANGUAGE, TEXT
 from engine.spec import DedupSpec, MinhashDedup, dedup_parameters_name
 
 SIGNATURE_VERSION = 1
@@ -45,8 +49,12 @@ def signature_table(kept: pa.Table, dedup: DedupSpec) -> pa.Table:
     null when the normalised text has no word); `length` (characters of `text`); `score` (float64, only
     when `score_column` is set); `exact` (uint64 hash of the normalised words, only with `exact_first`).
 
+    With `by: language`, every key is mixed with a hash of the row's `language` (null: its own group), so only
+    documents of one language collide.
+
     Raises:
-        ValueError: `score_column` is set but `kept` has no such numeric column.
+        ValueError: `score_column` is set but `kept` has no such numeric column, or `by: language` and `kept`
+            has no `language` column.
     """
     text_hashes = None
     if isinstance(dedup, MinhashDedup):
@@ -66,6 +74,11 @@ def signature_table(kept: pa.Table, dedup: DedupSpec) -> pa.Table:
         normalised = normalise_texts(kept[TEXT])
         hashes, has_keys = exact_hashes(normalised)
         keys = hashes.reshape(-1, 1)
+    if dedup.by == "language":  # keys of different languages never meet: each is salted with its language
+        salts = _language_salts(kept)
+        keys = mix64(keys ^ salts[:, None])
+        if text_hashes is not None:
+            text_hashes = mix64(np.asarray(text_hashes, dtype=np.uint64) ^ salts)
     flat = pa.array(keys.reshape(-1), type=pa.uint64())
     mask = pa.array(~has_keys, type=pa.bool_())
     key_column = pa.FixedSizeListArray.from_arrays(flat, keys.shape[1], mask=mask)
@@ -86,3 +99,18 @@ def signature_table(kept: pa.Table, dedup: DedupSpec) -> pa.Table:
             raise ValueError(msg)
         columns[SCORE] = pc.cast(kept[dedup.score_column], pa.float64())
     return pa.table(columns)
+
+
+def _language_salts(kept: pa.Table) -> npt.NDArray[np.uint64]:
+    """Per row, a 64-bit hash of its `language` (the same in every process and run)."""
+    if LANGUAGE not in kept.column_names:
+        have = ", ".join(kept.column_names)
+        msg = (
+            f"dedup by: language needs a {LANGUAGE!r} column, which kept documents do not have (they have: {have});"
+            " add a language_id step before dedup or give the input that column"
+        )
+        raise ValueError(msg)
+    languages = pc.fill_null(kept[LANGUAGE].cast(pa.string()), "").combine_chunks().dictionary_encode()
+    salts = [hashlib.blake2b(str(v).encode(), digest_size=8).digest() for v in languages.dictionary.to_pylist()]
+    table = np.array([int.from_bytes(salt, "little") for salt in salts], dtype=np.uint64)
+    return table[np.asarray(languages.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
