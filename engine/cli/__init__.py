@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine.cli.inspect import add_bench_command, add_report_command, add_what_if_command
+from engine.cli.inspect import add_bench_command, add_rehydrate_command, add_report_command, add_what_if_command
 from engine.cli.jobs import add_job_commands
 from engine.cli.models import add_train_quality_command
 from engine.cli.submit import add_submit_commands
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_command(commands)
     add_what_if_command(commands)
     add_report_command(commands)
+    add_rehydrate_command(commands)
     add_train_quality_command(commands)
     add_submit_commands(commands)
     return parser

@@ -7,7 +7,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from engine.inspect import bench, report, whatif
+from engine.inspect import bench, rehydrate, report, whatif
 from engine.spec import load_job
 
 
@@ -98,3 +98,31 @@ def add_report_command(commands: Any) -> None:
     )
     parser.add_argument("run_dir", help="output folder of a run (holds stats.json)")
     parser.set_defaults(handler=cmd_report)
+
+
+def cmd_rehydrate(args: argparse.Namespace) -> int:
+    try:
+        done = rehydrate.rehydrate(args.run_dir, args.to, args.weights)
+    except ValueError as error:  # a malformed weights table (storage and input errors: main's handler)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(rehydrate.format_rehydrated(done, args.to))
+    return 0
+
+
+def add_rehydrate_command(commands: Any) -> None:
+    """Register `rehydrate` on the CLI's subcommands (`commands` from `add_subparsers`)."""
+    parser = commands.add_parser(
+        "rehydrate",
+        help="copy a deduplicated run's kept/ with each document repeated by its cluster size (FineWeb-2)",
+        description=_summary(rehydrate),
+    )
+    parser.add_argument("run_dir", help="output folder of a run made with `dedup: {add_cluster_columns: true}`")
+    parser.add_argument("--to", required=True, metavar="DEST", help="folder to write the re-hydrated files to")
+    parser.add_argument(
+        "--weights",
+        default=rehydrate.FINEWEB2_WEIGHTS,
+        metavar="TABLE",
+        help=f"copies per cluster-size range, N = the size itself (default: FineWeb-2's, {rehydrate.FINEWEB2_WEIGHTS})",
+    )
+    parser.set_defaults(handler=cmd_rehydrate)
