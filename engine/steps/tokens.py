@@ -16,7 +16,10 @@ few entries are kept (one batch in flight per process), so memory stays bounded 
 
 A tokenizer is a function from a text series to a `list[str]` series: each text's words in order, with a
 `LINE_BREAK_TOKEN` at every line break (see `engine.steps.text.split_words`). The default is the English
-word splitter; a per-language one plugs in as the `tokenizer` argument (it is part of the cache key).
+word splitter. A tokenizer that also reads other columns of the batch (`BatchTokenizer`: FineWeb-2's words per
+row language, `engine.steps.segmentation.LanguageTokenizer`) splits the whole batch with `split_batch`; it is
+part of the cache key like any tokenizer, and its words follow the rows the same way (the columns it reads must
+not change while the text stays the same: a row's language is set once, before any step splits per language).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -34,6 +38,18 @@ from engine.batch import BoolArray, text_column
 from engine.steps import text as tx
 
 Tokenizer = Callable[[pl.Series], pl.Series]
+
+
+@runtime_checkable
+class BatchTokenizer(Protocol):
+    """A tokenizer that reads more of the batch than its text (hashable: it is part of the cache key)."""
+
+    def split_batch(self, batch: pa.Table) -> pl.Series:
+        """Each row's words (`list[str]`), in row order, with `LINE_BREAK_TOKEN`s where it marks lines."""
+        ...
+
+
+AnyTokenizer = Tokenizer | BatchTokenizer
 
 
 def english_words(texts: pl.Series) -> pl.Series:
@@ -109,7 +125,12 @@ def _line_key(row: tx.IntArray, line: tx.IntArray) -> tx.IntArray:
 
 def tokenise(texts: pl.Series, tokenizer: Tokenizer = english_words) -> Tokens:
     """Split `texts` into words, recording the line of each word."""
-    flat = tx.flatten(tokenizer(texts))
+    return _tokens(tokenizer(texts))
+
+
+def _tokens(lists: pl.Series) -> Tokens:
+    """Tokens from each row's words, recording the line of each word (0 where no line breaks are marked)."""
+    flat = tx.flatten(lists)
     is_break = tx.to_numpy(flat.values == tx.LINE_BREAK_TOKEN, bool)
     breaks_before = np.concatenate([[0], np.cumsum(is_break)])
     line = breaks_before[:-1] - breaks_before[flat.offsets[flat.row]]
@@ -140,7 +161,7 @@ def _resolved(tokens: Tokens | Deferred) -> Tokens:
 
 
 _ColumnKey = tuple[int, ...]
-_Key = tuple[Tokenizer, _ColumnKey]
+_Key = tuple[AnyTokenizer, _ColumnKey]
 _ENTRIES: OrderedDict[_Key, tuple[pa.ChunkedArray, Tokens | Deferred]] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_ENTRIES = 2
@@ -163,14 +184,14 @@ def _column_key(column: pa.ChunkedArray) -> _ColumnKey:
     )
 
 
-def _store(column: pa.ChunkedArray, tokenizer: Tokenizer, tokens: Tokens | Deferred) -> None:
+def _store(column: pa.ChunkedArray, tokenizer: AnyTokenizer, tokens: Tokens | Deferred) -> None:
     with _LOCK:
         _ENTRIES[(tokenizer, _column_key(column))] = (column, tokens)
         while len(_ENTRIES) > _MAX_ENTRIES:
             _ENTRIES.popitem(last=False)
 
 
-def _entry(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | Deferred | None:
+def _entry(column: pa.ChunkedArray, tokenizer: AnyTokenizer) -> Tokens | Deferred | None:
     key = (tokenizer, _column_key(column))
     with _LOCK:
         entry = _ENTRIES.get(key)
@@ -179,7 +200,7 @@ def _entry(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | Deferred |
     return None if entry is None else entry[1]
 
 
-def _lookup(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | None:
+def _lookup(column: pa.ChunkedArray, tokenizer: AnyTokenizer) -> Tokens | None:
     found = _entry(column, tokenizer)
     if isinstance(found, Deferred):
         found = found.build()
@@ -187,27 +208,30 @@ def _lookup(column: pa.ChunkedArray, tokenizer: Tokenizer) -> Tokens | None:
     return found
 
 
-def batch_tokens(batch: pa.Table, tokenizer: Tokenizer = english_words) -> Tokens:
+def batch_tokens(batch: pa.Table, tokenizer: AnyTokenizer = english_words) -> Tokens:
     """The tokens of a batch's text column: remembered if this column was split (or carried) before."""
     column = text_column(batch)
     tokens = _lookup(column, tokenizer)
     if tokens is None:
-        tokens = tokenise(tx._texts(column), tokenizer)
+        if isinstance(tokenizer, BatchTokenizer):
+            tokens = _tokens(tokenizer.split_batch(batch))
+        else:
+            tokens = tokenise(tx._texts(column), tokenizer)
         _store(column, tokenizer, tokens)
     return tokens
 
 
-def peek_tokens(batch: pa.Table, tokenizer: Tokenizer = english_words) -> Tokens | None:
+def peek_tokens(batch: pa.Table, tokenizer: AnyTokenizer = english_words) -> Tokens | None:
     """The tokens of a batch's text column if they are known already (None: nobody split this text yet)."""
     return _lookup(text_column(batch), tokenizer)
 
 
-def batch_words(batch: pa.Table, tokenizer: Tokenizer = english_words) -> tx.Pieces:
+def batch_words(batch: pa.Table, tokenizer: AnyTokenizer = english_words) -> tx.Pieces:
     """The words of a batch's text column (see `batch_tokens`)."""
     return batch_tokens(batch, tokenizer).words
 
 
-def batch_word_counts(batch: pa.Table, tokenizer: Tokenizer = english_words) -> tx.IntArray:
+def batch_word_counts(batch: pa.Table, tokenizer: AnyTokenizer = english_words) -> tx.IntArray:
     """Words per row of a batch's text column, without putting carried words together when they are known."""
     found = _entry(text_column(batch), tokenizer)
     if isinstance(found, Deferred):
@@ -215,7 +239,7 @@ def batch_word_counts(batch: pa.Table, tokenizer: Tokenizer = english_words) -> 
     return batch_words(batch, tokenizer).counts
 
 
-def remember_tokens(batch: pa.Table, tokens: Tokens | Deferred, tokenizer: Tokenizer = english_words) -> None:
+def remember_tokens(batch: pa.Table, tokens: Tokens | Deferred, tokenizer: AnyTokenizer = english_words) -> None:
     """File `tokens` as the tokens of `batch`'s text (a transform that knows the words of the text it wrote)."""
     counts = tokens.words.counts if isinstance(tokens, Tokens) else tokens.counts
     if len(counts) != batch.num_rows:
