@@ -219,7 +219,9 @@ class JobSpec(_Strict):
     name: str = "job"
     input: InputSpec
     output: OutputSpec
-    preset: str | None = None
+    preset: str | dict[str, Any] | None = Field(
+        None, description="A preset name, or {name: ..., <step type>: {parameters}} to change the preset's steps."
+    )
     steps: list[SerializeAsAny[Step]] = Field(default_factory=list)
     dedup: DedupSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
@@ -288,14 +290,34 @@ class JobSpec(_Strict):
         """`resolved()` as YAML (a valid job file), with a comment naming the preset it expanded, if any."""
         note = ""
         if self.preset is not None:
-            count = len(expand_preset(self.preset))
-            note = f"# preset {self.preset!r} expanded: it is steps[0]..steps[{count - 1}] below\n"
+            count = len(preset_steps(self.preset))
+            note = f"# preset {preset_name(self.preset)!r} expanded: it is steps[0]..steps[{count - 1}] below\n"
         return note + str(yaml.safe_dump(self.resolved(), sort_keys=False))
 
 
 def config_hash(config: dict[str, Any]) -> str:
     """A short, stable hash of a JSON-ready configuration."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def preset_name(preset: str | dict[str, Any]) -> str:
+    """The name of a job's preset (`preset: fineweb2` or `preset: {name: fineweb2, ...}`)."""
+    return str(preset.get("name")) if isinstance(preset, dict) else str(preset)
+
+
+def preset_steps(preset: str | dict[str, Any]) -> list[dict[str, Any]]:
+    """The step mappings a job's preset expands to, with the job's changes to them (`{name: ..., <step type>: {...}}`).
+
+    Raises:
+        SpecError: for a mapping without `name`, an unknown preset or a change naming a step the preset lacks.
+    """
+    if not isinstance(preset, dict):
+        return expand_preset(str(preset))
+    if not isinstance(preset.get("name"), str):
+        msg = "preset.name: missing; write `preset: {name: fineweb2, <step type>: {...}}`"
+        raise SpecError(msg)
+    options = {key: value for key, value in preset.items() if key != "name"}
+    return expand_preset(preset["name"], options)
 
 
 def parse_job(raw: Any, *, source: str = "job") -> JobSpec:
@@ -312,7 +334,7 @@ def parse_job(raw: Any, *, source: str = "job") -> JobSpec:
     preset = raw.get("preset")
     if preset is not None:
         try:
-            steps += [build_step(s, f"preset {preset}") for s in expand_preset(str(preset))]
+            steps += [build_step(s, f"preset {preset_name(preset)}") for s in preset_steps(preset)]
         except SpecError as error:
             problems.append(str(error))
     listed = raw.get("steps") or []

@@ -133,7 +133,7 @@ def test_every_section_error_is_reported_with_what_is_allowed_12() -> None:
         parse_job({"input": "x", "output": {"path": "o", "keep_scores": "maybe"}, "preset": "nah", "run": []})
     lines = str(caught.value).splitlines()
     assert lines[0] == "job: invalid job (4 problems)"
-    assert lines[1] == "preset: unknown preset 'nah'; known presets: c4, fineweb, gopher"
+    assert lines[1] == "preset: unknown preset 'nah'; known presets: c4, fineweb, fineweb2, gopher"
     assert lines[2].startswith("input: expected a mapping (keys allowed: path, text_column, ")
     assert lines[3].startswith("output.keep_scores: Input should be a valid boolean")
     assert lines[4] == "run: expected a mapping (keys allowed: max_retries, max_in_flight, cpus_per_task, num_cpus)"

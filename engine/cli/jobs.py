@@ -6,9 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+import yaml
+
 from engine.api import plan_job, run_job
 from engine.spec import JobSpec, load_job
 from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, Stats
+from engine.steps.fineweb2 import FineWeb2Language, resolved_languages
 from engine.validate import validate_job
 
 
@@ -21,6 +24,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(line, file=notes)
     if args.resolved:
         print(job.resolved_yaml(), end="")
+        languages = list(args.language or ())
+        for step in job.steps:
+            if isinstance(step, FineWeb2Language) and step.languages and not languages:
+                languages = list(step.languages)
+        if languages:
+            table = {"per_language": resolved_languages(job.steps, languages)}
+            print(yaml.safe_dump(table, sort_keys=False, allow_unicode=True), end="", file=notes)
+        elif any(getattr(step, "per_language", None) is not None for step in job.steps):
+            hint = "# per-language settings: add --language NAME (e.g. --language tha_Thai) to see what it gets"
+            print(hint, file=notes)
     print("ok: the job is valid", file=notes)
     return 0
 
@@ -109,6 +122,11 @@ def add_job_commands(commands: Any) -> None:
     validate.add_argument("job", help="job YAML file")
     validate.add_argument("--output", help="override output.path")
     validate.add_argument("--resolved", action="store_true", help="print the job with defaults filled in")
+    validate.add_argument(
+        "--language",
+        action="append",
+        help="with --resolved: the settings this FineWeb-2 language gets (repeat for several)",
+    )
     validate.set_defaults(handler=cmd_validate)
 
     plan = commands.add_parser("plan", help="what a run would redo and why, without running anything")

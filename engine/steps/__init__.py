@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from engine.steps import c4, fineweb, gopher, language_id, length, normalise, quality, url  # noqa: F401
+from engine.steps import (  # noqa: F401
+    c4,
+    fineweb,
+    gopher,
+    language_id,
+    length,
+    normalise,
+    pii,
+    quality,
+    symbol_lines,
+    url,
+)
 from engine.steps.base import Annotator, Filter, Step, Transform, build_step, known_step_types, register
 
 __all__ = ["Annotator", "Filter", "Step", "Transform", "build_step", "known_step_types", "register"]

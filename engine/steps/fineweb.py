@@ -9,11 +9,12 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.batch import Verdict
+from engine.steps import fineweb2 as fw2
 from engine.steps import text as tx
-from engine.steps.base import Decides, Filter, Measures, register
+from engine.steps.base import Decides, Filter, Measures, Step, register
 from engine.steps.gopher import tx_ratio
 from engine.steps.tokens import batch_word_counts
 
@@ -38,7 +39,7 @@ class FineWebQuality(Filter):
     stop_chars: tuple[str, ...] | None = Field(
         None, description="Line-ending characters; default: TERMINAL_PUNCTUATION"
     )
-    short_line_thr: float = Field(0.67, ge=0, le=1)
+    short_line_thr: float | None = Field(0.67, ge=0, le=1, description="None turns the rule off (FineWeb-2).")
     short_line_length: int = Field(30, ge=0)
     char_duplicates_ratio: float = Field(0.01, ge=0, le=1)
     new_line_ratio: float = Field(0.3, ge=0)
@@ -50,7 +51,25 @@ class FineWebQuality(Filter):
         "short_line_length": Measures("chooses which lines count as short into `short_line_ratio`"),
         "char_duplicates_ratio": Decides(("char_dup_ratio",)),
         "new_line_ratio": Decides(("list_ratio",)),
+        # Its overrides of deciding fields decide (a language's threshold); its column, word splitters and overrides of
+        # measuring fields measure: `redecide_refusal` refuses those (fw2.redecide_refusal).
+        "per_language": Decides(),
     }
+    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> FineWebQuality:
+        fw2.check_overrides(self)
+        return self
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        return fw2.redecide_refusal(self, measured_by, super().redecide_refusal)
+
+    def check(self) -> None:
+        fw2.check_libraries(self)
+
+    def assets(self) -> dict[str, str]:
+        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
@@ -69,30 +88,44 @@ class FineWebQuality(Filter):
         _, dup_chars = tx.duplicate_stats(row, tx.to_numpy(values.hash(seed=0x5EED), np.uint64), lengths, n)
         newlines = tx.count_matches(texts, "\n", literal=True)
         dup_ratio = tx_ratio(dup_chars, tx.char_lengths(texts) - newlines)
-        list_ratio = tx_ratio(newlines, batch_word_counts(batch))
-        return self.decide(
+        list_ratio = tx_ratio(newlines, batch_word_counts(batch, fw2.tokenizer(self)))
+        return self._decide(
             {
                 "lines": n_lines,
                 "line_punct_ratio": punct_ratio,
                 "short_line_ratio": short_ratio,
                 "char_dup_ratio": dup_ratio,
                 "list_ratio": list_ratio,
-            }
+            },
+            fw2.row_settings(self, batch),
         )
 
     def decide(self, scores: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
-        """The verdict from this step's measured scores and thresholds (rules in datatrove's order)."""
+        """The verdict from this step's measured scores and thresholds (rules in datatrove's order).
+
+        With `per_language`, each row's thresholds are its language's (the `language` label the step stored).
+        """
+        return self._decide(fw2.measured_scores(scores), fw2.measured_settings(self, scores))
+
+    def _decide(self, scores: Mapping[str, npt.NDArray[np.float64]], settings: fw2.RowSettings | None) -> Verdict:
+        """The verdict with this step's thresholds, or each row's language's (`settings`); None turns a rule off."""
+
+        def bound(field: str) -> float | npt.NDArray[np.float64]:
+            return fw2.bound(self, settings, field, off=np.inf)
+
         punct_ratio = np.asarray(scores["line_punct_ratio"], dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            low_punct = (punct_ratio < self.line_punct_thr) & ~((punct_ratio == 0) & self.line_punct_exclude_zero)
-            return Verdict.from_rules(
+            exclude_zero = bound("line_punct_exclude_zero") > 0
+            low_punct = (punct_ratio < bound("line_punct_thr")) & ~((punct_ratio == 0) & exclude_zero)
+            verdict = Verdict.from_rules(
                 empty=np.asarray(scores["lines"]) == 0,
                 line_punct_ratio=low_punct,
-                short_line_ratio=np.asarray(scores["short_line_ratio"]) > self.short_line_thr,
-                char_dup_ratio=np.asarray(scores["char_dup_ratio"]) > self.char_duplicates_ratio,
-                list_ratio=np.asarray(scores["list_ratio"]) > self.new_line_ratio,
+                short_line_ratio=np.asarray(scores["short_line_ratio"]) > bound("short_line_thr"),
+                char_dup_ratio=np.asarray(scores["char_dup_ratio"]) > bound("char_duplicates_ratio"),
+                list_ratio=np.asarray(scores["list_ratio"]) > bound("new_line_ratio"),
                 scores=scores,
             )
+        return fw2.labelled(verdict, settings)
 
 
 def _escape(chars: str) -> str:

@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.batch import Verdict
+from engine.steps import fineweb2 as fw2
 from engine.steps import text as tx
 from engine.steps.base import Decides, Filter, Measures, Step, register
 from engine.steps.tokens import batch_words
@@ -67,6 +68,12 @@ class GopherQuality(Filter):
     min_alpha_words_ratio: float | None = Field(0.8, ge=0, le=1)
     min_stop_words: int | None = Field(2, ge=0)
     stop_words: tuple[str, ...] = STOP_WORDS
+    stop_words_count: Literal["distinct", "occurrences"] = Field(
+        "distinct",
+        description="distinct: stop words present (datatrove >= 0.5.0); occurrences: stop-word tokens (<= 0.4.0, "
+        "the rule FineWeb-2's published data was filtered with)",
+    )
+    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
     parameters = {
         "min_doc_words": Decides(("words",)),
         "max_doc_words": Decides(("words",)),
@@ -78,12 +85,30 @@ class GopherQuality(Filter):
         "min_alpha_words_ratio": Decides(("alpha_words_ratio",)),
         "min_stop_words": Decides(("stop_words",)),
         "stop_words": Measures("is the word list counted into the `stop_words` score"),
+        "stop_words_count": Measures("chooses what the `stop_words` score counts (distinct words or occurrences)"),
+        # Its overrides of deciding fields decide (a language's threshold); its column, word splitters and overrides of
+        # measuring fields measure: `redecide_refusal` refuses those (fw2.redecide_refusal).
+        "per_language": Decides(),
     }
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> GopherQuality:
+        fw2.check_overrides(self)
+        return self
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        return fw2.redecide_refusal(self, measured_by, super().redecide_refusal)
+
+    def check(self) -> None:
+        fw2.check_libraries(self)
+
+    def assets(self) -> dict[str, str]:
+        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
         n = len(texts)
-        words = batch_words(batch)
+        words = batch_words(batch, fw2.tokenizer(self))
         n_words = words.counts.astype(np.float64)
         lengths = words.lengths()
         non_symbol = tx.to_numpy(words.values.str.contains(_NON_SYMBOL), bool)
@@ -97,14 +122,23 @@ class GopherQuality(Filter):
         bullet_ratio = _ratio(tx.count_matches(normalised, _BULLET_LINE), n_lines)
         ellipsis_line_ratio = _ratio(tx.count_matches(normalised, _ELLIPSIS_LINE), n_lines)
         alpha_ratio = _ratio(tx.per_row_sum(words.row, alpha, n), n_words)
-        stop_words = np.zeros(n, dtype=np.float64)
-        for word in set(self.stop_words):
-            hits = tx.to_numpy(words.values == word, bool)
-            stop_words += np.bincount(words.row[hits], minlength=n) > 0
+        settings = fw2.row_settings(self, batch)
+        distinct = self.stop_words_count == "distinct"
+        if settings is not None:
+            stop_words = fw2.stop_word_counts(words, settings, "stop_words", distinct=distinct)
+        else:
+            stop_words = np.zeros(n, dtype=np.float64)
+            for word in set(self.stop_words):
+                hits = tx.to_numpy(words.values == word, bool)
+                stop_words += (
+                    (np.bincount(words.row[hits], minlength=n) > 0)
+                    if distinct
+                    else np.bincount(words.row[hits], minlength=n)
+                )
         hash_ratio = _ratio(hashes, n_words)
         ellipsis_ratio = _ratio(ellipses, n_words)
 
-        return self.decide(
+        return self._decide(
             {
                 "words": n_non_symbol,
                 "mean_word_length": mean_length,
@@ -114,35 +148,40 @@ class GopherQuality(Filter):
                 "ellipsis_lines_ratio": ellipsis_line_ratio,
                 "alpha_words_ratio": alpha_ratio,
                 "stop_words": stop_words,
-            }
+            },
+            settings,
         )
 
     def decide(self, scores: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
-        """The verdict from this step's measured scores and thresholds (rules in datatrove's order)."""
+        """The verdict from this step's measured scores and thresholds (rules in datatrove's order).
 
-        def above(name: str, bound: float | None) -> np.ndarray:
-            value = np.asarray(scores[name], dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                return np.zeros(len(value), dtype=bool) if not bound else value > bound
+        With `per_language`, each row's thresholds are its language's (the `language` label the step stored).
+        """
+        return self._decide(fw2.measured_scores(scores), fw2.measured_settings(self, scores))
 
-        def below(name: str, bound: float | None) -> np.ndarray:
-            value = np.asarray(scores[name], dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                return np.zeros(len(value), dtype=bool) if not bound else value < bound
+    def _decide(self, scores: Mapping[str, npt.NDArray[np.float64]], settings: fw2.RowSettings | None) -> Verdict:
+        """The verdict with this step's thresholds, or each row's language's (`settings`)."""
 
-        return Verdict.from_rules(
-            too_few_words=below("words", self.min_doc_words),
-            too_many_words=above("words", self.max_doc_words),
-            mean_word_length_low=below("mean_word_length", self.min_avg_word_length),
-            mean_word_length_high=above("mean_word_length", self.max_avg_word_length),
-            too_many_hashes=above("hash_ratio", self.max_symbol_word_ratio),
-            too_many_ellipses=above("ellipsis_ratio", self.max_symbol_word_ratio),
-            too_many_bullet_lines=above("bullet_lines_ratio", self.max_bullet_lines_ratio),
-            too_many_ellipsis_lines=above("ellipsis_lines_ratio", self.max_ellipsis_lines_ratio),
-            too_few_alpha_words=below("alpha_words_ratio", self.min_alpha_words_ratio),
-            too_few_stop_words=below("stop_words", self.min_stop_words),
+        def above(name: str, field: str) -> np.ndarray:
+            return fw2.above(scores[name], fw2.bound(self, settings, field))
+
+        def below(name: str, field: str) -> np.ndarray:
+            return fw2.below(scores[name], fw2.bound(self, settings, field))
+
+        verdict = Verdict.from_rules(
+            too_few_words=below("words", "min_doc_words"),
+            too_many_words=above("words", "max_doc_words"),
+            mean_word_length_low=below("mean_word_length", "min_avg_word_length"),
+            mean_word_length_high=above("mean_word_length", "max_avg_word_length"),
+            too_many_hashes=above("hash_ratio", "max_symbol_word_ratio"),
+            too_many_ellipses=above("ellipsis_ratio", "max_symbol_word_ratio"),
+            too_many_bullet_lines=above("bullet_lines_ratio", "max_bullet_lines_ratio"),
+            too_many_ellipsis_lines=above("ellipsis_lines_ratio", "max_ellipsis_lines_ratio"),
+            too_few_alpha_words=below("alpha_words_ratio", "min_alpha_words_ratio"),
+            too_few_stop_words=below("stop_words", "min_stop_words"),
             scores=scores,
         )
+        return fw2.labelled(verdict, settings)
 
 
 @dataclass(frozen=True)
@@ -390,6 +429,7 @@ class GopherRepetition(Filter):
         (9, 0.11),
         (10, 0.10),
     )
+    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
     parameters = {
         "dup_line_frac": Decides(("dup_line_frac",)),
         "dup_para_frac": Decides(("dup_para_frac",)),
@@ -398,6 +438,9 @@ class GopherRepetition(Filter):
         # (n, fraction) pairs: the fractions decide; the sizes n choose which n-grams are measured.
         "top_n_grams": Decides(),
         "dup_n_grams": Decides(),
+        # Its overrides of deciding fields decide (a language's threshold); its column, word splitters and overrides of
+        # measuring fields measure: `redecide_refusal` refuses those (fw2.redecide_refusal).
+        "per_language": Decides(),
     }
 
     def thresholds(self) -> dict[str, list[tuple[str, float]]]:
@@ -412,6 +455,9 @@ class GopherRepetition(Filter):
         return found
 
     def redecide_refusal(self, measured_by: Step) -> str | None:
+        return fw2.redecide_refusal(self, measured_by, self._sizes_refusal)
+
+    def _sizes_refusal(self, measured_by: Step) -> str | None:
         if isinstance(measured_by, GopherRepetition):
             for param in ("top_n_grams", "dup_n_grams"):
                 sizes, measured = (
@@ -428,54 +474,70 @@ class GopherRepetition(Filter):
     def decide(self, measured: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
         """The rules from the stored fractions, in the order `__call__` applies them.
 
-        `empty` is where the paragraph character fraction is NaN: its denominator, the text length, is 0.
+        `empty` is where the paragraph character fraction is NaN: its denominator, the text length, is 0. With
+        `per_language`, each row's bounds are its language's (the `language` label the step stored).
         """
+        return self._decide(measured, fw2.measured_settings(self, measured), scores=None)
+
+    def _decide(
+        self,
+        measured: Mapping[str, npt.NDArray[np.float64]],
+        settings: fw2.RowSettings | None,
+        *,
+        scores: dict[str, np.ndarray] | None,
+    ) -> Verdict:
+        """The verdict with this step's bounds, or each row's language's (`settings`)."""
 
         def score(name: str) -> np.ndarray:
             return np.asarray(measured[name], dtype=np.float64)
 
         rules: dict[str, np.ndarray] = {"empty": np.isnan(score("dup_para_char_frac"))}
         for name in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
-            rules[name] = _above(score(name), getattr(self, name))
-        for size, fraction in self.top_n_grams:
-            rules[f"top_{size}_gram"] = _above(score(f"top_{size}_gram"), fraction)
-        for size, fraction in self.dup_n_grams:
-            rules[f"duplicated_{size}_n_grams"] = _above(score(f"duplicated_{size}_n_grams"), fraction)
-        return Verdict.from_rules(scores=None, **rules)
+            rules[name] = fw2.above(score(name), fw2.bound(self, settings, name))
+        for size, fraction in fw2.pairs(self, settings, "top_n_grams").items():
+            rules[f"top_{size}_gram"] = fw2.above(score(f"top_{size}_gram"), fraction)
+        for size, fraction in fw2.pairs(self, settings, "dup_n_grams").items():
+            rules[f"duplicated_{size}_n_grams"] = fw2.above(score(f"duplicated_{size}_n_grams"), fraction)
+        return fw2.labelled(Verdict.from_rules(scores=scores, **rules), settings)
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> GopherRepetition:
+        fw2.check_overrides(self)
+        return self
+
+    def check(self) -> None:
+        fw2.check_libraries(self)
+
+    def assets(self) -> dict[str, str]:
+        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
         n = len(texts)
+        settings = fw2.row_settings(self, batch)
         length = tx.char_lengths(texts).astype(np.float64)
-        rules: dict[str, np.ndarray] = {"empty": length == 0}
         scores: dict[str, np.ndarray] = {}
 
         paragraphs = tx.split_pieces(texts.str.strip_chars(tx.PY_SPACE).str.replace_all(r"\n{2,}", "\n\n"), "\n\n")
         para_dups, para_dup_chars = tx.duplicate_stats(paragraphs.row, paragraphs.hashes(), paragraphs.lengths(), n)
         scores["dup_para_frac"] = tx_ratio(para_dups, paragraphs.counts)
         scores["dup_para_char_frac"] = tx_ratio(para_dup_chars, length)
-        rules["dup_para_frac"] = _above(scores["dup_para_frac"], self.dup_para_frac)
-        rules["dup_para_char_frac"] = _above(scores["dup_para_char_frac"], self.dup_para_char_frac)
 
         lines = tx.split_pieces(texts.str.replace_all(r"\n+", "\n"), "\n")
         line_dups, line_dup_chars = tx.duplicate_stats(lines.row, lines.hashes(), lines.lengths(), n)
         scores["dup_line_frac"] = tx_ratio(line_dups, lines.counts)
         scores["dup_line_char_frac"] = tx_ratio(line_dup_chars, length)
-        rules["dup_line_frac"] = _above(scores["dup_line_frac"], self.dup_line_frac)
-        rules["dup_line_char_frac"] = _above(scores["dup_line_char_frac"], self.dup_line_char_frac)
 
-        words = batch_words(batch)
+        words = batch_words(batch, fw2.tokenizer(self))
+        top_sizes = fw2.pairs(self, settings, "top_n_grams")
+        dup_sizes = fw2.pairs(self, settings, "dup_n_grams")
         hashes = words.hashes()
         cumulative = np.concatenate([[0], np.cumsum(words.lengths())])
-        grouped = _group_all_sizes(hashes, words.row, [s for s, _ in (*self.top_n_grams, *self.dup_n_grams)])
-        for size, fraction in self.top_n_grams:
-            name = f"top_{size}_gram"
-            grams = grouped[size]
-            scores[name] = tx_ratio(_top_ngram_chars(grams, words.row, cumulative, size, n), length)
-            rules[name] = _above(scores[name], fraction)
-
-        for size, fraction in self.dup_n_grams:
-            name = f"duplicated_{size}_n_grams"
+        grouped = _group_all_sizes(hashes, words.row, sorted({*top_sizes, *dup_sizes}))
+        for size in top_sizes:
+            chars = _top_ngram_chars(grouped[size], words.row, cumulative, size, n)
+            scores[f"top_{size}_gram"] = tx_ratio(chars, length)
+        for size in dup_sizes:
             grams = grouped[size]
             # Exact for every document (the sidecar stores it: a changed threshold re-decides as a rerun would): the
             # characters under the repeats' windows, which is what the walk counts unless one of its jumps skips a
@@ -483,17 +545,8 @@ class GopherRepetition(Filter):
             chars = _covered_chars(grams.later, cumulative, words.row, size, n)
             walk_rows, first_jump = _first_jumps(grams, words.row, size)
             _walk_duplicates(grams, hashes, words.row, cumulative, size, walk_rows, first_jump, chars)
-            scores[name] = tx_ratio(chars, length)
-            rules[name] = _above(scores[name], fraction)
-        return Verdict.from_rules(scores=scores, **rules)
-
-
-def _above(value: np.ndarray, bound: float | None) -> np.ndarray:
-    """value > bound, all False when the rule is disabled (None or 0, as datatrove's truthiness test)."""
-    if not bound:
-        return np.zeros(len(value), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return np.asarray(value > bound, dtype=bool)
+            scores[f"duplicated_{size}_n_grams"] = tx_ratio(chars, length)
+        return self._decide(scores, settings, scores=scores)
 
 
 def tx_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -31,14 +31,20 @@ class Normalise(Transform):
     quotes kept, no NFC from ftfy itself) document by document: ftfy has no batch API, so this loops over the
     column. `form` then applies a unicode normalisation form to the whole column at once (polars). Documents
     that are unchanged keep their exact bytes.
+
+    `ftfy: datatrove` uses the settings of datatrove 0.10.1's `FTFYFormatter()`, the one FineWeb-2 ran: HTML
+    entities unescaped when the text has no tags ("auto"), terminal escapes and control characters removed,
+    ligatures, widths, quotes and line breaks left alone.
     """
 
     type: Literal["normalise"] = "normalise"
     version: ClassVar[int] = 1
     fix_text: bool = True
+    ftfy: Literal["engine", "datatrove"] = "engine"
     form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFC"
     parameters = {
         "fix_text": Measures("changes the text every later step measured"),
+        "ftfy": Measures("changes the text every later step measured"),
         "form": Measures("changes the text every later step measured"),
     }
 
@@ -52,11 +58,23 @@ class Normalise(Transform):
         original_null = pl.Series(batch[TEXT]).is_null().to_numpy() if n else np.zeros(0, bool)
         if self.fix_text:
             ftfy = _ftfy()
-            config = ftfy.TextFixerConfig(  # type: ignore[attr-defined]
-                unescape_html=False, fix_character_width=False, uncurl_quotes=False, normalization=None
-            )
             # Pure-ASCII documents cannot contain mojibake: skip them without calling ftfy.
             ascii_only = tx.to_numpy(texts.str.len_bytes() == texts.str.len_chars(), bool)
+            if self.ftfy == "datatrove":
+                config = ftfy.TextFixerConfig(  # type: ignore[attr-defined]
+                    unescape_html="auto",
+                    fix_latin_ligatures=False,
+                    fix_character_width=False,
+                    uncurl_quotes=False,
+                    fix_line_breaks=False,
+                    normalization=None,
+                )
+                # These settings also change ASCII text, through entities, terminal escapes and control characters.
+                ascii_only &= ~tx.to_numpy(texts.str.contains(r"[&\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"), bool)
+            else:
+                config = ftfy.TextFixerConfig(  # type: ignore[attr-defined]
+                    unescape_html=False, fix_character_width=False, uncurl_quotes=False, normalization=None
+                )
             values = texts.to_list()
             for i in np.flatnonzero(~ascii_only):
                 values[i] = ftfy.fix_text(values[i], config=config)  # type: ignore[attr-defined]

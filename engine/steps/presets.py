@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import SpecError
@@ -28,6 +29,28 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "gopher_repetition"},
         {"type": "gopher_quality"},
     ],
+    # FineWeb-2 (Penedo et al. 2025; huggingface/fineweb-2's fineweb-2-pipeline.py), every document judged with its
+    # own language's published settings, in that pipeline's order: language id (lid.176 shipped, labels mapped to
+    # FineWeb-2 languages; a GlotLID model with `language_id: {model: ...}`), each language's score cut, Gopher
+    # repetition (paragraph and line-character rules off), FineWeb quality (short-line rule off, duplicated-line
+    # characters 0.1), Gopher quality (at least 2 stop words); no C4. Then the final touches: ftfy with datatrove's
+    # settings, PII, table-artifact lines. Per-language dedup is not part of the preset.
+    "fineweb2": [
+        {"type": "language_id", "min_score": 0.0},
+        {"type": "fineweb2_language"},
+        {
+            "type": "gopher_repetition",
+            "dup_para_frac": 0,
+            "dup_line_char_frac": 0,
+            "dup_para_char_frac": 0,
+            "per_language": {},
+        },
+        {"type": "fineweb_quality", "short_line_thr": None, "char_duplicates_ratio": 0.1, "per_language": {}},
+        {"type": "gopher_quality", "min_stop_words": 2, "per_language": {}},
+        {"type": "normalise", "fix_text": True, "ftfy": "datatrove", "form": "none"},
+        {"type": "pii"},
+        {"type": "symbol_lines"},
+    ],
     # C4 (Raffel et al. 2020, section 2.2): line cleaning with the terminal-punctuation rule on, then bad words.
     "c4": [
         {"type": "c4_quality", "filter_no_terminal_punct": True},
@@ -36,11 +59,14 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def expand_preset(name: str) -> list[dict[str, Any]]:
+def expand_preset(name: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The step mappings a preset stands for (optional steps only when their type is registered).
 
+    `overrides` maps a step type of the preset to parameters that replace the preset's for that step
+    (`{gopher_quality: {min_doc_words: 30}}`), so every value of a preset can be set in the job.
+
     Raises:
-        SpecError: for an unknown preset, listing the known ones.
+        SpecError: for an unknown preset, listing the known ones, or an override naming a step it lacks.
     """
     from engine.steps.base import known_step_types
 
@@ -51,4 +77,14 @@ def expand_preset(name: str) -> list[dict[str, Any]]:
         msg = f"preset: unknown preset {name!r}; known presets: {known}"
         raise SpecError(msg) from None
     registered = set(known_step_types())
-    return [dict(step) for step in steps if step["type"] not in OPTIONAL_STEP_TYPES or step["type"] in registered]
+    expanded = [dict(step) for step in steps if step["type"] not in OPTIONAL_STEP_TYPES or step["type"] in registered]
+    types = [step["type"] for step in expanded]
+    for step_type, parameters in (overrides or {}).items():
+        if step_type not in types:
+            msg = f"preset.{step_type}: preset {name!r} has no such step; its steps: {', '.join(types)}"
+            raise SpecError(msg)
+        if not isinstance(parameters, Mapping):
+            msg = f"preset.{step_type}: expected a mapping of parameters, got {type(parameters).__name__}"
+            raise SpecError(msg)
+        expanded[types.index(step_type)].update(parameters)
+    return expanded

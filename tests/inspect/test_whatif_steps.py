@@ -23,6 +23,7 @@ from engine.inspect.run_outputs import iter_score_batches, load_run_job, score_f
 from engine.inspect.whatif import KEPT_LABEL, WhatIf, apply_settings, parse_setting, redecide, what_if
 from engine.steps.base import Filter, register
 from engine.steps.presets import expand_preset
+from engine.steps.segmentation import missing_libraries
 from tests.fasttext_fixtures import TinyModel, tiny_fasttext_model  # noqa: F401  (a fixture)
 from tests.inspect.test_whatif import copy_sample, run_units
 
@@ -150,10 +151,77 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[str], bool]] = {
 }
 
 
+# FineWeb-2: the language steps, then each per-language step as `preset: fineweb2` configures it.
+FW2_LANGUAGE = [{"type": "language_id", "min_score": 0.0}, {"type": "fineweb2_language"}]
+FW2 = {step["type"]: step for step in expand_preset("fineweb2") if "per_language" in step}
+FW2_CASES: dict[str, tuple[list[dict[str, Any]], list[str], bool]] = {
+    "fineweb2_language.min_score": (FW2_LANGUAGE, ["fineweb2_language.min_score=0.9"], False),
+    "fineweb2_language.languages": (FW2_LANGUAGE, ["fineweb2_language.languages=[deu_Latn, fra_Latn]"], False),
+    "fineweb2_language.min_scores loosened": (
+        FW2_LANGUAGE,
+        ["fineweb2_language.min_scores={rus_Cyrl: 0.1, deu_Latn: 0.1, spa_Latn: 0.1}"],
+        False,
+    ),
+    "gopher_repetition per language": (
+        [*FW2_LANGUAGE, FW2["gopher_repetition"]],
+        ["gopher_repetition.dup_para_frac=0.2", "gopher_repetition.dup_para_char_frac=0.1"],
+        False,
+    ),
+    "gopher_quality per language": (
+        [*FW2_LANGUAGE, FW2["gopher_quality"]],
+        ["gopher_quality.min_doc_words=200", "gopher_quality.min_stop_words=4"],
+        False,
+    ),
+    "fineweb_quality per language": (
+        [*FW2_LANGUAGE, FW2["fineweb_quality"]],
+        ["fineweb_quality.char_duplicates_ratio=0.02", "fineweb_quality.short_line_thr=0.5"],
+        False,
+    ),
+    "gopher_quality per-language override": (
+        [*FW2_LANGUAGE, FW2["gopher_quality"]],
+        ["gopher_quality.per_language={overrides: {'*': {min_alpha_words_ratio: 0.6}, rus_Cyrl: {min_stop_words: 6}}}"],
+        False,
+    ),
+    "gopher_repetition per-language override": (
+        [*FW2_LANGUAGE, FW2["gopher_repetition"]],
+        ["gopher_repetition.per_language={overrides: {'*': {top_n_grams: [[2, 0.1], [3, 0.1], [4, 0.1]]}}}"],
+        False,
+    ),
+    "fineweb2_language in the fineweb2 chain": (
+        [*FW2_LANGUAGE, FW2["gopher_repetition"], FW2["fineweb_quality"], FW2["gopher_quality"]],
+        ["fineweb2_language.min_score=0.0"],
+        True,
+    ),
+}
+_MISSING = missing_libraries()
+needs_multilingual = pytest.mark.skipif(
+    bool(_MISSING), reason=f"splits words per language: needs corpus-engine[multilingual] (missing: {sorted(_MISSING)})"
+)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_what_if_equals_a_real_rerun(case: str, sample_input: Path, tmp_path: Path) -> None:
     steps, settings, has_unknown = CASES[case]
     result, unknown, _ = compare_with_rerun(sample_input, tmp_path, steps, settings)
+    assert result.moves or result.unknown, f"{case}: no document changes fate, so the case proves nothing"
+    assert bool(unknown) == has_unknown
+
+
+@pytest.fixture(scope="module")
+def fineweb2_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two shards of the sample (about 30 languages): splitting words per language is the costly part."""
+    from tests.conftest import SAMPLE_DIR
+
+    return copy_sample(SAMPLE_DIR, tmp_path_factory.mktemp("whatif-fineweb2") / "in", ("part-000", "part-001"))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=needs_multilingual) if "per" in c or "chain" in c else c for c in sorted(FW2_CASES)],
+)
+def test_fineweb2_what_if_equals_a_real_rerun(case: str, fineweb2_input: Path, tmp_path: Path) -> None:
+    steps, settings, has_unknown = FW2_CASES[case]
+    result, unknown, _ = compare_with_rerun(fineweb2_input, tmp_path, steps, settings)
     assert result.moves or result.unknown, f"{case}: no document changes fate, so the case proves nothing"
     assert bool(unknown) == has_unknown
 
@@ -229,10 +297,37 @@ REFUSED = [
     ([LANGUAGE], "language_id.max_chars=10", "language_id.max_chars changes how much of each text"),
     (HEURISTICS[:1], "gopher_repetition.top_n_grams=[[2, 0.2], [5, 0.1]]", "changes the n-gram sizes measured"),
     ([{"type": "normalise", "fix_text": False}], "normalise.form=NFKC", "normalise.form changes the text"),
+    (FW2_LANGUAGE, "fineweb2_language.language_map={sh: hrv_Latn}", "fineweb2_language.language_map chooses"),
+    (
+        [*FW2_LANGUAGE, FW2["gopher_quality"]],
+        "gopher_quality.per_language={word_splitters: {rus_Cyrl: icu}}",
+        "gopher_quality.per_language chooses each document's word splitter",
+    ),
+    (
+        [*FW2_LANGUAGE, FW2["gopher_quality"]],
+        "gopher_quality.per_language={overrides: {'*': {stop_words: [zzz]}}}",
+        "gopher_quality.per_language.overrides.*.stop_words is the word list counted",
+    ),
+    (
+        [*FW2_LANGUAGE, FW2["gopher_repetition"]],
+        "gopher_repetition.per_language={overrides: {'*': {top_n_grams: [[2, 0.1], [11, 0.1]]}}}",
+        "gopher_repetition.per_language.overrides change the n-gram sizes measured for top_n_grams",
+    ),
+    (
+        [*FW2_LANGUAGE, FW2["gopher_quality"]],
+        "gopher_quality.stop_words_count=occurrences",
+        "gopher_quality.stop_words_count chooses what the `stop_words` score counts",
+    ),
+    ([{"type": "pii"}], "pii.remove_ipv6=true", "pii.remove_ipv6 changes the text"),
+    ([{"type": "symbol_lines"}], "symbol_lines.replace_char=''", "symbol_lines.replace_char changes the text"),
 ]
 
 
-@pytest.mark.parametrize(("steps", "setting", "why"), REFUSED, ids=[r[1].split("=")[0] for r in REFUSED])
+@pytest.mark.parametrize(
+    ("steps", "setting", "why"),
+    [pytest.param(*r, marks=needs_multilingual) if len(r[0]) > 2 and r[0][:2] == FW2_LANGUAGE else r for r in REFUSED],
+    ids=[r[1].split("=")[0] for r in REFUSED],
+)
 def test_measuring_parameters_are_refused(
     steps: list[dict[str, Any]], setting: str, why: str, sample_input: Path, tmp_path: Path
 ) -> None:
@@ -269,6 +364,7 @@ def test_refusal_lists_what_can_change(sample_input: Path, tmp_path: Path) -> No
         "line_punct_exclude_zero",
         "line_punct_thr",
         "new_line_ratio",
+        "per_language",  # its per-language thresholds; not its word splitters (fw2.redecide_refusal)
         "short_line_thr",
     ]
 

@@ -44,5 +44,46 @@ def test_preset_steps_come_before_job_steps() -> None:
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(SpecError, match="known presets: c4, fineweb, gopher"):
+    with pytest.raises(SpecError, match="known presets: c4, fineweb, fineweb2, gopher"):
         expand_preset("nope")
+
+
+def test_fineweb2_preset_order_and_settings() -> None:
+    spec = parse_job(job("fineweb2"))
+    types = [s.type for s in spec.steps]
+    assert types == [
+        "language_id",
+        "fineweb2_language",
+        "gopher_repetition",
+        "fineweb_quality",
+        "gopher_quality",
+        "normalise",
+        "pii",
+        "symbol_lines",
+    ]
+    repetition, fineweb, quality = spec.steps[2], spec.steps[3], spec.steps[4]
+    assert (repetition.dup_para_frac, repetition.dup_para_char_frac, repetition.dup_line_char_frac) == (0, 0, 0)  # type: ignore[attr-defined]
+    assert (fineweb.short_line_thr, fineweb.char_duplicates_ratio) == (None, 0.1)  # type: ignore[attr-defined]
+    assert quality.min_stop_words == 2  # type: ignore[attr-defined]
+    assert all(s.per_language is not None for s in (repetition, fineweb, quality))  # type: ignore[attr-defined]
+    assert spec.steps[0].min_score == 0.0  # type: ignore[attr-defined]
+    assert spec.partition_column() == "language"
+
+
+def test_preset_parameters_are_overridable_in_the_job() -> None:
+    preset = {
+        "name": "fineweb2",
+        "language_id": {"model": "glotlid.bin"},
+        "fineweb2_language": {"languages": ["tha_Thai"]},
+        "gopher_quality": {"min_doc_words": 30, "per_language": {"overrides": {"tha_Thai": {"min_stop_words": 3}}}},
+    }
+    spec = parse_job({"input": {"path": "in"}, "output": {"path": "out"}, "preset": preset})
+    assert spec.steps[0].model == "glotlid.bin"  # type: ignore[attr-defined]
+    assert spec.steps[1].languages == ("tha_Thai",)  # type: ignore[attr-defined]
+    quality = spec.steps[4]
+    assert quality.min_doc_words == 30  # type: ignore[attr-defined]
+    assert quality.per_language.overrides == {"tha_Thai": {"min_stop_words": 3}}  # type: ignore[attr-defined]
+    with pytest.raises(SpecError, match="has no such step; its steps: language_id, fineweb2_language"):
+        parse_job({"input": {"path": "in"}, "output": {"path": "out"}, "preset": {"name": "fineweb2", "c4": {}}})
+    with pytest.raises(SpecError, match=r"preset.name: missing"):
+        parse_job({"input": {"path": "in"}, "output": {"path": "out"}, "preset": {"gopher_quality": {}}})
