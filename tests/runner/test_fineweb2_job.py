@@ -1,4 +1,4 @@
-"""jobs/examples/fineweb2.yaml (just `preset: fineweb2`) on the multilingual sample, on the local Ray."""
+"""jobs/examples/fineweb2.yaml (`preset: fineweb2`, dedup by language) on the multilingual sample, on the local Ray."""
 
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def test_fineweb2_example_keeps_each_language_under_its_name(ray_local: None, tm
     table = pq.read_table(next((kept_dir / "language=cmn_Hani").rglob("*.parquet")))
     assert {"language_label", "language_score"} <= set(table.column_names)
     assert set(table["language_label"].to_pylist()) == {"zh"}
+    # Deduplicated (within each language: tests/dedup/test_by_language.py), cluster sizes kept for rehydrate.
+    assert all("cluster_size" in pq.read_schema(p).names for p in kept_dir.rglob("*.parquet"))
+    duplicates_files = (tmp_path / "out" / "rejected").rglob("*.duplicates.parquet")
+    assert sum(pq.read_metadata(p).num_rows for p in duplicates_files) == stats.duplicates
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "Languages of kept documents" in report
     assert "cmn_Hani" in report
