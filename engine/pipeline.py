@@ -124,15 +124,19 @@ def process_batch(
     positions = np.arange(batch.num_rows)
     sheet = _ScoreSheet(batch[ID], batch_index) if keep_scores else None
 
-    def reject(label: str, rows: pa.Table, verdict: Verdict) -> None:
+    def reject(label: str, rows: pa.Table, verdict: Verdict, languages_from: pa.Table) -> None:
         dropped = ~verdict.keep
         if dropped.any():
             reasons = verdict.prefixed(label).reason[dropped]
             stats.dropped.update(Counter(reasons.tolist()))
             rejected.append(_with_reason(take(rows, dropped), reasons))
+            if LANGUAGE in languages_from.column_names:  # the step that labels a row tells its language too
+                languages = take(languages_from.select([LANGUAGE]), dropped)[LANGUAGE].to_pylist()
+                pairs = zip(languages, reasons.tolist(), strict=True)
+                stats.dropped_by_language.update(f"{language} {reason}" for language, reason in pairs)
 
     if input_verdict is not None:
-        reject(INPUT_STEP, current, input_verdict)
+        reject(INPUT_STEP, current, input_verdict, current)
         if sheet is not None:
             sheet.record(INPUT_STEP, positions, input_verdict)
         current = _keep_rows(current, input_verdict.keep)
@@ -157,7 +161,7 @@ def process_batch(
             )
             raise StepContractError(msg)
         # Rejected rows keep the text their step saw (before a transform rewrote it).
-        reject(step.label, current, verdict)
+        reject(step.label, current, verdict, result)
         count_scores(stats, step.label, verdict)
         if sheet is not None:
             sheet.record(step.label, positions, verdict)

@@ -58,7 +58,9 @@ class Stats:
     The report reads nothing else (issue 14): fixed-bin histograms (`engine.histograms`) of every step's scores
     over the documents that reached it (`score_bins`, by `<step>.<score>`) and over those it dropped
     (`score_bins_dropped`), kept documents per language (`languages`, from a `language` column: before dedup in
-    a dedup job), seconds per shard (`shard_seconds_bins`, `shard_seconds_total`) and the slowest shards
+    a dedup job), dropped ones per language and reason (`dropped_by_language`, keys `"<language> <step/rule>"`:
+    documents dropped before their language was known are not in it), seconds per shard (`shard_seconds_bins`,
+    `shard_seconds_total`) and the slowest shards
     (`[seconds, shard, docs_in, docs_kept]`).
     """
 
@@ -87,6 +89,7 @@ class Stats:
     score_bins_dropped: dict[str, Counter[str]] = field(default_factory=dict)
     languages: Counter[str] = field(default_factory=Counter)
     duplicates_by_language: Counter[str] = field(default_factory=Counter)  # counted by dedup removal, when it does
+    dropped_by_language: Counter[str] = field(default_factory=Counter)  # "<language> <step/rule>", once known
     shard_seconds_bins: Counter[str] = field(default_factory=Counter)
     shard_seconds_total: float = 0.0
     slowest_shards: list[list[Any]] = field(default_factory=list)

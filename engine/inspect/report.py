@@ -221,7 +221,33 @@ def _languages(stats: dict[str, Any], *, deduplicated: bool) -> Section | None:
         if after_dedup
         else f"<p>Counted before dedup: {int(stats.get('duplicates') or 0):,} duplicates were then removed.</p>"
     )
-    return Section("languages", f"Languages of kept documents ({count})", note + chart + table)
+    return Section(
+        "languages", f"Languages of kept documents ({count})", note + chart + table + _drops_by_language(stats)
+    )
+
+
+def _drops_by_language(stats: dict[str, Any]) -> str:
+    """Per language: documents the steps kept and dropped once the language was known, the drop rate and the
+    reason that dropped most (from `dropped_by_language`; nothing when no step labelled a dropped document)."""
+    by_reason: dict[str, Counter[str]] = {}
+    for key, n in (stats.get("dropped_by_language") or {}).items():
+        language, reason = key.split(" ", 1)
+        by_reason.setdefault(language, Counter())[reason] += int(n)
+    if not by_reason:
+        return ""
+    kept: Counter[str] = Counter(stats.get("languages") or {})
+    totals = {lang: kept[lang] + sum(by_reason.get(lang, Counter()).values()) for lang in {*kept, *by_reason}}
+    rows = []
+    for lang, total in sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:MAX_LANGUAGES]:
+        reasons = by_reason.get(lang, Counter())
+        dropped = sum(reasons.values())
+        top = reasons.most_common(1)
+        rows.append((lang, kept[lang], dropped, f"{100 * dropped / total:.1f}%", top[0][0] if top else ""))
+    note = (
+        "<h3>Drop rate per language</h3><p>Documents whose language was known when they were dropped or kept by"
+        " the steps (documents dropped before language identification are not counted here).</p>"
+    )
+    return note + _table(["language", "kept by the steps", "dropped", "drop rate", "top reason"], rows)
 
 
 def _dedup(stats: dict[str, Any]) -> Section | None:

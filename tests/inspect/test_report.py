@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -409,3 +410,23 @@ def test_stats_json_does_not_grow_with_the_corpus(tmp_path: Path, sample_dir: Pa
     assert six_bins["doc_length.words"] == {k: 6 * v for k, v in one_bins["doc_length.words"].items()}
     assert len(six["slowest_shards"]) == 6 <= 10
     assert len(json.dumps(six)) < 1.3 * len(json.dumps(one))
+
+
+def test_drop_rate_per_language_counts_every_drop_once_its_language_is_known(tmp_path: Path, sample_dir: Path) -> None:
+    src = copy_sample(sample_dir, tmp_path / "in", ("part-001",))
+    steps = [{"type": "language_id", "languages": ["en"], "min_score": 0.5}, {"type": "doc_length", "min_words": 80}]
+    run_units(src, tmp_path / "out", steps)
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    by_language: Counter[str] = Counter()
+    for key, n in stats["dropped_by_language"].items():
+        language, reason = key.split(" ", 1)
+        by_language[reason] += n
+    step_drops = {reason: n for reason, n in stats["dropped"].items() if not reason.startswith("input/")}
+    assert dict(by_language) == step_drops  # the step that labels a row attributes its own drops too
+    assert any(key.startswith("en doc_length/") for key in stats["dropped_by_language"])
+    write_report(str(tmp_path / "out"), {})
+    page = (tmp_path / "out" / REPORT_FILE).read_text()
+    assert "<h3>Drop rate per language</h3>" in page
+    en = stats["languages"]["en"]
+    en_dropped = sum(n for key, n in stats["dropped_by_language"].items() if key.startswith("en "))
+    assert f"<td>en</td><td>{en}</td><td>{en_dropped}</td><td>{100 * en_dropped / (en + en_dropped):.1f}%</td>" in page

@@ -40,3 +40,4 @@ def test_fineweb2_example_keeps_each_language_under_its_name(ray_local: None, tm
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "Languages of kept documents" in report
     assert "cmn_Hani" in report
+    assert "<h3>Drop rate per language</h3>" in report  # FineWeb-2 languages drop at their own rates
