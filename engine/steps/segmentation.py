@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -60,21 +60,7 @@ Backend = Literal[
     "burmese",
     "icu",
 ]
-BACKENDS: tuple[Backend, ...] = (
-    "spacy",
-    "indic",
-    "indic_urdu",
-    "jieba",
-    "sudachi",
-    "kiwi",
-    "pyvi",
-    "newmm",
-    "pythainlp",
-    "khmer",
-    "lao",
-    "burmese",
-    "icu",
-)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # datatrove tokenizer class (and spaCy language) -> our backend; the ICU locale where ICU segments.
 _BY_TOKENIZER: dict[str, Backend] = {
