@@ -43,17 +43,20 @@ def run_job(
     address: str | None = None,
     show_progress: bool = False,
     on_plan: Callable[[list[str]], None] | None = None,
+    full: bool = False,
 ) -> Stats:
     """Run a job (a `JobSpec` or a YAML path) on Ray, embedded by default or joining `address`; write its report.
 
-    `on_plan` receives the plan's summary (what is redone and why) before anything runs. Returns the run's
-    total stats; raises `RunFailed` if any shard failed (the others finish).
+    `on_plan` receives the plan's summary (what is redone and why) before anything runs. `full=True` is a full
+    rebuild: every shard and every dedup phase is redone, ignoring what earlier runs left (the dedup's build
+    order is kept, so `first_seen` representatives stay put). Returns the run's total stats; raises `RunFailed`
+    if any shard failed (the others finish).
     """
     from engine.runner.run import run_on_ray
 
     job = _job(job, output)
     try:
-        stats = run_on_ray(job, address=address, show_progress=show_progress, on_plan=on_plan)
+        stats = run_on_ray(job, address=address, show_progress=show_progress, on_plan=on_plan, full=full)
     except RunFailed:
         _write_report(job)
         raise
@@ -61,11 +64,12 @@ def run_job(
     return stats
 
 
-def plan_job(job: JobSpec | str | Path, *, output: str | None = None) -> list[str]:
-    """What a run of `job` would redo and why, as the lines `corpus-engine plan` prints; runs nothing."""
+def plan_job(job: JobSpec | str | Path, *, output: str | None = None, full: bool = False) -> list[str]:
+    """What a run of `job` (with `full`: a full rebuild) would redo and why, as the lines `corpus-engine plan`
+    prints; runs nothing."""
     from engine.runner.plan import make_run_plan, plan_lines, with_absolute_paths
 
-    return plan_lines(make_run_plan(with_absolute_paths(_job(job, output))))
+    return plan_lines(make_run_plan(with_absolute_paths(_job(job, output)), full=full))
 
 
 def _job(job: JobSpec | str | Path, output: str | None) -> JobSpec:

@@ -14,6 +14,8 @@ from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, REJECTED_ROWS, STAGED_ROWS, 
 from engine.steps.fineweb2 import FineWeb2Language, resolved_languages
 from engine.validate import validate_job
 
+FULL_HELP = "redo every shard and every dedup phase, ignoring what earlier runs left (dedup keeps its build order)"
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print what the job will do; with --resolved, stdout holds only the resolved job (a job file) and the rest
@@ -84,7 +86,7 @@ def summary(stats: Stats, job: JobSpec) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     job = load_job(args.job, output=args.output)
-    for line in plan_job(job):
+    for line in plan_job(job, full=args.full):
         print(line)
     return 0
 
@@ -100,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def print_plan(lines: list[str]) -> None:
         print("\n".join(lines), flush=True)
 
-    stats = run_job(job, address=args.address, show_progress=show, on_plan=print_plan)
+    stats = run_job(job, address=args.address, show_progress=show, on_plan=print_plan, full=args.full)
     print(summary(stats, job))
     return 0
 
@@ -132,6 +134,7 @@ def add_job_commands(commands: Any) -> None:
     plan = commands.add_parser("plan", help="what a run would redo and why, without running anything")
     plan.add_argument("job", help="job YAML file")
     plan.add_argument("--output", help="override output.path")
+    plan.add_argument("--full", action="store_true", help="plan a full rebuild (what `run --full` redoes)")
     plan.set_defaults(handler=cmd_plan)
 
     run = commands.add_parser("run", help="run a job on Ray (embedded unless --address or RAY_ADDRESS)")
@@ -144,4 +147,5 @@ def add_job_commands(commands: Any) -> None:
         help="CPUs of the embedded Ray (default: run.num_cpus in the job, else every CPU of the machine)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--full", action="store_true", help=FULL_HELP)
     run.set_defaults(handler=cmd_run)

@@ -189,6 +189,8 @@ class Removal:
     """Per shard, a digest of what phase A said of it (its staged file's identity and rows)."""
     layout: WriteLayout = field(default_factory=WriteLayout)
     """How kept/ and duplicates files are cut into row groups and parts (the job's `output` settings)."""
+    force: bool = False
+    """Rewrite every shard even when its marker's key matches (a full rebuild)."""
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,18 @@ def graph_partitions(plan: Plan, edges: int, nodes: int = 0) -> Graph:
 
 
 def make_plan(
-    job: JobSpec, shards: Sequence[str], inputs: Mapping[str, ShardInput], *, task_memory: int | None = None
+    job: JobSpec,
+    shards: Sequence[str],
+    inputs: Mapping[str, ShardInput],
+    *,
+    task_memory: int | None = None,
+    full: bool = False,
 ) -> tuple[Plan, Removal]:
     """The run's plan from what phase A reported of each shard (no storage request).
 
     The run digest covers the dedup settings and every shard's identity, so an unchanged input resumes and a
-    changed one starts a new run.
+    changed one starts a new run. `full` (a full rebuild) makes removal rewrite every shard; the digest does not
+    change, so the next plain run reuses what the full one wrote.
     """
     dedup = job.dedup
     if dedup is None:
@@ -309,6 +317,7 @@ def make_plan(
         settings=digest(removal_settings),
         identities=plan.identities,
         layout=job.output.write_layout(),
+        force=full,
     )
     return plan, removal
 

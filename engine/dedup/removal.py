@@ -62,7 +62,8 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
     key = digest([removal.settings, identity, fates_digest(fates, cluster_columns=removal.add_cluster_columns)])
     marker_url = plan.removal_marker_url(rel)
     previous = read_json(marker_url, options)
-    if previous is not None and previous.get("key") == key and all_exist(previous["outputs"], options):
+    reusable = previous is not None and previous.get("key") == key and not removal.force
+    if reusable and previous is not None and all_exist(previous["outputs"], options):
         return ShardRemoval(
             rel,
             int(previous["kept"]),

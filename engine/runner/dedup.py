@@ -102,12 +102,15 @@ def run_dedup(
     executor: Executor,
     *,
     inputs: Mapping[str, ShardInput] | None = None,
+    full: bool = False,
 ) -> DedupOutcome:
     """Run (or resume) the global dedup over every shard and write the final `kept/` (and duplicates).
 
     `shards` are the input shards' relative names; each has its staged kept documents and its signatures from
     phase A. `inputs` is what phase A reported of each (rows and the identity of its outputs, e.g. the unit's
-    reuse key); without it, tasks read the signature files' footers and fingerprints.
+    reuse key); without it, tasks read the signature files' footers and fingerprints. `full`: every global phase
+    and every shard's removal is redone, whatever their markers say; the registry (build order) is kept, so
+    `first_seen` keeps the representatives already published.
     """
     if job.dedup is None:
         msg = "run_dedup needs a job with a `dedup:` section"
@@ -120,9 +123,12 @@ def run_dedup(
         write_registry(root, registry, storage_options)
     if inputs is None:
         inputs = probe(job, shards, executor)
-    plan, removal = make_plan(job, shards, inputs)
+    plan, removal = make_plan(job, shards, inputs, full=full)
     driver = _Driver(plan, executor)
-    driver.check_finished()
+    if full:
+        driver.reset()
+    else:
+        driver.check_finished()
     bands = driver.bands()
     source, graph = driver.collisions(bands)
     if driver.edges <= job.dedup.in_memory_max_edges:
@@ -172,6 +178,10 @@ class _Driver:
             return
         if all(read_marker(self.plan, name) is not None for name in PHASES):
             return
+        self.reset()
+
+    def reset(self) -> None:
+        """Delete this run's markers and shuffle objects: every global phase is redone (a full rebuild)."""
         self.executor.map(functools.partial(cleanup_task, self.plan), [("reset", ())], label="dedup: clean-up")
 
     def _forget(self, *urls: str) -> None:

@@ -33,6 +33,8 @@ UNFINISHED = "not finished by the last run (no marker)"
 FAILED_LAST = "failed in the last run"
 OUTPUTS_MISSING = "output files missing"
 VANISHED = "vanished shard: its outputs are removed"
+FULL = "--full"
+"""The reason of every shard in a full rebuild (`run --full`): redone whatever its marker says."""
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -71,6 +73,9 @@ class RunPlan:
     shards: list[ShardPlan]
     vanished: list[str] = field(default_factory=list)
     lists: ListVersions | None = None
+    full: bool = False
+    """A full rebuild: every unit and every dedup phase is redone, whatever was done before (the dedup's build
+    order is kept, so `first_seen` representatives stay put)."""
 
     @property
     def redo(self) -> list[ShardPlan]:
@@ -104,8 +109,11 @@ def in_parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Res
         return list(pool.map(fn, items))
 
 
-def make_run_plan(job: JobSpec) -> RunPlan:
+def make_run_plan(job: JobSpec, *, full: bool = False) -> RunPlan:
     """What the next run of `job` redoes, reuses and removes (reads markers; writes nothing).
+
+    `full`: every current shard is redone (reason `--full`), whatever its marker says; vanished shards are still
+    removed.
 
     Raises:
         InputError: the input path is missing or holds no shard.
@@ -117,6 +125,13 @@ def make_run_plan(job: JobSpec) -> RunPlan:
     units = join(out, UNITS)
     names = {relative_path(url, units, options) for url in list_files(units, options, "**/*.json")}
     markers = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
+    current = {s.rel for s in fingerprints}
+    vanished = sorted(rel for rel in markers if rel not in current)
+    if full:  # no marker's key is compared, no list is diffed
+        everything = [ShardPlan(shard, fingerprint, (FULL,)) for shard, fingerprint in fingerprints.items()]
+        return RunPlan(
+            job, key, everything, vanished, ListVersions(job, key) if diffable_lists(job) else None, full=True
+        )
     unit_stats = {n.removesuffix(STATS_SUFFIX) for n in names if n.endswith(STATS_SUFFIX)}
     failed_last = _failed_last_run(job)
     shards = list(fingerprints)
@@ -163,8 +178,6 @@ def make_run_plan(job: JobSpec) -> RunPlan:
     for index, exists in zip(to_check, present, strict=True):
         if not exists:
             planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
-    current = {s.rel for s in shards}
-    vanished = sorted(rel for rel in markers if rel not in current)
     return RunPlan(job, key, planned, vanished, versions)
 
 
@@ -255,6 +268,8 @@ def dedup_plan_lines(plan: RunPlan) -> list[str]:
     if job.dedup is None:
         return []
     total = len(plan.shards)
+    if plan.full:
+        return [f"  dedup: every global phase and every shard's removal is redone over all {total:,} shards (--full)"]
     if plan.redo or plan.vanished:
         memory = job.dedup.task_memory / 2**30
         return [

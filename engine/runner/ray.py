@@ -52,7 +52,13 @@ def thread_caps(cpus_per_task: float) -> dict[str, str]:
     return dict.fromkeys(THREAD_CAP_VARIABLES, threads)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, cpus_per_task: float = 1.0) -> None:
+def init_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    cpus_per_task: float = 1.0,
+    runtime_env: dict[str, Any] | None = None,
+) -> None:
     """Join `address` (or RAY_ADDRESS), or start a Ray of this process's own; quietly, and only once.
 
     Without an address the embedded Ray is always a new one (`address="local"`), with `num_cpus` CPUs (default:
@@ -62,6 +68,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, cpus_pe
     An embedded Ray is started with `thread_caps(cpus_per_task)` in its environment, which every worker process
     inherits (cheaper than a per-task `runtime_env`, which makes Ray start a separate pool of workers: ~5 s
     before the first task on this machine); the executor adds the caps to the tasks wherever workers lack them.
+    `runtime_env` (embedded only) is the job's Ray runtime environment (benchmarks: a worker setup hook).
     """
     import ray
 
@@ -75,6 +82,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, cpus_pe
     options["include_dashboard"] = False
     if num_cpus is not None:
         options["num_cpus"] = num_cpus
+    if runtime_env is not None:
+        options["runtime_env"] = runtime_env
     # Ray's default for a new local cluster (token auth on) is right; its notice about it is noise here.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     caps = thread_caps(cpus_per_task)
@@ -141,13 +150,14 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-def run_unit_task(job: JobSpec, key: JobKey, item: tuple[Shard, dict[str, Any]]) -> UnitResult:
-    """`run_unit` as a Ray task (the shard, its input fingerprint and the run's key from the driver's plan).
+def run_unit_task(job: JobSpec, key: JobKey, item: tuple[Shard, dict[str, Any]], *, force: bool = False) -> UnitResult:
+    """`run_unit` as a Ray task (the shard, its input fingerprint and the run's key from the driver's plan;
+    `force`: redo it even if its marker matches, for a full rebuild).
 
     Also records the unit's counters as Ray metrics.
     """
     shard, input_fingerprint = item
-    result = run_unit(job, shard, key=key, input_fingerprint=input_fingerprint)
+    result = run_unit(job, shard, key=key, input_fingerprint=input_fingerprint, force=force)
     metrics, tags = _metrics(), {"job": job.name}
     metrics["shards"].inc(1, tags={**tags, "status": result.status})
     if result.status == "processed":

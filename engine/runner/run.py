@@ -72,10 +72,12 @@ def run_on_ray(
     address: str | None = None,
     show_progress: bool = False,
     on_plan: Callable[[list[str]], None] | None = None,
+    full: bool = False,
 ) -> Stats:
     """Run every phase of `job` on Ray and return the run's totals (also written to OUT/stats.json).
 
-    `on_plan` receives the plan's summary lines before anything runs (the CLI prints them).
+    `on_plan` receives the plan's summary lines before anything runs (the CLI prints them). `full`: a full
+    rebuild, every unit and every dedup phase redone whatever was done before; the dedup's build order is kept.
 
     Raises:
         InputError: the input path is missing or empty.
@@ -87,7 +89,7 @@ def run_on_ray(
     started = time.perf_counter()
     job = with_absolute_paths(job)
     check_writable(job.output.path, job.output.storage_options)
-    plan = make_run_plan(job)
+    plan = make_run_plan(job, full=full)
     if on_plan is not None:
         on_plan(plan_lines(plan))
     write_resolved_job(job)
@@ -125,7 +127,7 @@ def run_on_ray(
             s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=plan.key.unit_key(s.fingerprint))
             for s in plan.shards
         }
-        outcome = run_dedup(job, [s.shard.rel for s in plan.shards], executor, inputs=inputs)
+        outcome = run_dedup(job, [s.shard.rel for s in plan.shards], executor, inputs=inputs, full=full)
         total.docs_kept = outcome.kept  # counted by removal's writers, checked against the files' footers
         total.duplicates += outcome.duplicates
         total.written[KEPT_ROWS] += outcome.kept
@@ -180,7 +182,10 @@ def _phase_a(
     if redo and executor is not None:
         items = [(s.shard, s.fingerprint) for s in redo]
         results = executor.map_settled(
-            functools.partial(run_unit_task, job, plan.key), items, label=FILTER_PHASE, on_result=on_result
+            functools.partial(run_unit_task, job, plan.key, force=plan.full),
+            items,
+            label=FILTER_PHASE,
+            on_result=on_result,
         )
     progress.finish()
     failures: dict[str, str] = {}

@@ -75,9 +75,15 @@ def kept_area(job: JobSpec) -> str:
 
 
 def run_unit(
-    job: JobSpec, shard: Shard, *, key: JobKey | None = None, input_fingerprint: dict[str, Any] | None = None
+    job: JobSpec,
+    shard: Shard,
+    *,
+    key: JobKey | None = None,
+    input_fingerprint: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> UnitResult:
-    """Process one shard, or skip it if its marker records the same key and its files are all there.
+    """Process one shard, or skip it if its marker records the same key and its files are all there (never with
+    `force`: a full rebuild).
 
     `key` and `input_fingerprint` come from the driver's plan (`engine.runner.plan`); alone, a unit computes them.
 
@@ -88,7 +94,7 @@ def run_unit(
         StorageError: storage failed even after the client's retries (an OSError: the scheduler retries it).
     """
     try:
-        return _run_unit(job, shard, key, input_fingerprint)
+        return _run_unit(job, shard, key, input_fingerprint, force=force)
     except StorageError:
         raise
     except OSError as error:
@@ -96,7 +102,9 @@ def run_unit(
         raise StorageError(msg) from error
 
 
-def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint: dict[str, Any] | None) -> UnitResult:
+def _run_unit(
+    job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint: dict[str, Any] | None, *, force: bool
+) -> UnitResult:
     out, out_options = job.output.path, job.output.storage_options
     forget_versions()  # a model or blocklist may have been replaced since this worker last read it
     own_key = key is None
@@ -105,7 +113,12 @@ def _run_unit(job: JobSpec, shard: Shard, key: JobKey | None, input_fingerprint:
     unit_key = key.unit_key(input_fingerprint or fingerprint(shard.url, job.input.storage_options))
     marker_url = unit_marker_file(out, shard.rel)
     previous = read_json(marker_url, out_options)
-    if previous is not None and previous.get("key") == unit_key and all_exist(previous.get("outputs", []), out_options):
+    if (
+        not force
+        and previous is not None
+        and previous.get("key") == unit_key
+        and all_exist(previous.get("outputs", []), out_options)
+    ):
         return UnitResult(shard.rel, "skipped", previous["stats"], previous["outputs"])
 
     tmp_dir = unit_tmp_dir(out, shard.rel)
