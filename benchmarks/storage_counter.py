@@ -15,16 +15,25 @@ The request model follows s3fs's defaults (50 MiB blocks, readahead cache):
 - `mv`: COPY + DELETE (no rename on S3); `rm` of n files: LIST + ceil(n / 1000) bulk DELETEs when recursive,
   ceil(n / 1000) bulk DELETEs for a list of keys, else one DELETE; `makedirs`: nothing (S3 has no directories).
 
+Across processes (a whole job on a local Ray, `bench_rebuild.py`): give Ray the worker setup hook
+`storage_counter.report_to_folder` and `STORAGE_COUNTER_DIR` in the workers' environment; every worker then
+writes its cumulative counters and its process CPU seconds to `<dir>/<pid>.json` every `FLUSH_SECONDS`, and
+`folder_totals(dir)` sums them (take it before and after a run, `FLUSH_SECONDS` after the last task).
+
 Counters are also kept per *area* (the folder a path belongs to: `work/bands`, `signatures`, `kept`, ...), so a
 report can say which phase wrote how many objects.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import threading
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -73,6 +82,41 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """What happened between two snapshots (non-zero entries only)."""
     out = {k: v - before.get(k, 0) for k, v in after.items()}
     return {k: v for k, v in out.items() if v}
+
+
+DIR_ENV = "STORAGE_COUNTER_DIR"
+FLUSH_SECONDS = 0.25
+CPU_SECONDS = "cpu_seconds"
+"""The key of a process's CPU seconds (user + system, all its threads) in its report file."""
+
+
+def report_to_folder() -> None:
+    """A Ray worker setup hook: report this process's counters and CPU to `$STORAGE_COUNTER_DIR/<pid>.json`."""
+    folder = os.environ.get(DIR_ENV)
+    if folder:
+        threading.Thread(target=_report_loop, args=(Path(folder),), daemon=True, name="storage-counter").start()
+
+
+def _report_loop(folder: Path) -> None:
+    target = folder / f"{os.getpid()}.json"
+    scratch = folder / f".{os.getpid()}.tmp"
+    while True:
+        try:
+            counts: dict[str, float] = dict(COUNTS)
+        except RuntimeError:  # changed size while copied: try again at once
+            continue
+        counts[CPU_SECONDS] = time.process_time()
+        scratch.write_text(json.dumps(counts))
+        scratch.replace(target)
+        time.sleep(FLUSH_SECONDS)
+
+
+def folder_totals(folder: Path) -> Counter[str]:
+    """The sum of every reporting process's counters and CPU seconds (cumulative since each process started)."""
+    total: Counter[str] = Counter()
+    for path in folder.glob("*.json"):
+        total.update(json.loads(path.read_text()))
+    return total
 
 
 def add(total: Counter[str], part: dict[str, int]) -> None:
