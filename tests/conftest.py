@@ -65,7 +65,8 @@ def ray_local() -> Iterator[None]:
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        # address="local": a Ray of the session's own, never a cluster `ray start` left on the machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 
