@@ -17,22 +17,6 @@ from engine.steps.languages import LanguageConfig
 
 STEPS = ("gopher_repetition", "fineweb_quality", "gopher_quality")
 
-# our reason code -> datatrove's, per step (where they differ)
-REASONS = {
-    "gopher_quality": {
-        "too_few_words": "gopher_short_doc",
-        "too_many_words": "gopher_long_doc",
-        "mean_word_length_low": "gopher_below_avg_threshold",
-        "mean_word_length_high": "gopher_above_avg_threshold",
-        "too_many_hashes": "gopher_too_many_hashes",
-        "too_many_ellipses": "gopher_too_many_ellipsis",
-        "too_many_bullet_lines": "gopher_too_many_bullets",
-        "too_many_ellipsis_lines": "gopher_too_many_end_ellipsis",
-        "too_few_alpha_words": "gopher_below_alpha_threshold",
-        "too_few_stop_words": "gopher_enough_stop_words",
-    },
-}
-
 
 def datatrove_filters(config: LanguageConfig, language: Any = None) -> dict[str, Any]:
     """The three FineWeb-2 filters for one language; `language` (a name or a WordTokenizer) splits the words."""
