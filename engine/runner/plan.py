@@ -23,6 +23,9 @@ from engine.runner.keys import JobKey, job_key, key_changes, known_identities
 from engine.runner.lists import ListVersions, decide, diffable_lists, list_only_changes
 from engine.spec import JobSpec
 
+OUTPUTS_KEY = "outputs_key"
+"""Marker field of a re-keyed shard: the key its outputs were made under (absent: the marker's own key)."""
+
 MARKER_SUFFIX = ".marker.json"
 STATS_SUFFIX = ".stats.json"
 THREADS = 32
@@ -62,6 +65,15 @@ class ShardPlan:
     @property
     def size(self) -> int:
         return int(self.fingerprint.get("size") or 0)
+
+    def outputs_key(self, key: JobKey) -> dict[str, Any]:
+        """The key the shard's outputs are made under: its new key when redone, else the one its marker says they
+        were made under (a re-key keeps it). Dedup takes this as the shard's identity, so a re-keyed shard is not
+        deduplicated and rewritten again."""
+        if self.is_redone or self.marker is None:
+            return key.unit_key(self.fingerprint)
+        made_under: dict[str, Any] = self.marker.get(OUTPUTS_KEY) or self.marker["key"]
+        return made_under
 
 
 @dataclass

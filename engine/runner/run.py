@@ -21,7 +21,15 @@ from engine.io.paths import list_files, remove_files
 from engine.provenance import git_state
 from engine.runner.dedup import run_dedup
 from engine.runner.keys import save_key
-from engine.runner.plan import RunPlan, ShardPlan, in_parallel, make_run_plan, plan_lines, with_absolute_paths
+from engine.runner.plan import (
+    OUTPUTS_KEY,
+    RunPlan,
+    ShardPlan,
+    in_parallel,
+    make_run_plan,
+    plan_lines,
+    with_absolute_paths,
+)
 from engine.runner.progress import Progress
 from engine.runner.ray import RayExecutor, describe_failure, init_ray, run_unit_task
 from engine.runner.unit import UnitResult
@@ -48,6 +56,7 @@ def rekey_units(plan: RunPlan) -> None:
 
     def rekey(shard: ShardPlan) -> None:
         marker = {**(shard.marker or {}), "key": plan.key.unit_key(shard.fingerprint)}
+        marker[OUTPUTS_KEY] = shard.outputs_key(plan.key)  # still the key its outputs were made under
         write_json(unit_marker_file(out, shard.shard.rel), marker, options)
 
     in_parallel(rekey, plan.rekeyed)
@@ -124,7 +133,7 @@ def run_on_ray(
 
     if job.dedup is not None and executor is not None:
         inputs = {
-            s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=plan.key.unit_key(s.fingerprint))
+            s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=s.outputs_key(plan.key))
             for s in plan.shards
         }
         outcome = run_dedup(job, [s.shard.rel for s in plan.shards], executor, inputs=inputs, full=full)

@@ -310,3 +310,24 @@ def test_a_list_on_s3_is_diffed_by_its_etag(ray_local: None, lists: dict[str, An
     same = job_of(raw, steps=[{"type": "url_filter", "domains_file": str(local)}])
     assert kept(lists["out"]) == full_rebuild(same, lists["tmp"])
     assert cli("plan").splitlines()[0].endswith("nothing to redo, every shard is reused")
+
+
+def test_re_keyed_shards_keep_their_dedup_identity(ray_local: None, lists: dict[str, Any]) -> None:
+    """A re-keyed shard's outputs are the ones made under its old key: dedup must not see it as changed, so its
+    kept/ file is not rewritten (before the fix every re-keyed shard was deduplicated and rewritten again)."""
+    raw = {**lists["raw"], "dedup": {"type": "minhash"}}
+    job = job_of(raw)
+    run_job(job)
+    outputs = output_files(lists["out"])
+    lists["domains"].write_text("# domains\nsite3.example.org\n")
+    stats = run_job(job)
+    assert (stats.shards_processed, stats.shards_rekeyed) == (1, 4)
+    assert [p for p in rewritten(outputs, output_files(lists["out"])) if p.startswith("kept/")] == [
+        "kept/part-3.parquet"
+    ]
+    assert kept(lists["out"]) == full_rebuild(job, lists["tmp"])
+    lists["domains"].write_text("# domains\nsite3.example.org\nnot-in-the-corpus.org\n")  # re-keys all five
+    outputs = output_files(lists["out"])
+    stats = run_job(job)
+    assert (stats.shards_processed, stats.shards_rekeyed) == (0, 5)
+    assert rewritten(outputs, output_files(lists["out"])) == []
