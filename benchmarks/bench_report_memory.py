@@ -54,7 +54,7 @@ def run(src: Path, out: Path) -> None:
 _REPORT = (
     "import resource, sys\n"
     "from engine.cli import main\n"
-    "import engine.inspect.report, engine.inspect.plots, matplotlib.figure\n"
+    "import engine.inspect.report, engine.inspect.plots\n"
     "if sys.argv[1] != '-': assert main(['report', sys.argv[1]]) == 0\n"
     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
 )

@@ -1,4 +1,5 @@
-"""`OUT/report.html`: what a run did, as one self-contained page (plots embedded as PNG, no script, no server).
+"""`OUT/report.html`: what a run did, as one self-contained page (plots embedded as SVG images, no script, no
+server).
 
 Everything comes from `stats.json` alone, whose counters every unit and dedup task adds to (issue 14):
 the report reads no document, no kept or score file and no unit's stats, so its cost and the driver's memory

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,7 +48,14 @@ def sections(page: str) -> list[str]:
 
 
 def images(page: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)]
+
+
+def svg_root(svg: bytes) -> ElementTree.Element:
+    """The parsed SVG document (parsing fails on malformed XML: a browser would show a broken image)."""
+    root = ElementTree.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +82,9 @@ def test_report_of_a_run_with_scores(tiny_run: tuple[Path, Path], tiny_report: P
     counted = decode_named(stats["score_bins"])
     assert sorted(counted) == sorted(score_columns)
     plotted = [name for name, bins in counted.items() if len(bins) > 1]
-    pngs = images(page)
-    assert len(pngs) == 1 + len(plotted) + 1
-    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000 for png in pngs)
+    svgs = images(page)
+    assert len(svgs) == 1 + len(plotted) + 1
+    assert all(len(svg_root(svg).findall(".//{http://www.w3.org/2000/svg}rect")) >= 2 for svg in svgs)  # page, bars
     assert "part-000" in page
     assert "part-001" in page
     assert "<script" not in page.lower()
@@ -174,7 +182,7 @@ def test_report_command(tmp_path: Path, sample_dir: Path, capsys: pytest.Capture
 
 
 def threshold_pixels(png: bytes) -> int:
-    """Pixels of the threshold colour in a plot (dashed lines, labels and edge arrows are drawn in it)."""
+    """Pixels of the threshold colour in a screenshot (dashed lines, labels and edge arrows are drawn in it)."""
     import io
 
     import matplotlib.image as mpimg
@@ -188,10 +196,28 @@ def threshold_pixels(png: bytes) -> int:
     return int(((red > 150) & (red - green > 50) & (np.abs(green - blue) < 30)).sum())
 
 
+def threshold_marks(svg: bytes) -> int:
+    """Elements of a plot drawn in the threshold colour (lines, arrow heads, labels) inside its canvas."""
+    root = svg_root(svg)
+    width, height = float(root.attrib["width"]), float(root.attrib["height"])
+    marks = 0
+    for element in root.iter():
+        if THRESHOLD_COLOUR not in (element.attrib.get("stroke"), element.attrib.get("fill")):
+            continue
+        xs = [float(element.attrib[a]) for a in ("x", "x1", "x2") if a in element.attrib]
+        ys = [float(element.attrib[a]) for a in ("y", "y1", "y2") if a in element.attrib]
+        for point in element.attrib.get("points", "").split():
+            x, y = point.split(",")
+            xs.append(float(x))
+            ys.append(float(y))
+        marks += all(0 <= x <= width for x in xs) and all(0 <= y <= height for y in ys)
+    return marks
+
+
 def histogram_images(page: str) -> list[tuple[str, str, bytes]]:
-    """(title, thresholds, PNG) of every histogram on a page."""
+    """(title, thresholds, SVG) of every histogram on a page."""
     found = re.findall(
-        r'<img alt="histogram: ([^"]*)" data-thresholds="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', page
+        r'<img alt="histogram: ([^"]*)" data-thresholds="([^"]*)"[^>]*src="data:image/svg\+xml;base64,([^"]+)"', page
     )
     return [(html.unescape(title), html.unescape(marks), base64.b64decode(data)) for title, marks, data in found]
 
@@ -233,12 +259,12 @@ def test_every_threshold_is_drawn_on_its_histogram_12(fineweb_report: tuple[Path
             assert column not in drawn
             assert f"<td>{column}</td>" in page  # listed with its single bin instead
             continue
-        marks, png = drawn[column]
+        marks, svg = drawn[column]
         assert marks == expected, column
         if expected:
-            assert threshold_pixels(png) > 20, f"{column}: no threshold marker drawn"
+            assert threshold_marks(svg) >= 2, f"{column}: no threshold marker drawn"  # a line and its label
         else:
-            assert threshold_pixels(png) == 0, column
+            assert threshold_marks(svg) == 0, column
     with_marks = [c for c, (marks, _) in drawn.items() if marks]
     assert len(with_marks) >= 25  # every ratio of gopher, fineweb and c4, the n-gram fractions, language score
     assert "url_filter.soft_banned_words" in constant or "url_filter.soft_banned_words" in with_marks
@@ -249,16 +275,21 @@ def test_every_threshold_is_drawn_on_its_histogram_12(fineweb_report: tuple[Path
 def test_long_tails_are_cut_and_the_page_says_so() -> None:
     import numpy as np
 
-    from engine.inspect.plots import histogram
+    from engine.histograms import bin_edges
+    from engine.inspect.plots import binned_histogram
 
     values = np.concatenate([np.random.default_rng(0).normal(10, 1, 1000), [500.0, 800.0, 900.0]])
-    img = histogram(values, title="x.score", thresholds=[("max_score", 12.0), ("min_score", -400.0)])
+    thresholds = [("max_score", 12.0), ("min_score", -400.0)]
+    img = binned_histogram(count_bins(values), title="x.score", edges=bin_edges, thresholds=thresholds)
     title = html.unescape(re.search(r'alt="histogram: ([^"]*)"', img).group(1))  # type: ignore[union-attr]
     assert "axis cut at the 99.5th percentile" in title
-    assert "above, max 900" in title
+    assert "3 above, max 1024" in title  # the upper edge of 900's bin
     assert 'data-cut="' in img
-    png = base64.b64decode(re.search(r"base64,([^\"]+)", img).group(1))  # type: ignore[union-attr]
-    assert threshold_pixels(png) > 20  # the far-off min_score is an arrow at the left edge
+    svg = svg_root(base64.b64decode(re.search(r"base64,([^\"]+)", img).group(1)))  # type: ignore[union-attr]
+    texts = ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "max_score=12" in texts  # in view: a dashed line
+    assert "min_score=-400 (off the axis)" in texts  # far off: an arrow at the left edge
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}polygon[@class='threshold']")) == 1
 
 
 def test_one_language_is_singular(tmp_path: Path, sample_dir: Path) -> None:
@@ -292,7 +323,7 @@ def test_report_renders_in_a_headless_browser(tiny_report: Path, tmp_path: Path)
     rendered = dom.stdout
     for section in ("totals", "conservation", "drops", "scores", "shards"):
         assert f'id="{section}"' in rendered
-    assert rendered.count("data:image/png;base64,") == len(images(tiny_report.read_text()))
+    assert rendered.count("data:image/svg+xml;base64,") == len(images(tiny_report.read_text()))
     assert "conservation holds" in rendered
 
 
@@ -309,14 +340,37 @@ def test_every_histogram_with_a_threshold_shows_a_marker_in_the_browser(
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     histograms = histogram_images(dom.stdout)
-    marked = [(title, png) for title, marks, png in histograms if marks]
-    assert len(marked) >= 25
-    for title, png in marked:
-        assert png.startswith(b"\x89PNG")
-        assert threshold_pixels(png) > 20, f"{title}: no threshold marker"
-    for title, marks, png in histograms:
-        if not marks:
-            assert threshold_pixels(png) == 0, title
+    assert len([marks for _, marks, _ in histograms if marks]) >= 25
+    # Every histogram as Chromium draws it, one below the other at known offsets, in one screenshot.
+    heights = [int(float(svg_root(svg).attrib["height"])) for _, _, svg in histograms]
+    tops = [sum(heights[:i]) for i in range(len(heights))]
+    images_html = "".join(
+        f'<img style="position:absolute;left:0;top:{top}px" src="data:image/svg+xml;base64,{encoded}">'
+        for top, encoded in zip(tops, (base64.b64encode(svg).decode() for _, _, svg in histograms), strict=True)
+    )
+    (tmp_path / "all.html").write_text(f'<html><body style="margin:0">{images_html}</body></html>')
+    shot = tmp_path / "all.png"
+    done = subprocess.run(
+        [*common[:-1], f"--window-size=440,{sum(heights)}", f"--screenshot={shot}", (tmp_path / "all.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import io
+
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(io.BytesIO(shot.read_bytes()), format="png")
+    for top, height, (title, marks, _) in zip(tops, heights, histograms, strict=True):
+        crop = io.BytesIO()
+        mpimg.imsave(crop, pixels[top : top + height], format="png")
+        drawn = threshold_pixels(crop.getvalue())
+        if marks:
+            assert drawn > 20, f"{title}: no threshold marker"
+        else:
+            assert drawn == 0, title
 
 
 def test_histograms_mark_thresholds_and_split_by_the_step(
