@@ -20,6 +20,8 @@ included; `run_seconds`: the run alone, from its stats, without writing report.h
   requests it would be (GET, PUT, HEAD, LIST, COPY, DELETE); written bytes include temporary files and the
   dedup's shuffle, deleted after the run.
 - `bytes_left_written`: the bytes of files the run created or rewrote that are present after it.
+- `requests_by_area`: the requests per folder they went to (`_units`: markers and unit stats; `state/...`: the
+  dedup's state; `other`: folder listings and the output's top level).
 - `share_of_full`: each of these as a share of the full build's.
 
 After the full build: the bytes of the shards' URL-key sidecars (`_units/*.urlkeys.parquet`) per document.
@@ -76,6 +78,17 @@ def costs(reports: Path) -> Counter[str]:
     return total
 
 
+def requests_by_area(spent: Counter[str]) -> dict[str, int]:
+    """Requests per folder (`storage_counter.area_of`: `_units`, `kept`, `state/fates`, ...; `other` includes
+    listings of a folder itself and the output's top level), largest first."""
+    areas: Counter[str] = Counter()
+    for name, n in spent.items():
+        kind, _, area = name.partition("@")
+        if area and kind in storage_counter.REQUEST_KINDS and n:
+            areas[area] += n
+    return dict(areas.most_common())
+
+
 def scenario(name: str, job: JobSpec, out: Path, reports: Path, full: dict[str, Any] | None) -> dict[str, Any]:
     """Plan, run and measure one scenario (`full`: the full build's record, for the shares)."""
     lines = plan_job(job)
@@ -101,6 +114,7 @@ def scenario(name: str, job: JobSpec, out: Path, reports: Path, full: dict[str, 
         "bytes_read": int(spent["bytes_read"]),
         "requests": int(storage_counter.requests(spent)),
         "requests_by_kind": {kind: int(spent[kind]) for kind in storage_counter.REQUEST_KINDS},
+        "requests_by_area": requests_by_area(spent),
         "files_written": int(spent["files_written"]),
         "bytes_left_written": left,
     }

@@ -1,7 +1,10 @@
 """What a run would redo, and why, without running anything (`corpus-engine plan`; `run` prints it first).
 
 One listing of the input (fingerprints come with it), one of `OUT/_units/`, then every current shard's marker is
-read (in parallel threads) and its recorded key compared with the shard's key now (`engine.runner.keys`). A shard
+read (in parallel threads) and its recorded key compared with the shard's key now (`engine.runner.keys`), except
+where the last run's summary (`engine.runner.summary`) answers for a marker unchanged since: one object instead
+of a request per shard on a night that changed little. Of each marker the plan keeps its outputs and kept count;
+the reused shards' stats are summed as they are read (or taken whole from the summary). A shard
 is redone when it has no marker, when its key differs, or when a file its marker lists is gone; a marker whose
 input is gone is a vanished shard, whose outputs the run removes. A shard whose key differs only by a changed
 blocklist is redone only if one of its documents presents a changed entry, else re-keyed: its marker gets the
@@ -11,22 +14,31 @@ new key, its outputs stay (`engine.runner.lists`). `run` acts on exactly this pl
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from engine.io.layout import STATS_FILE, UNITS, config_file, join
 from engine.io.markers import read_json
-from engine.io.paths import Shard, absolute, all_exist, list_files, list_shard_fingerprints, relative_path
+from engine.io.paths import Shard, absolute, list_file_infos, list_shard_fingerprints, relative_path
 from engine.runner.keys import JobKey, job_key, key_changes, known_identities
 from engine.runner.lists import ListVersions, decide, diffable_lists, list_only_changes
+from engine.runner.summary import (
+    MARKER_SUFFIX,
+    Entry,
+    Summary,
+    key_digest,
+    marker_fingerprints,
+    missing_outputs,
+    read_summary,
+)
 from engine.spec import JobSpec
+from engine.stats import Stats
 
 OUTPUTS_KEY = "outputs_key"
 """Marker field of a re-keyed shard: the key its outputs were made under (absent: the marker's own key)."""
 
-MARKER_SUFFIX = ".marker.json"
 STATS_SUFFIX = ".stats.json"
 THREADS = 32
 """Storage requests in flight while the driver reads markers (small JSON files): 100,000 shards take ~30 s on S3."""
@@ -45,12 +57,13 @@ Result = TypeVar("Result")
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One current shard: its input fingerprint, why it is redone (empty: reused), why it is re-keyed (if so)."""
+    """One current shard: its input fingerprint, why it is redone (empty: reused), why it is re-keyed (if so), and
+    what its marker recorded (`recorded`: its outputs and kept count, not its stats: the plan sums those)."""
 
     shard: Shard
     fingerprint: dict[str, Any]
     reasons: tuple[str, ...]
-    marker: dict[str, Any] | None = None
+    recorded: Entry | None = None
     rekey: tuple[str, ...] = ()
 
     @property
@@ -70,10 +83,9 @@ class ShardPlan:
         """The key the shard's outputs are made under: its new key when redone, else the one its marker says they
         were made under (a re-key keeps it). Dedup takes this as the shard's identity, so a re-keyed shard is not
         deduplicated and rewritten again."""
-        if self.is_redone or self.marker is None:
+        if self.is_redone or self.recorded is None or self.recorded.made_under is None:
             return key.unit_key(self.fingerprint)
-        made_under: dict[str, Any] = self.marker.get(OUTPUTS_KEY) or self.marker["key"]
-        return made_under
+        return self.recorded.made_under
 
 
 @dataclass
@@ -85,6 +97,10 @@ class RunPlan:
     shards: list[ShardPlan]
     vanished: list[str] = field(default_factory=list)
     lists: ListVersions | None = None
+    reused_stats: Stats = field(default_factory=Stats)
+    """The stats of every reused shard, summed (each unit's counters; the shard counts are the run's to set)."""
+    summary_current: bool = False
+    """The last run's summary answered for every shard, all reused as they were: a run has nothing to record."""
     full: bool = False
     """A full rebuild: every unit and every dedup phase is redone, whatever was done before (the dedup's build
     order is kept, so `first_seen` representatives stay put)."""
@@ -135,8 +151,8 @@ def make_run_plan(job: JobSpec, *, full: bool = False) -> RunPlan:
     fingerprints = list_shard_fingerprints(job.input.path, job.input.storage_options, job.input.glob)
     key = job_key(job, known=known_identities(job))
     units = join(out, UNITS)
-    names = {relative_path(url, units, options) for url in list_files(units, options, "**/*.json")}
-    markers = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
+    infos = list_file_infos(units, options, "**/*.json")
+    markers = marker_fingerprints(out, options, infos)
     current = {s.rel for s in fingerprints}
     vanished = sorted(rel for rel in markers if rel not in current)
     if full:  # no marker's key is compared, no list is diffed
@@ -144,75 +160,190 @@ def make_run_plan(job: JobSpec, *, full: bool = False) -> RunPlan:
         return RunPlan(
             job, key, everything, vanished, ListVersions(job, key) if diffable_lists(job) else None, full=True
         )
+    names = {relative_path(url, units, options) for url in infos}
     unit_stats = {n.removesuffix(STATS_SUFFIX) for n in names if n.endswith(STATS_SUFFIX)}
     failed_last = _failed_last_run(job)
-    shards = list(fingerprints)
-    read = in_parallel(
-        lambda s: read_json(join(units, s.rel + MARKER_SUFFIX), options) if s.rel in markers else None, shards
-    )
-    configs: dict[str, dict[str, Any] | None] = {key.config_hash: key.config}
-
-    def previous_config(marker: dict[str, Any]) -> dict[str, Any] | None:
-        recorded = str((marker.get("key") or {}).get("config"))
-        if recorded not in configs:
-            configs[recorded] = read_json(config_file(out, recorded), options)
-        return configs[recorded]
-
-    def outputs_exist(marker: dict[str, Any]) -> bool:
-        return all_exist(list(marker.get("outputs", [])), options)
-
+    summary = read_summary(out, options, markers)
     lists = diffable_lists(job)
     versions = ListVersions(job, key) if lists else None
+
+    def absent(shard: Shard) -> tuple[str, ...]:
+        """Why a shard without a marker is redone."""
+        if shard.url in failed_last:
+            return (FAILED_LAST,)
+        return (UNFINISHED if shard.rel in unit_stats else NEW_SHARD,)
+
+    reading = _MarkerReading(job, key, lists, absent)
     planned: list[ShardPlan] = []
-    to_check: list[int] = []
-    by_lists: list[tuple[int, dict[str, str]]] = []  # shards whose key differs only by changed lists
-    for shard, marker in zip(shards, read, strict=True):
-        fingerprint = fingerprints[shard]
-        if marker is None:
-            if shard.url in failed_last:
-                reasons = [FAILED_LAST]
-            else:
-                reasons = [UNFINISHED if shard.rel in unit_stats else NEW_SHARD]
+    to_read: list[int] = []
+    from_summary: set[int] = set()
+    for shard, fingerprint in fingerprints.items():
+        entry = summary.entries.get(shard.rel) if summary is not None else None
+        if shard.rel not in markers:
+            planned.append(ShardPlan(shard, fingerprint, absent(shard)))
+        elif entry is not None and entry.key == key_digest(key.unit_key(fingerprint)):
+            from_summary.add(len(planned))  # its marker is unchanged since the summary, and records today's key
+            planned.append(ShardPlan(shard, fingerprint, (), entry))
         else:
-            unit_key = key.unit_key(fingerprint)
-            reasons = key_changes(
-                marker.get("key"), unit_key, previous_config=previous_config(marker), current_config=key.config
-            )
-            changed = list_only_changes(marker.get("key"), unit_key, lists) if reasons else None
-            if changed:
-                by_lists.append((len(planned), changed))
-            elif not reasons:
-                to_check.append(len(planned))
-        planned.append(ShardPlan(shard, fingerprint, tuple(reasons), marker))
-    if versions is not None and by_lists:
-        to_check.extend(_decide_list_changes(versions, planned, by_lists, options))
-    present = in_parallel(lambda i: outputs_exist(planned[i].marker or {}), to_check)
-    for index, exists in zip(to_check, present, strict=True):
-        if not exists:
-            planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
-    return RunPlan(job, key, planned, vanished, versions)
+            to_read.append(len(planned))
+            planned.append(ShardPlan(shard, fingerprint, ()))
+    for index, marker in zip(to_read, _each_in_parallel(reading.read, [planned[i] for i in to_read]), strict=True):
+        planned[index] = reading.plan(index, planned[index], marker)
+    if versions is not None and reading.by_lists:
+        _decide_list_changes(versions, planned, reading, options)
+    reused = {i for i, s in enumerate(planned) if not s.is_redone}
+    checked = sorted(reused & (from_summary | set(reading.stats)))
+    missing = missing_outputs(((i, (planned[i].recorded or _NOTHING).outputs) for i in checked), options)
+    for index in missing:
+        planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
+    reused -= missing
+    stats = _reused_stats(planned, reused, from_summary, summary, reading)
+    unchanged = (
+        summary is not None
+        and summary.complete
+        and not vanished
+        and reused == from_summary == set(range(len(planned)))
+        and len(from_summary) == len(summary.entries)
+    )
+    return RunPlan(job, key, planned, vanished, versions, stats, summary_current=unchanged)
+
+
+_NOTHING = Entry("", (), 0)
+
+
+class _MarkerReading:
+    """Markers read one at a time (in threads), each reduced as it arrives to what the plan keeps: its entry, its
+    reasons, and its stats (summed at once when the shard is reused, kept apart while a list decision is pending)."""
+
+    def __init__(
+        self, job: JobSpec, key: JobKey, lists: Mapping[str, str], absent: Callable[[Shard], tuple[str, ...]]
+    ) -> None:
+        self.job, self.key, self.lists, self.absent = job, key, lists, absent
+        self.configs: dict[str, dict[str, Any] | None] = {key.config_hash: key.config}
+        self.stats: dict[int, Stats] = {}
+        """Per shard read and so far reused: its unit stats (summed later unless it turns out redone)."""
+        self.by_lists: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+        """Shards whose key differs only by changed lists: index, changed list -> old token, their list keys."""
+
+    def read(self, planned: ShardPlan) -> dict[str, Any] | None:
+        out = self.job.output
+        return read_json(join(out.path, UNITS, planned.shard.rel + MARKER_SUFFIX), out.storage_options)
+
+    def previous_config(self, marker: dict[str, Any]) -> dict[str, Any] | None:
+        recorded = str((marker.get("key") or {}).get("config"))
+        if recorded not in self.configs:
+            out = self.job.output
+            self.configs[recorded] = read_json(config_file(out.path, recorded), out.storage_options)
+        return self.configs[recorded]
+
+    def plan(self, index: int, planned: ShardPlan, marker: dict[str, Any] | None) -> ShardPlan:
+        if marker is None:  # gone since the listing
+            return replace(planned, reasons=self.absent(planned.shard))
+        unit_key = self.key.unit_key(planned.fingerprint)
+        reasons = key_changes(
+            marker.get("key"), unit_key, previous_config=self.previous_config(marker), current_config=self.key.config
+        )
+        changed = list_only_changes(marker.get("key"), unit_key, self.lists) if reasons else None
+        made_under = marker.get(OUTPUTS_KEY) or (marker["key"] if changed else None)
+        entry = Entry(
+            key_digest(marker.get("key")),
+            tuple(marker.get("outputs", [])),
+            int((marker.get("stats") or {}).get("docs_kept", 0)),
+            made_under,
+        )
+        if changed:
+            self.by_lists.append((index, changed, {"list_keys": marker.get("list_keys")}))
+        if changed or not reasons:
+            self.stats[index] = _unit_part(marker.get("stats") or {})
+        return replace(planned, reasons=tuple(reasons), recorded=entry)
+
+
+def _each_in_parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
+    """`fn` over `items` in up to `THREADS` threads, results in order as they come (none kept once consumed)."""
+    if len(items) <= 1:
+        yield from (fn(item) for item in items)
+        return
+    with ThreadPoolExecutor(max_workers=min(THREADS, len(items))) as pool:
+        yield from pool.map(fn, items)
+
+
+def _unit_part(stats: dict[str, Any]) -> Stats:
+    """A shard's stats as a run adds them up: its counters, without shard counts (the run counts shards)."""
+    unit = Stats.from_dict(stats)
+    unit.shards_total = unit.shards_processed = unit.shards_skipped = unit.shards_rekeyed = unit.shards_failed = 0
+    return unit
+
+
+def _reused_stats(
+    planned: list[ShardPlan],
+    reused: set[int],
+    from_summary: set[int],
+    summary: Summary | None,
+    reading: _MarkerReading,
+) -> Stats:
+    """The reused shards' stats summed: the summary's sum when they are exactly the summary's shards, the stats of
+    the markers read otherwise (those trusted on the summary's word are read now: only their sum was recorded)."""
+    total = Stats()
+    for index in sorted(reused - from_summary):
+        total = total + reading.stats.pop(index)
+    reading.stats.clear()
+    ours = reused & from_summary
+    if not ours:
+        return total
+    if summary is not None and summary.complete and len(ours) == len(summary.entries) and summary.stats:
+        return total + _unit_part(summary.stats)
+    shards = [planned[i] for i in sorted(ours)]
+    for marker in _each_in_parallel(reading.read, shards):
+        total = total + _unit_part((marker or {}).get("stats") or {})
+    return total
 
 
 def _decide_list_changes(
-    versions: ListVersions,
-    planned: list[ShardPlan],
-    by_lists: list[tuple[int, dict[str, str]]],
-    options: dict[str, Any],
-) -> list[int]:
-    """Redo or re-key the shards whose keys differ only by changed lists (in place); the re-keyed ones' indices.
+    versions: ListVersions, planned: list[ShardPlan], reading: _MarkerReading, options: dict[str, Any]
+) -> None:
+    """Redo or re-key the shards whose keys differ only by changed lists (in place).
 
     Each list is diffed once per recorded version, then the shards' sidecars are read in parallel threads.
     """
-    for _, changed in by_lists:
+    for _, changed, _ in reading.by_lists:
         for name, token in changed.items():
             versions.diff(name, token)
-    decisions = in_parallel(lambda item: decide(versions, planned[item[0]].marker or {}, item[1], options), by_lists)
-    rekeyed = []
-    for (index, _), decision in zip(by_lists, decisions, strict=True):
+    decisions = in_parallel(lambda item: decide(versions, item[2], item[1], options), reading.by_lists)
+    for (index, _, _), decision in zip(reading.by_lists, decisions, strict=True):
         planned[index] = replace(planned[index], reasons=decision.redo, rekey=decision.rekey)
-        if not decision.redo:
-            rekeyed.append(index)
-    return rekeyed
+        if decision.redo:
+            reading.stats.pop(index, None)
+    reading.by_lists.clear()
+
+
+class Finished:
+    """What the run's summary records once phase A is done: every finished shard's entry, and their stats summed
+    (None when a shard's entry is not known here: the next plan then reads markers rather than trust the sum)."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.key = plan.key
+        self.entries: dict[str, Entry] = {}
+        self.stats: Stats | None = plan.reused_stats
+        for reused in plan.reuse:
+            assert reused.recorded is not None  # a reused shard had a marker
+            current = plan.key.unit_key(reused.fingerprint)
+            made_under = reused.outputs_key(plan.key)
+            self.entries[reused.shard.rel] = Entry(
+                key_digest(current),
+                reused.recorded.outputs,
+                reused.recorded.docs_kept,
+                made_under if made_under != current else None,
+            )
+
+    def add(self, planned: ShardPlan, result: Any) -> Stats:
+        """A redone shard's result (`UnitResult`): its entry, and its stats as the run adds them up."""
+        unit = _unit_part(result.stats)
+        if result.status == "processed":
+            key = key_digest(self.key.unit_key(planned.fingerprint))
+            self.entries[planned.shard.rel] = Entry(key, tuple(result.outputs), unit.docs_kept)
+        if self.stats is not None:
+            self.stats = self.stats + unit if result.status == "processed" else None
+        return unit
 
 
 def _failed_last_run(job: JobSpec) -> set[str]:
@@ -293,7 +424,7 @@ def dedup_plan_lines(plan: RunPlan) -> list[str]:
 
     inputs = {
         s.shard.rel: ShardInput(
-            rows=int((s.marker or {}).get("stats", {}).get("docs_kept", 0)), identity=plan.key.unit_key(s.fingerprint)
+            rows=s.recorded.docs_kept if s.recorded is not None else 0, identity=plan.key.unit_key(s.fingerprint)
         )
         for s in plan.shards
     }

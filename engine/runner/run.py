@@ -23,6 +23,7 @@ from engine.runner.dedup import run_dedup
 from engine.runner.keys import save_key
 from engine.runner.plan import (
     OUTPUTS_KEY,
+    Finished,
     RunPlan,
     ShardPlan,
     in_parallel,
@@ -32,6 +33,7 @@ from engine.runner.plan import (
 )
 from engine.runner.progress import Progress
 from engine.runner.ray import RayExecutor, describe_failure, init_ray, run_unit_task
+from engine.runner.summary import write_summary
 from engine.runner.unit import UnitResult
 from engine.spec import JobSpec
 from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, Stats
@@ -55,9 +57,10 @@ def rekey_units(plan: RunPlan) -> None:
     out, options = job.output.path, job.output.storage_options
 
     def rekey(shard: ShardPlan) -> None:
-        marker = {**(shard.marker or {}), "key": plan.key.unit_key(shard.fingerprint)}
+        url = unit_marker_file(out, shard.shard.rel)  # read again: the plan keeps no marker
+        marker = {**(read_json(url, options) or {}), "key": plan.key.unit_key(shard.fingerprint)}
         marker[OUTPUTS_KEY] = shard.outputs_key(plan.key)  # still the key its outputs were made under
-        write_json(unit_marker_file(out, shard.shard.rel), marker, options)
+        write_json(url, marker, options)
 
     in_parallel(rekey, plan.rekeyed)
 
@@ -120,13 +123,15 @@ def run_on_ray(
             cpus_per_task=job.run.cpus_per_task,
             show_progress=show_progress,
         )
-    total, failures, kept_by_shard = _phase_a(job, plan, executor, show_progress=show_progress)
+    total, failures, kept_by_shard, finished = _phase_a(job, plan, executor, show_progress=show_progress)
     if failures:
         total.seconds = time.perf_counter() - started
         _record_memory(total, executor)
         _write_stats(job, total, failures, executor, ray_start_seconds)
         raise RunFailed(failures, consequence=_failure_consequence(job, total))
     total.check_written(f"run {job.name!r}", rejected_written=job.output.write_rejected)
+    if not plan.summary_current:  # an unchanged night leaves the summary as it is
+        write_summary(job.output.path, job.output.storage_options, finished.entries, finished.stats)
     remove_temporary(join(job.output.path, TMP), job.output.storage_options)  # every unit finished: nothing is live
     if plan.lists is not None:
         plan.lists.prune()  # every marker now refers to the lists' current versions
@@ -154,28 +159,28 @@ def run_on_ray(
 
 def _phase_a(
     job: JobSpec, plan: RunPlan, executor: RayExecutor | None, *, show_progress: bool
-) -> tuple[Stats, dict[str, str], dict[str, int]]:
-    """Run the units the plan redoes; the totals of every shard (reused ones from their markers), the failures,
-    and the documents each shard kept (what dedup reads)."""
+) -> tuple[Stats, dict[str, str], dict[str, int], Finished]:
+    """Run the units the plan redoes; the totals of every shard (reused ones as the plan summed them), the
+    failures, the documents each shard kept (what dedup reads) and what the run's summary records."""
     progress = Progress("filter", len(plan.shards), enabled=show_progress)
-    total = Stats(shards_total=len(plan.shards))
-    kept_by_shard: dict[str, int] = {}
-
-    def add(rel: str, stats: dict[str, object], status: str) -> None:
-        nonlocal total
-        unit = Stats.from_dict(stats)
-        kept_by_shard[rel] = unit.docs_kept
-        unit.shards_total = unit.shards_processed = unit.shards_skipped = unit.shards_rekeyed = 0
-        total = total + unit
-        total.shards_processed += status == "processed"
-        total.shards_skipped += status == "skipped"
-        if status == "skipped":  # reused from the last run, not processed: counted apart from throughput
-            total.docs_reused += unit.docs_in
-
-    for reused in plan.reuse:
-        add(reused.shard.rel, (reused.marker or {})["stats"], "skipped")
-        total.shards_rekeyed += reused.is_rekeyed
+    total = Stats(shards_total=len(plan.shards)) + plan.reused_stats
+    finished = Finished(plan)
+    total.shards_skipped = len(plan.reuse)
+    total.shards_rekeyed = len(plan.rekeyed)
+    total.docs_reused = plan.reused_stats.docs_in  # reused from the last run, counted apart from throughput
+    kept_by_shard = {s.shard.rel: s.recorded.docs_kept for s in plan.reuse if s.recorded is not None}
+    for _ in plan.reuse:
         progress.update(skipped=True)  # no documents: docs/s shows only what this run processes
+
+    def add(planned: ShardPlan, result: UnitResult) -> None:
+        nonlocal total
+        unit = finished.add(planned, result)
+        kept_by_shard[planned.shard.rel] = unit.docs_kept
+        total = total + unit
+        total.shards_processed += result.status == "processed"
+        total.shards_skipped += result.status == "skipped"
+        if result.status == "skipped":
+            total.docs_reused += unit.docs_in
 
     def on_result(result: UnitResult | BaseException) -> None:
         if isinstance(result, BaseException):
@@ -202,9 +207,9 @@ def _phase_a(
         if isinstance(result, BaseException):
             failures[planned.shard.url] = describe_failure(result)
         else:
-            add(planned.shard.rel, result.stats, result.status)
+            add(planned, result)
     total.shards_failed = len(failures)
-    return total, failures, kept_by_shard
+    return total, failures, kept_by_shard, finished
 
 
 def _record_memory(total: Stats, executor: RayExecutor | None) -> None:
