@@ -32,6 +32,7 @@ from engine.runner.summary import (
     marker_fingerprints,
     missing_outputs,
     read_summary,
+    stats_without,
 )
 from engine.spec import JobSpec
 from engine.stats import Stats
@@ -173,7 +174,8 @@ def make_run_plan(job: JobSpec, *, full: bool = False) -> RunPlan:
             return (FAILED_LAST,)
         return (UNFINISHED if shard.rel in unit_stats else NEW_SHARD,)
 
-    reading = _MarkerReading(job, key, lists, absent)
+    base = summary if summary is not None and summary.complete and summary.stats else None
+    reading = _MarkerReading(job, key, lists, absent, set(base.entries) if base is not None else set())
     planned: list[ShardPlan] = []
     to_read: list[int] = []
     from_summary: set[int] = set()
@@ -192,12 +194,12 @@ def make_run_plan(job: JobSpec, *, full: bool = False) -> RunPlan:
     if versions is not None and reading.by_lists:
         _decide_list_changes(versions, planned, reading, options)
     reused = {i for i, s in enumerate(planned) if not s.is_redone}
-    checked = sorted(reused & (from_summary | set(reading.stats)))
+    checked = sorted(reused & (from_summary | reading.tentative))
     missing = missing_outputs(((i, (planned[i].recorded or _NOTHING).outputs) for i in checked), options)
     for index in missing:
         planned[index] = ShardPlan(planned[index].shard, planned[index].fingerprint, (OUTPUTS_MISSING,))
     reused -= missing
-    stats = _reused_stats(planned, reused, from_summary, summary, reading)
+    stats = _reused_stats(planned, reused, from_summary, base, reading, vanished)
     unchanged = (
         summary is not None
         and summary.complete
@@ -212,16 +214,26 @@ _NOTHING = Entry("", (), 0)
 
 
 class _MarkerReading:
-    """Markers read one at a time (in threads), each reduced as it arrives to what the plan keeps: its entry, its
-    reasons, and its stats (summed at once when the shard is reused, kept apart while a list decision is pending)."""
+    """Markers read one at a time (in threads), each reduced as it arrives to what the plan keeps: its entry and
+    its reasons; its stats go into two running sums, never kept per shard."""
 
     def __init__(
-        self, job: JobSpec, key: JobKey, lists: Mapping[str, str], absent: Callable[[Shard], tuple[str, ...]]
+        self,
+        job: JobSpec,
+        key: JobKey,
+        lists: Mapping[str, str],
+        absent: Callable[[Shard], tuple[str, ...]],
+        in_base: set[str],
     ) -> None:
-        self.job, self.key, self.lists, self.absent = job, key, lists, absent
+        self.job, self.key, self.lists, self.absent, self.in_base = job, key, lists, absent, in_base
         self.configs: dict[str, dict[str, Any] | None] = {key.config_hash: key.config}
-        self.stats: dict[int, Stats] = {}
-        """Per shard read and so far reused: its unit stats (summed later unless it turns out redone)."""
+        self.added = Stats()
+        """The stats of the shards read that are reused so far (`tentative`; a list decision or a missing output
+        may yet redo some)."""
+        self.tentative: set[int] = set()
+        self.removed = Stats()
+        """The stats of the shards read whose stats the summary's sum holds (`in_base`): what to take out of it."""
+        self.removed_rels: set[str] = set()
         self.by_lists: list[tuple[int, dict[str, str], dict[str, Any]]] = []
         """Shards whose key differs only by changed lists: index, changed list -> old token, their list keys."""
 
@@ -253,9 +265,25 @@ class _MarkerReading:
         )
         if changed:
             self.by_lists.append((index, changed, {"list_keys": marker.get("list_keys")}))
-        if changed or not reasons:
-            self.stats[index] = _unit_part(marker.get("stats") or {})
+        rel = planned.shard.rel
+        if changed or not reasons or rel in self.in_base:
+            unit = _unit_part(marker.get("stats") or {})
+            if changed or not reasons:
+                self.added = self.added + unit
+                self.tentative.add(index)
+            if rel in self.in_base:
+                self.removed = self.removed + unit
+                self.removed_rels.add(rel)
         return replace(planned, reasons=tuple(reasons), recorded=entry)
+
+    def stats_of(self, rels: Sequence[str]) -> Stats:
+        """The stats of these shards' markers, summed as they are read."""
+        out = self.job.output
+        total = Stats()
+        urls = [join(out.path, UNITS, rel + MARKER_SUFFIX) for rel in rels]
+        for marker in _each_in_parallel(lambda url: read_json(url, out.storage_options), urls):
+            total = total + _unit_part((marker or {}).get("stats") or {})
+        return total
 
 
 def _each_in_parallel(fn: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
@@ -278,23 +306,34 @@ def _reused_stats(
     planned: list[ShardPlan],
     reused: set[int],
     from_summary: set[int],
-    summary: Summary | None,
+    base: Summary | None,
     reading: _MarkerReading,
+    vanished: Sequence[str],
 ) -> Stats:
-    """The reused shards' stats summed: the summary's sum when they are exactly the summary's shards, the stats of
-    the markers read otherwise (those trusted on the summary's word are read now: only their sum was recorded)."""
-    total = Stats()
-    for index in sorted(reused - from_summary):
-        total = total + reading.stats.pop(index)
-    reading.stats.clear()
+    """The reused shards' stats summed, reading as few markers as it can.
+
+    The shards read and reused were summed as read (less those a list decision or a missing output then redid,
+    read again and taken out). The shards trusted on the summary's word: its sum (`base`, when every entry is
+    still valid), less the stats of its shards not reused as they were (those read, those vanished, those whose
+    output went missing); where that cannot be undone exactly (`stats_without`), or without a usable sum, every
+    reused shard's marker is read.
+    """
+    rel = [s.shard.rel for s in planned]
+    total: Stats | None = reading.added
+    flipped = sorted(rel[i] for i in reading.tentative - reused)
+    if flipped:
+        total = stats_without(reading.added, reading.stats_of(flipped), set(flipped))
     ours = reused & from_summary
-    if not ours:
-        return total
-    if summary is not None and summary.complete and len(ours) == len(summary.entries) and summary.stats:
-        return total + _unit_part(summary.stats)
-    shards = [planned[i] for i in sorted(ours)]
-    for marker in _each_in_parallel(reading.read, shards):
-        total = total + _unit_part((marker or {}).get("stats") or {})
+    if total is not None and ours:
+        if base is None:
+            total = total + reading.stats_of([rel[i] for i in sorted(ours)])
+        else:
+            gone = [rel[i] for i in sorted(from_summary - reused)] + [r for r in vanished if r in base.entries]
+            removed = reading.removed + reading.stats_of(gone)
+            remaining = stats_without(_unit_part(base.stats), removed, reading.removed_rels | set(gone))
+            total = None if remaining is None else total + remaining
+    if total is None:  # a maximum or the slowest shards cannot be undone: every reused shard is read
+        total = reading.stats_of([rel[i] for i in sorted(reused)])
     return total
 
 
@@ -311,8 +350,6 @@ def _decide_list_changes(
     decisions = in_parallel(lambda item: decide(versions, item[2], item[1], options), reading.by_lists)
     for (index, _, _), decision in zip(reading.by_lists, decisions, strict=True):
         planned[index] = replace(planned[index], reasons=decision.redo, rekey=decision.rekey)
-        if decision.redo:
-            reading.stats.pop(index, None)
     reading.by_lists.clear()
 
 

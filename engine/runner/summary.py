@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from engine.io.layout import UNITS, join
 from engine.io.markers import read_json, write_json
 from engine.io.paths import all_exist, filesystem, fingerprint_of, has_protocol, list_file_infos, list_files
-from engine.stats import Stats
+from engine.stats import _HISTOGRAMS, _MAXIMA, SLOWEST_SHARDS, Stats
 
 SUMMARY_FILE = "_summary.json"
 SUMMARY_FORMAT = 1
@@ -127,3 +128,32 @@ def missing_outputs(outputs: Iterable[tuple[int, Iterable[str]]], options: dict[
         else:
             missing.update(i for i, url in items if not all_exist([url], options))
     return missing
+
+
+def stats_without(total: Stats, part: Stats, rels: set[str]) -> Stats | None:
+    """`total` less `part`, the summed stats of the shards `rels` it includes; None where that is not exact: a
+    maximum one of them reached, or a full slowest-shard list one of them is in (the next one is not known)."""
+    result = Stats()
+    for f in fields(Stats):
+        a, b = getattr(total, f.name), getattr(part, f.name)
+        if f.name in _MAXIMA:
+            if b and b >= a:
+                return None
+            value: Any = a
+        elif f.name == "phase_peak_rss_bytes":
+            if any(v and v >= a.get(k, 0) for k, v in b.items()):
+                return None
+            value = dict(a)
+        elif f.name in _HISTOGRAMS:
+            value = {name: +(Counter(a[name]) - Counter(b.get(name, {}))) for name in a}
+            value = {name: bins for name, bins in value.items() if bins}
+        elif f.name == "slowest_shards":
+            if len(a) >= SLOWEST_SHARDS and any(shard[1] in rels for shard in a):
+                return None
+            value = [shard for shard in a if shard[1] not in rels]
+        elif isinstance(a, dict):
+            value = +(Counter(a) - Counter(b))
+        else:
+            value = a - b
+        setattr(result, f.name, value)
+    return result

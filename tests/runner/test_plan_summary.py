@@ -7,6 +7,7 @@ import json
 import pickle
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 
 from engine import run_job
 from engine.runner.plan import make_run_plan, plan_lines, with_absolute_paths
-from engine.runner.summary import SUMMARY_FILE
+from engine.runner.summary import SUMMARY_FILE, stats_without
 from engine.spec import JobSpec
+from engine.stats import Stats
 from tests.runner.test_rebuild import DOCS, job_of, marker_times, redone, sample_texts, site, write_shard  # noqa: F401
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -126,3 +128,59 @@ def test_the_plan_keeps_a_small_part_of_each_marker(ray_local: None, site: dict[
     assert plan.reused_stats.docs_in == 5 * DOCS
     shutil.rmtree(site["out"] / "kept")
     assert len(make_run_plan(with_absolute_paths(job)).redo) == 5
+
+
+def test_a_changed_shard_night_takes_its_old_stats_out_of_the_summary_sum(
+    ray_local: None,
+    site: dict[str, Any],  # noqa: F811
+) -> None:
+    job = job_of(site["raw"])
+    add_shards(site["src"], 5, 15)
+    run_job(job)
+    # A shard neither among the 10 slowest nor the one with the largest memory: its stats can be taken out of the
+    # sum exactly (for one of those the plan reads every reused marker instead; `stats_without` is tested below).
+    stats = json.loads((site["out"] / "stats.json").read_text())
+    slowest = {rel for _, rel, _, _ in stats["slowest_shards"]}
+    rss = {
+        p.name: json.loads(p.read_text())["stats"]["peak_rss_bytes"]
+        for p in (site["out"] / "_units").glob("*.marker.json")
+    }
+    index = next(
+        i for i in range(20) if f"part-{i}" not in slowest and rss[f"part-{i}.marker.json"] < max(rss.values())
+    )
+    write_shard(site["src"], index, sample_texts()[-DOCS:])  # other documents in that shard
+    requests, lines = plan_requests(job)
+    assert lines[1].startswith(f"  redo         1  changed input: part-{index}"), lines
+    assert requests["GET"] <= 5, requests  # the changed shard's marker, not the 19 others'
+    run_job(job)
+    night = json.loads((site["out"] / "stats.json").read_text())
+    (site["out"] / "_units" / SUMMARY_FILE).unlink()
+    run_job(job)  # every marker read, as without a summary
+    from_markers = json.loads((site["out"] / "stats.json").read_text())
+    assert {k: night[k] for k in COUNTERS} == {k: from_markers[k] for k in COUNTERS}
+    assert night["shards_processed"] == 1
+
+
+def stats_of(rel: str, docs: int, seconds: float, rss: int) -> Stats:
+    return Stats(
+        docs_in=docs,
+        docs_kept=docs - 1,
+        dropped=Counter({"x/y": 1}),
+        score_bins={"x.s": Counter({"3": docs})},
+        slowest_shards=[[seconds, rel, docs, docs - 1]],
+        peak_rss_bytes=rss,
+    )
+
+
+def test_stats_without_undoes_a_sum_exactly_or_says_it_cannot() -> None:
+    shards = {f"s{i}": stats_of(f"s{i}", 10 + i, 1.0 + i, 100 + i) for i in range(12)}
+    total = sum(shards.values(), Stats())
+    rest = sum((v for k, v in shards.items() if k not in {"s0", "s1"}), Stats())
+    taken = stats_without(total, shards["s0"] + shards["s1"], {"s0", "s1"})
+    assert taken is not None
+    assert taken.to_dict() == rest.to_dict()  # neither is the largest nor among the 10 slowest
+    assert stats_without(total, shards["s11"], {"s11"}) is None  # the largest RSS: the next one is not known
+    slow = stats_of("s0", 10, 99.0, 1)
+    assert stats_without(total + slow, slow, {"s0"}) is None  # among the 10 slowest of a full list
+    few = shards["s1"] + shards["s2"]
+    assert stats_without(few, shards["s1"], {"s1"}) is not None  # a short list just loses the shard
