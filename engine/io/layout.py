@@ -14,6 +14,7 @@ Public contract (README, "Output layout"):
     OUT/_units/_lists/<token>.parquet the hashed entries of each blocklist version a run used (to diff the next)
     OUT/_units/_keys/<hash>.json      a phase-A configuration a marker refers to (to say what changed)
     OUT/_units/_assets.json           content identities of the assets steps read (the hash cache)
+    OUT/_units/_summary.json          the last run's shards (marker fingerprint, key digest, outputs) and summed stats
     OUT/_tmp/<rel>/                   a running unit's temporary files (what a killed unit left is removed)
     OUT/_stage/kept/<rel>.parquet     phase-A kept documents awaiting dedup (only when dedup runs)
     OUT/_dedup/<parameters>/...       dedup phases (signatures, buckets, components)
