@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from engine.dedup.index import read_state
 from engine.dedup.plan import Plan
 from engine.io.layout import join
 from engine.io.markers import read_json
@@ -86,9 +87,30 @@ def remove_leftovers(plan: Plan) -> int:
     return len(folders)
 
 
+def remove_unused_index(plan: Plan) -> list[str]:
+    """Delete the `state/index/<run>` folders the committed state no longer refers to; their names."""
+    state = read_state(plan.root, plan.storage_options)
+    if state is None or state.pending is not None:
+        return []
+    used = state.referenced_runs()
+    fs, folder = filesystem(join(plan.root, "state", "index"), plan.storage_options)
+    try:
+        entries = [str(e).rstrip("/") for e in fs.ls(folder, detail=False)]
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        name = entry.rsplit("/", 1)[-1]
+        if name not in used and name != "manifest.json":
+            fs.rm(entry, recursive=True)
+            removed.append(name)
+    return removed
+
+
 def cleanup_task(plan: Plan, item: tuple[str, tuple[str, ...]]) -> int:
     """One clean-up task: `("objects", urls)`, `("leftovers", ())` (this run's objects but its markers), `("reset",
-    ())` (this run's objects and markers), `("runs", ())` (older runs) or `("vanished", ())`; how much it removed."""
+    ())` (this run's objects and markers), `("runs", ())` (older runs), `("vanished", ())` or `("index", ())` (state
+    folders the committed state no longer uses); how much it removed."""
     kind, urls = item
     if kind == "objects":
         return remove_objects(urls, plan.storage_options)
@@ -98,4 +120,6 @@ def cleanup_task(plan: Plan, item: tuple[str, tuple[str, ...]]) -> int:
         return remove_objects(list_files(plan.url(), plan.storage_options), plan.storage_options)
     if kind == "runs":
         return len(remove_other_runs(plan))
+    if kind == "index":
+        return len(remove_unused_index(plan))
     return len(remove_vanished_shards(plan))

@@ -139,6 +139,10 @@ class Plan:
     rows: tuple[int, ...] = field(default=(), repr=False)
     identities: tuple[str, ...] = field(default=(), repr=False)
     """Per shard, a digest of what phase A said of it (its staged file's identity and rows)."""
+    cluster_columns: bool = False
+    """Removal writes `cluster_id` / `cluster_size` (every clustered row's fate reaches the output)."""
+    mode: str = "full"
+    """`full` (every global phase over every shard), `night` (new shards against the state) or `unchanged`."""
 
     @property
     def maps(self) -> int:
@@ -155,6 +159,19 @@ class Plan:
 
     def index_url(self, folder: str) -> str:
         return self.url(folder, "index.bin")
+
+    def state_url(self, *parts: str) -> str:
+        """A path under `state/index/<run>/`: what this run leaves for the next night (engine.dedup.index)."""
+        return join(self.root, "state", "index", self.run, *parts)
+
+    def band_url(self, task: int) -> str:
+        """Map task `task`'s band object: kept in the state as a run of the band index."""
+        spread = int(mix64(np.array([task], dtype=np.uint64))[0]) >> 56
+        return self.state_url("bands", f"{spread:02x}", f"m={task:06d}.seg")
+
+    def clusters_url(self, partition: int) -> str:
+        """The clusters state written by representatives task `partition` (engine.dedup.index)."""
+        return self.state_url("clusters", f"q={partition:06d}.parquet")
 
     def signature_url(self, shard_index: int) -> str:
         return join(self.root, "signatures", f"{self.shards[shard_index]}.parquet")
@@ -247,12 +264,17 @@ def make_plan(
     *,
     task_memory: int | None = None,
     full: bool = False,
+    mode: str = "full",
+    partitions: int | None = None,
+    mapped_from: int = 0,
+    run: str | None = None,
 ) -> tuple[Plan, Removal]:
     """The run's plan from what phase A reported of each shard (no storage request).
 
-    The run digest covers the dedup settings and every shard's identity, so an unchanged input resumes and a
-    changed one starts a new run. `full` (a full rebuild) makes removal rewrite every shard; the digest does not
-    change, so the next plain run reuses what the full one wrote.
+    The run digest covers the dedup settings, the mode and every shard's identity, so an unchanged input resumes
+    and a changed one starts a new run. `full` (a full rebuild) makes removal rewrite every shard; the digest does
+    not change, so the next plain run reuses what the full one wrote. A night (`mode="night"`) maps only the shards
+    from `mapped_from` on, with the band index's `partitions`; `run` reuses a finished run's digest (`unchanged`).
     """
     dedup = job.dedup
     if dedup is None:
@@ -262,11 +284,12 @@ def make_plan(
     rows = tuple(int(inputs[rel].rows) for rel in shards)
     docs = sum(rows)
     bands = dedup.bands if isinstance(dedup, MinhashDedup) else 1
-    if dedup.partitions:
-        partitions = min(MAX_PARTITIONS, pow2ceil(dedup.partitions))
-    else:
-        partitions = band_partitions(docs, bands, memory)
-    map_bounds = map_groups(rows, bands, partitions, memory)
+    if partitions is None:
+        if dedup.partitions:
+            partitions = min(MAX_PARTITIONS, pow2ceil(dedup.partitions))
+        else:
+            partitions = band_partitions(docs, bands, memory)
+    map_bounds = tuple(mapped_from + b for b in map_groups(rows[mapped_from:], bands, partitions, memory))
     groups = max(1, min(len(shards), math.ceil(len(shards) / SHARDS_PER_GROUP)))
     budget = graph_budget(docs, bands, partitions, memory)
     edge_partitions = min(4096, pow2ceil(2 * docs * EDGES_PER_DOC_WRITTEN * EDGE_ROW_BYTES / budget))
@@ -277,7 +300,8 @@ def make_plan(
     core = dedup.model_dump(exclude={"write_duplicates", "add_cluster_columns"})
     identities = [[rel, inputs[rel].identity, inputs[rel].rows] for rel in shards]
     counts = [partitions, list(map_bounds), groups, edge_partitions, memory, split_rows]
-    run = digest({"dedup": core, "counts": counts, "inputs": identities})
+    if run is None:
+        run = digest({"dedup": core, "counts": counts, "inputs": identities, "mode": mode})
     plan = Plan(
         root=dedup_root(job.output.path, dedup),
         storage_options=dict(job.output.storage_options),
@@ -300,6 +324,8 @@ def make_plan(
         heavy_degree=heavy_degree,
         rows=rows,
         identities=tuple(digest(identity) for identity in identities),
+        cluster_columns=dedup.add_cluster_columns,
+        mode=mode,
     )
     removal_settings = {
         "partition_column": job.partition_column(),

@@ -55,9 +55,24 @@ FATE_SCHEMA = pa.schema(
         pa.field(CLUSTER_ID, pa.string()),
         pa.field(CLUSTER_SIZE, pa.int64()),
         pa.field(REASON, pa.string()),
+        pa.field(LABEL, pa.int64()),
     ]
 )
-"""A fate file: one row per clustered document of the shard, sorted by row (its position in the staged file)."""
+"""A fate file: one row per clustered document of the shard, sorted by row (its position in the staged file);
+`label` is its representative's node (the nightly state: engine.dedup.index)."""
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field(LABEL, pa.int64()),
+        pa.field(ID, pa.string()),
+        pa.field(LENGTH, pa.int64()),
+        pa.field(SCORE, pa.float64()),
+        pa.field(EXACT, pa.uint64()),
+        pa.field(CLUSTER_SIZE, pa.int64()),
+        pa.field("alive", pa.bool_()),
+    ]
+)
+"""The clusters state (engine.dedup.index): per label (its representative's node) the representative's ranking
+keys and id, and the cluster's size."""
 
 COUNT = "count"
 GROUP = "group"
@@ -86,6 +101,8 @@ class MembersResult:
 class RepresentativesResult:
     url: str
     size: int
+    clusters_url: str
+    """The clusters of this label partition, for the nightly state (`CLUSTERS_SCHEMA`)."""
     clusters: int
     sizes: dict[str, int]
     """Clusters per fixed size bin (`engine.stats.cluster_size_bin`): merged into the run's stats."""
@@ -118,7 +135,7 @@ def key_columns(plan: Plan) -> list[str]:
     return columns
 
 
-def _frame(table: pa.Table) -> pl.DataFrame:
+def frame_of(table: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -151,7 +168,7 @@ def members_task(plan: Plan, graph: Graph, labels: Objects, group: int) -> Membe
         )
     schema = {NODE: pl.Int64, LABEL: pl.Int64, ID: pl.String, LENGTH: pl.Int64, SCORE: pl.Float64, EXACT: pl.UInt64}
     members = (
-        pl.concat([_frame(p) for p in pieces], how="vertical_relaxed")
+        pl.concat([frame_of(p) for p in pieces], how="vertical_relaxed")
         if pieces
         else pl.DataFrame(schema={k: v for k, v in schema.items() if k in {NODE, LABEL, ID, *columns}})
     )
@@ -177,20 +194,34 @@ def representatives_task(plan: Plan, graph: Graph, partials: Objects, partition:
         )
     )
     url = plan.object_url("reps", "q", partition)
+    clusters_url = plan.clusters_url(partition)
     if not tables:
-        return RepresentativesResult(url, write_segments(url, [], plan.groups, plan.storage_options), 0, {}, 0)
-    frame = pl.concat([_frame(t) for t in tables], how="vertical_relaxed")
+        write_table(CLUSTERS_SCHEMA.empty_table(), clusters_url, plan.storage_options, compression=plan.compression)
+        size = write_segments(url, [], plan.groups, plan.storage_options)
+        return RepresentativesResult(url, size, clusters_url, 0, {}, 0)
+    frame = pl.concat([frame_of(t) for t in tables], how="vertical_relaxed")
     best = best_per_label(frame, plan.keep)
     sizes = frame.group_by(LABEL).agg(pl.col(COUNT).sum().cast(pl.Int64).alias(CLUSTER_SIZE))
     chosen = [LABEL, pl.col(NODE).alias(REPRESENTATIVE), ID] + ([EXACT] if plan.exact_first else [])
     representatives = best.select(chosen).join(sizes, on=LABEL)
+    state = best.join(sizes, on=LABEL).select(
+        pl.col(NODE).alias(LABEL),
+        pl.col(ID),
+        pl.col(LENGTH),
+        (pl.col(SCORE) if plan.has_score else pl.lit(None, dtype=pl.Float64)).alias(SCORE),
+        (pl.col(EXACT) if plan.exact_first else pl.lit(None, dtype=pl.UInt64)).alias(EXACT),
+        pl.col(CLUSTER_SIZE),
+        pl.lit(True).alias("alive"),
+    )
+    table = state.sort(LABEL).to_arrow().cast(CLUSTERS_SCHEMA)
+    write_table(table, clusters_url, plan.storage_options, compression=plan.compression)
     pairs = frame.select(LABEL, GROUP).unique().join(representatives, on=LABEL)
     table = pairs.drop(GROUP).to_arrow()
     size, _ = write_grouped(url, table, pairs[GROUP].to_numpy().astype(np.int64), plan.groups, plan.storage_options)
     by_size = sizes[CLUSTER_SIZE].value_counts()
     histogram = binned_cluster_sizes(dict(by_size.iter_rows()))
     largest = max(by_size[CLUSTER_SIZE].to_list(), default=0)
-    return RepresentativesResult(url, size, representatives.height, dict(histogram), largest)
+    return RepresentativesResult(url, size, clusters_url, representatives.height, dict(histogram), largest)
 
 
 @dataclass(frozen=True)
@@ -229,7 +260,7 @@ def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], g
     tables = read_partition(
         list(representatives.urls), representatives.index, group, plan.groups, plan.groups, plan.storage_options
     )
-    reps = [_frame(t) for t in tables]
+    reps = [frame_of(t) for t in tables]
     rows = read_object(members[0], members[1], 1, plan.storage_options)
     duplicates: dict[int, int] = {}
     schema: dict[str, Any] = {
@@ -239,9 +270,10 @@ def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], g
         CLUSTER_ID: pl.String,
         CLUSTER_SIZE: pl.Int64,
         REASON: pl.String,
+        LABEL: pl.Int64,
     }
     if rows and reps:
-        member_frame = pl.concat([_frame(t) for t in rows], how="vertical_relaxed")
+        member_frame = pl.concat([frame_of(t) for t in rows], how="vertical_relaxed")
         rep_frame = pl.concat(reps, how="vertical_relaxed")
         rep_frame = rep_frame.rename({ID: CLUSTER_ID} | ({EXACT: "rep_exact"} if plan.exact_first else {}))
         joined = member_frame.join(rep_frame, on=LABEL, how="left")
@@ -261,6 +293,7 @@ def fates_task(plan: Plan, representatives: Objects, members: tuple[str, int], g
             pl.col(CLUSTER_ID),
             pl.col(CLUSTER_SIZE),
             pl.when(is_duplicate).then(reason).alias(REASON),
+            pl.col(REPRESENTATIVE).alias(LABEL),
         ).sort("shard", ROW)
     else:
         fates = pl.DataFrame(schema={"shard": pl.Int64, **schema})

@@ -200,7 +200,7 @@ def _shard_rows(plan: Plan, shard: int) -> tuple[U64, npt.NDArray[np.uint16], I6
 def map_bands(plan: Plan, task: int) -> MapResult:
     """Band rows of map task `task`'s shards, as one object of `P` segments; what it wrote."""
     parts = [_shard_rows(plan, shard) for shard in plan.map_shards(task) if plan.rows[shard]]
-    url = plan.object_url("bands", "m", task)
+    url = plan.band_url(task)
     if parts:
         keys, bands, nodes = (np.concatenate(columns) for columns in zip(*parts, strict=True))
     else:

@@ -38,9 +38,20 @@ from engine.dedup.components import (
     sketch_count,
     star_task,
 )
+from engine.dedup.index import (
+    DedupState,
+    IndexRun,
+    Night,
+    choose,
+    mark_pending,
+    read_state,
+    state_settings,
+    write_state,
+)
 from engine.dedup.plan import (
     Graph,
     Plan,
+    Removal,
     ShardInput,
     graph_partitions,
     index_objects,
@@ -77,7 +88,10 @@ class DedupOutcome:
     estimated distinct edges and clustered documents Q was chosen from."""
     churn: dict[str, int] = field(default_factory=dict)
     """Against the last build, in shards whose content did not change: documents that left kept/ (now
-    duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`)."""
+    duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`); on a night, the
+    representatives demoted by a merge of clusters (`merged`) or by a better new copy (`better_copy`)."""
+    mode: str = "full"
+    """How the build used the last build's state: `full`, `night` (new shards only) or `unchanged`."""
 
     @property
     def kept(self) -> int:
@@ -123,7 +137,15 @@ def run_dedup(
         write_registry(root, registry, storage_options)
     if inputs is None:
         inputs = probe(job, shards, executor)
-    plan, removal = make_plan(job, shards, inputs, full=full)
+    from engine.runner.dedup_night import run_night, unchanged_rerun  # it builds on this module's driver
+
+    plan, removal, night = decide(job, shards, inputs, full=full)
+    if night.mode == "unchanged":
+        assert night.state is not None
+        return unchanged_rerun(plan, removal, night.state, executor)
+    mark_pending(plan.root, read_state(plan.root, storage_options), plan.run, storage_options)
+    if night.mode == "night":
+        return run_night(plan, removal, night, executor)
     driver = _Driver(plan, executor)
     if full:
         driver.reset()
@@ -141,7 +163,6 @@ def run_dedup(
     results = executor.map(
         functools.partial(remove_duplicates, plan, removal), list(range(len(shards))), label="dedup: removal"
     )
-    driver.finish()
     counts = {
         "band_partitions": plan.partitions,
         "map_tasks": plan.maps,
@@ -151,7 +172,50 @@ def run_dedup(
         "clustered_documents": driver.nodes,
         "components_steps": driver.steps,
     }
-    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, largest, counts, churn)
+    done = read_marker(plan, "representatives")
+    bands_done = read_marker(plan, "bands")
+    assert done is not None
+    assert bands_done is not None
+    base = IndexRun(tuple(bands_done["urls"]), tuple(bands_done["sizes"]), str(bands_done["index"]), sum(plan.rows))
+    summary = {"clusters": clusters, "cluster_sizes": histogram, "largest_cluster": largest, "counts": counts}
+    state = DedupState(
+        run=plan.run,
+        settings=state_settings(job),
+        partitions=plan.partitions,
+        shards=plan.shards,
+        identities=plan.identities,
+        rows=plan.rows,
+        runs=(base,),
+        clusters=tuple(done["clusters_urls"]),
+        cluster_rows=tuple(int(n) for n in done["clusters_rows"]),
+        extra={"cluster_base": len(done["clusters_urls"]), "summary": summary},
+    )
+    write_state(plan.root, state, storage_options)
+    driver.finish()
+    return DedupOutcome({r.rel: r for r in results}, clusters, histogram, largest, counts, churn, mode="full")
+
+
+def decide(
+    job: JobSpec, shards: list[str], inputs: Mapping[str, ShardInput], *, full: bool
+) -> tuple[Plan, Removal, Night]:
+    """The plan of this build and how it uses the last build's state (full, a night over new shards, nothing)."""
+    assert job.dedup is not None
+    plan, removal = make_plan(job, shards, inputs, full=full)
+    state = read_state(plan.root, job.output.storage_options)
+    night = choose(job, state, shards, list(plan.identities), list(plan.rows), full=full)
+    if night.mode == "full" or state is None:
+        return plan, removal, night
+    if night.mode == "unchanged":
+        if state.pending is not None:
+            return plan, removal, Night("full", "an unfinished build left the dedup state half-written")
+        plan, removal = make_plan(job, shards, inputs, mode="unchanged", run=state.run)
+        return plan, removal, night
+    plan, removal = make_plan(
+        job, shards, inputs, mode="night", partitions=state.partitions, mapped_from=night.first_new
+    )
+    if state.pending not in (None, plan.run):
+        return *make_plan(job, shards, inputs), Night("full", "an unfinished build left the dedup state half-written")
+    return plan, removal, night
 
 
 def probe(job: JobSpec, shards: list[str], executor: Executor) -> dict[str, ShardInput]:
@@ -196,8 +260,8 @@ class _Driver:
         self.executor.map(functools.partial(cleanup_task, self.plan), chunks, label="dedup: clean-up")
         self.garbage.clear()
 
-    def _index(self, urls: list[str], sizes: list[int], partitions: int, folder: str) -> str:
-        index = self.plan.index_url(folder)
+    def _index(self, urls: list[str], sizes: list[int], partitions: int, folder: str, url: str = "") -> str:
+        index = url or self.plan.index_url(folder)
         item = (tuple(urls), tuple(sizes), partitions, index)
         self.executor.map(functools.partial(index_objects, self.plan), [item], label=f"dedup: {folder} index")
         return index
@@ -210,7 +274,7 @@ class _Driver:
                 functools.partial(map_bands, plan), list(range(plan.maps)), label="dedup: band keys"
             )
             urls, sizes = [r.url for r in results], [r.size for r in results]
-            index = self._index(urls, sizes, plan.partitions, "bands")
+            index = self._index(urls, sizes, plan.partitions, "bands", url=plan.state_url("bands", "index.bin"))
             heavy = predicted_hubs(results, plan.heavy_degree)
             write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, heavy=list(heavy))
             done = read_marker(plan, "bands")
@@ -248,8 +312,7 @@ class _Driver:
                 next_heavy=list(following),
                 **_source_json(objects, table),
             )
-            self._forget(*bands.urls, bands.index)
-            self._collect()
+            self._collect()  # the band objects stay: they are the base of the band index (engine.dedup.index)
             done = read_marker(plan, "edges")
             assert done is not None
         self.edges = int(done["edges"])
@@ -389,6 +452,8 @@ class _Driver:
                 clusters=sum(r.clusters for r in results),
                 cluster_sizes=dict(histogram),
                 largest_cluster=max((r.largest for r in results), default=0),
+                clusters_urls=[r.clusters_url for r in results],
+                clusters_rows=[r.clusters for r in results],
             )
             self._forget(*partials.urls, partials.index)
             self._collect()
@@ -424,7 +489,7 @@ class _Driver:
         chunks: list[tuple[str, tuple[str, ...]]] = [
             ("objects", tuple(self.garbage[i : i + BATCH])) for i in range(0, len(self.garbage), BATCH)
         ]
-        chunks += [("leftovers", ()), ("runs", ()), ("vanished", ())]
+        chunks += [("leftovers", ()), ("runs", ()), ("vanished", ()), ("index", ())]
         self.executor.map(functools.partial(cleanup_task, self.plan), chunks, label="dedup: clean-up")
         self.garbage.clear()
         write_marker(self.plan, "finished")
@@ -452,4 +517,4 @@ def _source(marker: dict[str, Any], partitions: int, *, sorted_runs: bool = Fals
     return EdgeSource(tuple(marker["urls"]), str(marker["index"]), partitions, table, following, sorted_runs)
 
 
-__all__ = ["DedupOutcome", "HeavyReport", "run_dedup"]
+__all__ = ["DedupOutcome", "HeavyReport", "decide", "run_dedup"]

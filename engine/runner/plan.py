@@ -450,26 +450,43 @@ def dedup_plan_lines(plan: RunPlan) -> list[str]:
     total = len(plan.shards)
     if plan.full:
         return [f"  dedup: every global phase and every shard's removal is redone over all {total:,} shards (--full)"]
+    from engine.dedup.index import full_reason, read_state
+    from engine.dedup.plan import ShardInput, plan_lines, read_marker
+    from engine.dedup.signatures import dedup_root
+    from engine.runner.dedup import PHASES, decide
+
+    state = read_state(dedup_root(job.output.path, job.dedup), job.output.storage_options)
     if plan.redo or plan.vanished:
+        current = {s.shard.rel for s in plan.shards}
+        redone = {s.shard.rel for s in plan.redo}
+        reason = full_reason(job, state, current, redone)
+        if reason is None and state is not None:
+            return [
+                f"  dedup: night: {len(current - set(state.shards)):,} new shard(s) probed against the band index of"
+                f" {len(state.shards):,} shards; fates and removal redone only where duplicates change"
+            ]
         memory = job.dedup.task_memory / 2**30
         return [
-            f"  dedup: every global phase reruns over all {total:,} shards (its input changed); partition counts"
+            f"  dedup: every global phase reruns over all {total:,} shards ({reason}); partition counts"
             f" follow the documents phase A keeps (task memory {memory:.2f} GiB)"
         ]
-    from engine.dedup.plan import ShardInput, make_plan, plan_lines, read_marker
-    from engine.runner.dedup import PHASES
-
     inputs = {
         s.shard.rel: ShardInput(
-            rows=s.recorded.docs_kept if s.recorded is not None else 0, identity=plan.key.unit_key(s.fingerprint)
+            rows=s.recorded.docs_kept if s.recorded is not None else 0, identity=s.outputs_key(plan.key)
         )
         for s in plan.shards
     }
-    dedup_plan, _ = make_plan(job, [s.shard.rel for s in plan.shards], inputs)
-    finished = [phase for phase in PHASES if read_marker(dedup_plan, phase)]
-    if len(finished) == len(PHASES):
+    from engine.dedup.state import read_registry, register
+
+    root = dedup_root(job.output.path, job.dedup)
+    ordered = register(read_registry(root, job.output.storage_options), [s.shard.rel for s in plan.shards]).order()
+    dedup_plan, _, night = decide(job, ordered, inputs, full=False)
+    if night.mode == "unchanged":
         return ["  dedup: input unchanged: the global phases are reused; removal redoes only shards missing output"]
+    if night.mode == "night":
+        return ["  dedup: resumes an unfinished night (new shards probed against the band index)"]
+    finished = [phase for phase in PHASES if read_marker(dedup_plan, phase)]
     if finished:
         return [f"  dedup: input unchanged; resumes after phase {finished[-1]!r} of an unfinished dedup"]
-    head = f"  dedup: runs every global phase over all {total:,} shards (no finished dedup of this input)"
+    head = f"  dedup: runs every global phase over all {total:,} shards ({night.reason})"
     return [head, *plan_lines(dedup_plan)]

@@ -234,8 +234,9 @@ def test_signature_table_of_an_empty_batch_has_the_full_schema() -> None:
     assert table.schema.field("keys").type.list_size == 14
 
 
-def test_a_marker_deleted_after_a_finished_run_redoes_the_global_phases(tmp_path: Path) -> None:
-    """A finished run keeps only its markers (its shuffle is cleaned up): a deleted marker redoes every phase."""
+def test_a_finished_build_is_its_state_and_without_it_every_global_phase_is_redone(tmp_path: Path) -> None:
+    """A finished run keeps only its markers (its shuffle is cleaned up) and the dedup state, whose manifest is the
+    commit: a deleted phase marker changes nothing; a deleted manifest redoes every phase."""
     rows = corpus(9, originals=8, copies=2)
     dedup = {"type": "minhash", "partitions": 2, "in_memory_max_edges": 0}
     job = make_job(str(tmp_path / "out"), dedup)
@@ -246,9 +247,15 @@ def test_a_marker_deleted_after_a_finished_run_redoes_the_global_phases(tmp_path
     (markers,) = [p / "_markers" for p in run_dir.iterdir()]
     assert {p.name for p in markers.parent.iterdir()} == {"_markers"}  # the shuffle objects are gone
     (markers / "edges.json").unlink()
+    unchanged = ShuffledExecutor(3)
+    assert run_dedup(job, shards, unchanged).removed() == first
+    assert unchanged.labels == ["dedup: probe shards", "dedup: removal"]
+    manifest = next((tmp_path / "out" / "_dedup").iterdir()) / "state" / "index" / "manifest.json"
+    manifest.unlink()
     again = ShuffledExecutor(3)
     assert run_dedup(job, shards, again).removed() == first
     assert kept_ids(job, shards) == expected
+    assert manifest.exists()
     assert "dedup: band keys" in again.labels
     assert "dedup: collisions" in again.labels
     assert "dedup: components step 0 (large-star)" in again.labels
@@ -377,7 +384,7 @@ def test_a_map_task_killed_mid_write_and_retried_leaves_one_complete_object(tmp_
     shards = stage(job, split(rows, 2))
     inputs = {rel: ShardInput(rows=read_table(signatures_of(job, rel), {}).num_rows, identity=rel) for rel in shards}
     plan, _ = make_plan(job, shards, inputs)
-    url = plan.object_url("bands", "m", 0)
+    url = plan.band_url(0)
     killed = SegmentWriter(url, plan.partitions, {})
     killed.write(0, pa.table({"key": pa.array([1], pa.uint64())}))
     killed._file.handle.write(b"half an object")  # the worker dies here: no commit, no abort

@@ -193,3 +193,32 @@ def test_full_rebuild_removes_vanished_shards(ray_local: None, tmp_path: Path) -
     run_job(job, full=True)
     assert not [p for p in (out / "kept").rglob("*") if "p-8" in p.name]
     assert {row[0].rsplit("-", 1)[0] for row in kept(out)} == {"p-5", "p-6", "p-7"}
+
+
+def test_plan_says_whether_dedup_is_a_night_or_a_full_rebuild_and_run_does_it(ray_local: None, tmp_path: Path) -> None:
+    """New shards only: `plan` announces a night over the band index and `run` makes one (only the new shard's
+    kept/ file is written, the kept set equals `--full`'s); a vanished shard: `plan` says every global phase
+    reruns, and why."""
+    pages = texts()
+    src, out = tmp_path / "in", tmp_path / "out"
+    job = job_for(tmp_path, "first_seen")
+    night_one(src, pages)
+    run_job(job)
+    before = files(out)
+    write(src, "p-9", [(pages[0], 0.5), *((pages[5 * DOCS + i], 0.5) for i in range(DOCS - 1))])
+    assert plan_job(job)[-1] == (
+        "  dedup: night: 1 new shard(s) probed against the band index of 4 shards;"
+        " fates and removal redone only where duplicates change"
+    )
+    run_job(job)
+    changed = {name for name in rewritten(before, files(out)) if name.startswith("kept/")}
+    assert changed == {"kept/p-9.parquet"}
+    nightly = kept(out)
+    assert "p-9-0" not in {row[0] for row in nightly}  # a copy of p-5's first page, published before
+    assert "unchanged" in plan_job(job)[-1]
+    (src / "p-7.parquet").rename(tmp_path / "p-7.parquet")
+    assert plan_job(job)[-1].startswith("  dedup: every global phase reruns over all 4 shards (1 shard(s) vanished)")
+    (tmp_path / "p-7.parquet").rename(src / "p-7.parquet")  # back as it was
+    assert "unchanged" in plan_job(job)[-1]
+    run_job(job, full=True)
+    assert kept(out) == nightly

@@ -1,0 +1,166 @@
+"""The dedup driver's nightly paths: a night over new shards, and a rerun with nothing new (issue 11 item 3).
+
+    bands      M' map tasks over the new shards only: a new run of the band index       marker `bands`
+    probe      P tasks: the new rows against the index's old rows (engine.dedup.index)   marker `probe`
+    graph      one task: labels, merges, representatives of touched clusters, the
+               clusters delta (engine.dedup.night)                                       marker `graph`
+    fates      shard-group tasks: new shards' fate files, old ones only where they change marker `fates`
+    removal    every shard's task (a shard whose fates did not change is skipped by its key)
+    state      the manifest of the new state (written last), then clean-up
+
+The state was marked pending by this run before the first phase (`engine.dedup.index.mark_pending`): a crash
+resumes this night (same digest) or makes the next different build a full one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from engine.dedup.index import DedupState, IndexRun, Night, probe_task, write_state
+from engine.dedup.night import GraphResult, NightFates, graph_task, night_fates_task
+from engine.dedup.plan import Plan, Removal, read_marker, write_marker
+from engine.dedup.removal import remove_duplicates
+from engine.dedup.shuffle import map_bands
+from engine.runner.dedup import DedupOutcome, _Driver
+from engine.runner.executor import Executor
+
+
+def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: Executor) -> DedupOutcome:
+    """Nothing new since the last build: removal checks each shard's marker (rewrites only missing outputs)."""
+    results = executor.map(
+        functools.partial(remove_duplicates, plan, removal), list(range(len(plan.shards))), label="dedup: removal"
+    )
+    _Driver(plan, executor).finish()
+    summary = state.extra.get("summary", {})
+    return DedupOutcome(
+        {r.rel: r for r in results},
+        int(summary.get("clusters", 0)),
+        {str(k): int(v) for k, v in summary.get("cluster_sizes", {}).items()},
+        int(summary.get("largest_cluster", 0)),
+        {str(k): int(v) for k, v in summary.get("counts", {}).items()},
+        {},
+        mode="unchanged",
+    )
+
+
+def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) -> DedupOutcome:
+    """New shards against the state: only their band rows are mapped and probed; fates change only where needed."""
+    state = night.state
+    assert state is not None
+    first_new = night.first_new
+    runs = _night_bands(plan, executor)
+    probes = _probe(plan, state, runs, executor)
+    graph = _graph(plan, state, probes, executor)
+    fates = _fates(plan, first_new, graph, executor)
+    results = executor.map(
+        functools.partial(remove_duplicates, plan, removal), list(range(len(plan.shards))), label="dedup: removal"
+    )
+    counts = {
+        "band_partitions": plan.partitions,
+        "map_tasks": plan.maps,
+        "shard_groups": plan.groups,
+        "edges": int(probes["edges"]),
+        "clustered_documents": graph.clustered,
+        "fates_rewritten": len(fates["written"]) - (len(plan.shards) - first_new),
+    }
+    summary = {
+        "clusters": graph.cluster_count,
+        "cluster_sizes": graph.histogram,
+        "largest_cluster": graph.largest,
+        "counts": counts,
+    }
+    new_state = DedupState(
+        run=plan.run,
+        settings=state.settings,
+        partitions=state.partitions,
+        shards=plan.shards,
+        identities=plan.identities,
+        rows=plan.rows,
+        runs=(*state.runs, runs),
+        clusters=graph.clusters,
+        cluster_rows=graph.cluster_rows,
+        extra={"cluster_base": graph.cluster_base, "summary": summary},
+    )
+    write_state(plan.root, new_state, plan.storage_options)
+    _Driver(plan, executor).finish()
+    churn = dict(graph.churn)
+    return DedupOutcome(
+        {r.rel: r for r in results},
+        graph.cluster_count,
+        dict(graph.histogram),
+        graph.largest,
+        counts,
+        churn,
+        mode="night",
+    )
+
+
+def _night_bands(plan: Plan, executor: Executor) -> IndexRun:
+    done = read_marker(plan, "bands")
+    if done is None:
+        results = executor.map(
+            functools.partial(map_bands, plan), list(range(plan.maps)), label="dedup: band keys (new shards)"
+        )
+        urls, sizes = [r.url for r in results], [r.size for r in results]
+        index = _Driver(plan, executor)._index(
+            urls, sizes, plan.partitions, "bands", url=plan.state_url("bands", "index.bin")
+        )
+        rows = sum(plan.rows[plan.map_bounds[0] :])
+        write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, rows=rows)
+        done = read_marker(plan, "bands")
+        assert done is not None
+    return IndexRun(tuple(done["urls"]), tuple(int(s) for s in done["sizes"]), str(done["index"]), int(done["rows"]))
+
+
+def _probe(plan: Plan, state: DedupState, runs: IndexRun, executor: Executor) -> dict[str, Any]:
+    done = read_marker(plan, "probe")
+    if done is None:
+        results = executor.map(
+            functools.partial(probe_task, plan, state, runs),
+            list(range(state.partitions)),
+            label="dedup: probe the band index",
+        )
+        write_marker(
+            plan,
+            "probe",
+            urls=[r.url for r in results],
+            sizes=[r.size for r in results],
+            edges=sum(r.edges for r in results),
+            matched=sum(r.matched for r in results),
+        )
+        done = read_marker(plan, "probe")
+        assert done is not None
+    return done
+
+
+def _graph(plan: Plan, state: DedupState, probes: dict[str, Any], executor: Executor) -> GraphResult:
+    done = read_marker(plan, "graph")
+    if done is None:
+        item = (tuple(probes["urls"]), tuple(int(s) for s in probes["sizes"]))
+        (result,) = executor.map(functools.partial(graph_task, plan, state, item), [0], label="dedup: night graph")
+        write_marker(plan, "graph", **dataclasses.asdict(result))
+        done = read_marker(plan, "graph")
+        assert done is not None
+    fields = {f.name for f in dataclasses.fields(GraphResult)}
+    values = {k: v for k, v in done.items() if k in fields}
+    for name in ("old_shards", "clusters", "cluster_rows"):
+        values[name] = tuple(values[name])
+    return GraphResult(**values)
+
+
+def _fates(plan: Plan, first_new: int, graph: GraphResult, executor: Executor) -> dict[str, Any]:
+    done = read_marker(plan, "fates")
+    if done is None:
+        scan = graph.changed_labels > 0 or (plan.cluster_columns and graph.touched_labels > 0)
+        shards = set(range(first_new, len(plan.shards))) | set(graph.old_shards)
+        groups = list(range(plan.groups)) if scan else sorted({s % plan.groups for s in shards})
+        results: list[NightFates] = executor.map(
+            functools.partial(night_fates_task, plan, first_new, graph), groups, label="dedup: fates"
+        )
+        written = sorted(s for r in results for s in r.written)
+        write_marker(plan, "fates", written=written, left_kept=sum(r.left_kept for r in results))
+        done = read_marker(plan, "fates")
+        assert done is not None
+    return done

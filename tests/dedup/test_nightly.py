@@ -1,0 +1,185 @@
+"""Incremental nights (issue 11 item 3): new shards are probed against the last build's state, and the outputs
+equal a full rebuild's, file for file, under every policy; merges and better copies are counted; a night killed
+half way resumes, or gives way to a full build, never to a state written half."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from engine.dedup.index import read_state
+from engine.dedup.signatures import dedup_root
+from engine.runner.dedup import DedupOutcome, run_dedup
+from engine.runner.executor import SerialExecutor
+from engine.spec import JobSpec
+from tests.dedup.staging import VOCABULARY, make_job, stage
+from tests.dedup.test_identity import POLICIES, assert_same_outputs, scores
+from tests.dedup.test_phases import ShuffledExecutor, kept_ids
+
+BRIDGING = {"type": "minhash", "bands": 14, "rows": 2}
+"""Two rows per band: documents sharing half their text collide (almost surely), documents sharing none never, so
+a document made of two others' texts bridges their clusters."""
+
+
+def segments(seed: int, count: int, words: int = 40) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(VOCABULARY) for _ in range(words)) for _ in range(count)]
+
+
+def documents(seed: int, pool: list[str], count: int, prefix: str) -> list[tuple[str, str]]:
+    """Documents of one or two segments of the pool (docs sharing a segment are near-duplicates)."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(count):
+        picked = rng.sample(range(len(pool)), rng.choice([1, 1, 2]))
+        docs.append((f"{prefix}-{i:03d}", " ".join(pool[p] for p in picked)))
+    return docs
+
+
+def shard_table(rows: list[tuple[str, str]]) -> pa.Table:
+    ids = [r[0] for r in rows]
+    return pa.table(
+        {
+            "id": ids,
+            "text": pa.array([r[1] for r in rows], type=pa.large_string()),
+            "quality_score": pa.array([scores(i, "") for i in ids], type=pa.float64()),
+        }
+    )
+
+
+def night(job: JobSpec, new: dict[str, list[tuple[str, str]]], shards: list[str], executor: Any = None) -> DedupOutcome:
+    stage(job, {rel: shard_table(rows) for rel, rows in new.items()})
+    return run_dedup(job, shards, executor or SerialExecutor())
+
+
+def full_rebuild(job: JobSpec, shards: list[str], tmp: Path) -> tuple[JobSpec, DedupOutcome]:
+    """`--full` on a copy of the output (same registry, same build order)."""
+    copy = tmp / "full"
+    shutil.copytree(job.output.path, copy)
+    for folder in ("kept", "rejected", "_dedup/*/state/removal", "_dedup/*/state/index"):
+        for path in copy.glob(folder):  # they name the original's files: a copy starts without them
+            shutil.rmtree(path)
+    other = job.model_copy(update={"output": job.output.model_copy(update={"path": str(copy)})})
+    return other, run_dedup(other, shards, SerialExecutor(), full=True)
+
+
+def state_of(job: JobSpec) -> Any:
+    assert job.dedup is not None
+    return read_state(dedup_root(job.output.path, job.dedup), {})
+
+
+POLICY_IDS = [p["keep"] for p in POLICIES] + ["first_seen-columns"]
+ALL_POLICIES = [*POLICIES, {"keep": "first_seen", "add_cluster_columns": True}]
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],  # each example runs several builds: no shrinking
+)
+@given(
+    seed=st.integers(0, 10**6),
+    policy=st.sampled_from(ALL_POLICIES),
+    nights=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    partitions=st.sampled_from([1, 2, 4]),
+)
+def test_nights_of_new_shards_equal_a_full_rebuild(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, policy: dict[str, Any], nights: list[int], partitions: int
+) -> None:
+    """Any sequence of nights adding shards of documents that join, bridge and better old clusters: the outputs
+    (kept/, duplicates, with cluster columns when asked) and the cluster counters equal a full rebuild's."""
+    tmp = tmp_path_factory.mktemp("nightly")
+    pool = segments(seed, 30)
+    job = make_job(str(tmp / "out"), {**BRIDGING, "partitions": partitions, **policy})
+    shards: list[str] = []
+    for n, count in enumerate([2, *nights]):
+        new = {f"n{n}-s{s}": documents(seed + 97 * n + s, pool, 9, f"n{n}s{s}") for s in range(count)}
+        shards += sorted(new)
+        outcome = night(job, new, list(shards))
+        assert outcome.mode == ("full" if n == 0 else "night")
+    full_job, full = full_rebuild(job, shards, tmp)
+    assert full.mode == "full"
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (outcome.clusters, outcome.largest_cluster, outcome.cluster_sizes) == (
+        full.clusters,
+        full.largest_cluster,
+        full.cluster_sizes,
+    )
+    assert sum(outcome.removed().values()) == sum(full.removed().values())
+
+
+def test_a_document_bridging_two_published_clusters_merges_them(tmp_path: Path) -> None:
+    """Night 1 publishes A (p-0) and B (p-1), unrelated; night 2 brings A+B: the clusters merge, B's shard is
+    rewritten (B is now a duplicate of A: churn `merged`), nothing else old is."""
+    a, b, other = segments(5, 3)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    night(job, {"p-0": [("a", a), ("x", other)], "p-1": [("b", b)]}, ["p-0", "p-1"])
+    assert kept_ids(job, ["p-0", "p-1"]) == ["a", "b", "x"]
+    kept_file = next((tmp_path / "out" / "kept").glob("p-0*"))
+    before = kept_file.stat().st_mtime_ns
+    outcome = night(job, {"p-2": [("ab", a + " " + b)]}, ["p-0", "p-1", "p-2"])
+    assert outcome.mode == "night"
+    assert outcome.churn == {"merged": 1, "better_copy": 0, "left_kept": 1, "returned_to_kept": 0}
+    assert kept_ids(job, ["p-0", "p-1", "p-2"]) == ["a", "x"]
+    assert kept_file.stat().st_mtime_ns == before
+    assert outcome.counts["fates_rewritten"] == 1  # p-1's
+    assert outcome.clusters == 1
+    assert outcome.largest_cluster == 3
+
+
+def test_an_unchanged_rerun_after_a_night_runs_no_global_phase(tmp_path: Path) -> None:
+    pool = segments(8, 12)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    night(job, {"p-0": documents(1, pool, 10, "a")}, ["p-0"])
+    night(job, {"p-1": documents(2, pool, 10, "b")}, ["p-0", "p-1"])
+    again = ShuffledExecutor(1)
+    outcome = night(job, {}, ["p-0", "p-1"], again)
+    assert outcome.mode == "unchanged"
+    assert again.labels == ["dedup: probe shards", "dedup: removal"]
+
+
+@pytest.mark.parametrize("crash_after", [1, 3, 5, 8])
+def test_a_night_killed_half_way_resumes_or_gives_way_to_a_full_build(tmp_path: Path, crash_after: int) -> None:
+    """A night killed after `crash_after` tasks: rerun as it was, it resumes and equals a full rebuild; if a new
+    shard arrives before the rerun, the half-changed state is not used: the build is a full one."""
+    pool = segments(11, 20)
+    old = {f"p-{s}": documents(20 + s, pool, 8, f"p{s}") for s in range(3)}
+    new = {"p-3": documents(30, pool, 8, "p3")}
+    for variant in ("resume", "another shard"):
+        job = make_job(str(tmp_path / variant / "out"), {**BRIDGING, "keep": "longest"})
+        night(job, old, sorted(old))
+        with pytest.raises(RuntimeError, match="injected"):
+            night(job, new, [*sorted(old), "p-3"], ShuffledExecutor(0, fail_after=crash_after))
+        shards = [*sorted(old), "p-3"]
+        if variant == "another shard":
+            shards.append("p-4")
+            outcome = night(job, {"p-4": documents(40, pool, 8, "p4")}, shards)
+            assert outcome.mode == "full"
+        else:
+            outcome = night(job, {}, shards)
+            assert outcome.mode == "night"
+        assert state_of(job).pending is None
+        full_job, _ = full_rebuild(job, shards, tmp_path / variant)
+        assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+
+
+def test_changed_and_vanished_shards_take_the_full_path(tmp_path: Path) -> None:
+    pool = segments(12, 12)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    old = {f"p-{s}": documents(50 + s, pool, 8, f"p{s}") for s in range(3)}
+    night(job, old, sorted(old))
+    changed = night(job, {"p-1": old["p-1"][:-1], "p-3": documents(60, pool, 8, "p3")}, ["p-0", "p-1", "p-2", "p-3"])
+    assert changed.mode == "full"
+    vanished = night(job, {}, ["p-0", "p-2", "p-3"])
+    assert vanished.mode == "full"
+    grown = night(job, {"p-4": documents(61, pool, 8, "p4")}, ["p-0", "p-2", "p-3", "p-4"])
+    assert grown.mode == "night"
+    assert len(state_of(job).runs) == 2
