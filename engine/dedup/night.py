@@ -276,6 +276,8 @@ def night_fates_task(plan: Plan, first_new: int, graph: GraphResult, group: int)
     assert isinstance(fates, pl.DataFrame)
     assert isinstance(relabel, pl.DataFrame)
     scan = graph.changed_labels > 0 or (plan.cluster_columns and graph.touched_labels > 0)
+    moving = relabel if plan.cluster_columns else relabel.filter(pl.col(LABEL) != pl.col(WINNER))
+    wanted = pa.array(moving[LABEL].to_numpy(), type=pa.int64())
     written: list[int] = []
     duplicates: dict[int, int] = {}
     left = 0
@@ -283,7 +285,7 @@ def night_fates_task(plan: Plan, first_new: int, graph: GraphResult, group: int)
         mine = fates.filter((pl.col(NODE) // (1 << ROW_BITS)) == shard).drop(NODE)
         if shard >= first_new:
             table = _fate_table(mine)
-        elif scan or shard in graph.old_shards:
+        elif shard in graph.old_shards or (scan and _holds(plan, shard, wanted)):
             before = read_table(plan.fates_url(shard), options).cast(FATE_SCHEMA)
             table = _updated(plan, shard, before, relabel, mine)
             if _same(before, table, cluster_columns=plan.cluster_columns):
@@ -297,6 +299,12 @@ def night_fates_task(plan: Plan, first_new: int, graph: GraphResult, group: int)
         written.append(shard)
         duplicates[shard] = int(pc.sum(pc.is_valid(table[DUPLICATE_OF])).as_py() or 0)
     return NightFates(tuple(written), duplicates, left)
+
+
+def _holds(plan: Plan, shard: int, labels: pa.Array) -> bool:
+    """Whether an old shard's fate file has a member of one of `labels` (reads only the label column)."""
+    column = read_table(plan.fates_url(shard), plan.storage_options, columns=[LABEL])[LABEL]
+    return bool(pc.any(pc.is_in(column, value_set=labels)).as_py())
 
 
 def _fate_table(frame: pl.DataFrame) -> pa.Table:
