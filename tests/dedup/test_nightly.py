@@ -183,3 +183,20 @@ def test_changed_and_vanished_shards_take_the_full_path(tmp_path: Path) -> None:
     grown = night(job, {"p-4": documents(61, pool, 8, "p4")}, ["p-0", "p-2", "p-3", "p-4"])
     assert grown.mode == "night"
     assert len(state_of(job).runs) == 2
+
+
+@pytest.mark.parametrize("kind", ["minhash", "exact"])
+def test_a_night_of_unrelated_documents_writes_only_the_new_shard(tmp_path: Path, kind: str) -> None:
+    """No new document meets an old one (nor another new one): the graph is empty, only the new shard's fate and
+    outputs are written, the clusters stay as they were."""
+    pool = segments(13, 10)
+    dedup = {**BRIDGING, "type": kind} if kind == "minhash" else {"type": "exact"}
+    job = make_job(str(tmp_path / "out"), dedup)
+    first = night(job, {"p-0": documents(70, pool, 12, "a")}, ["p-0"])
+    fresh = [(f"fresh-{i}", text) for i, text in enumerate(segments(14, 3))]
+    outcome = night(job, {"p-1": fresh}, ["p-0", "p-1"])
+    assert outcome.mode == "night"
+    assert outcome.removed() == {"p-0": first.removed()["p-0"], "p-1": 0}
+    assert outcome.counts["fates_rewritten"] == 0
+    assert (outcome.clusters, outcome.cluster_sizes) == (first.clusters, first.cluster_sizes)
+    assert outcome.churn == {"merged": 0, "better_copy": 0, "left_kept": 0, "returned_to_kept": 0}
