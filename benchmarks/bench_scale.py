@@ -12,7 +12,9 @@ storage call of the driver and of every task is counted as the S3 requests it wo
 and CPU seconds (every task's, plus the driver's), objects and bytes written and read, requests by kind, and the
 peak RSS of the driver and of the largest task, in total and by phase; then checks the duplicates removed and
 the rows written against the ground truth. `--rerun` measures an unchanged rerun after it; `--grow F` first
-builds without the last F of the shards, then measures the rebuild once they are added (a night with new shards).
+builds without the last F of the shards, then measures the rebuild once they are added (a night with new shards:
+the driver probes their band rows against the dedup state the build left; `counts_chosen` says `night`, the fate
+files rewritten and the churn: `merged`, `better_copy`).
 Appends one JSON line per measured run to benchmarks/results/scale.jsonl.
 
 Timings are from a shared 2-core machine: compare ratios within one run of the script.
@@ -72,7 +74,8 @@ def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> t
     folder = Path(job.output.path.split("://", 1)[-1])
     inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=["synthetic", rel]) for rel in shards}
     outcome = run_dedup(job, shards, executor, inputs=inputs)
-    found = {"clusters": outcome.clusters, "largest_cluster": outcome.largest_cluster}
+    found = {"clusters": outcome.clusters, "largest_cluster": outcome.largest_cluster, "night": outcome.mode == "night"}
+    found |= {f"churn_{name}": count for name, count in outcome.churn.items()}  # merged, better_copy on a night
     return outcome.removed(), outcome.counts | found
 
 

@@ -52,3 +52,31 @@ def test_dedup_phases_on_s3_match_the_local_run(
     left = [p for p in fs.find("dedup-bucket/out/_dedup") if "/shuffle/" in p]
     assert left
     assert all("/_markers/" in p for p in left)  # after the run only the markers of its shuffle stay
+
+
+def test_a_night_on_s3_probes_the_state_and_equals_the_local_night(s3_options: dict[str, str], tmp_path) -> None:
+    """Night 1 with two shards, night 2 adds a third: on S3 the second is a night over the state too, with the
+    same outputs as on local disk, and the first build's band index stays until a build no longer refers to it."""
+    import s3fs
+
+    s3fs.S3FileSystem(**s3_options).mkdir("night-bucket")
+    rows = corpus(13, originals=6, copies=2)
+    tables = split(rows, 3)
+    results = {}
+    for name, out, options in [("local", str(tmp_path / "out"), {}), ("s3", "s3://night-bucket/out", s3_options)]:
+        job = make_job(out, {"type": "minhash", "partitions": 2}, storage_options=options)
+        first = stage(job, {rel: tables[rel] for rel in sorted(tables)[:2]})
+        run_dedup(job, first, SerialExecutor())
+        shards = stage(job, {rel: tables[rel] for rel in sorted(tables)[2:]})
+        outcome = run_dedup(job, [*first, *shards], SerialExecutor())
+        assert outcome.mode == "night"
+        kept = sorted(
+            doc for rel in sorted(tables) for doc in read_table(shard_file(out, KEPT, rel), options)[ID].to_pylist()
+        )
+        results[name] = (outcome.removed(), kept, outcome.clusters)
+    assert results["s3"] == results["local"]
+    fs = s3fs.S3FileSystem(**s3_options)
+    runs = {
+        p.split("/state/index/")[1].split("/")[0] for p in fs.find("night-bucket/out/_dedup") if "/state/index/" in p
+    }
+    assert len(runs - {"manifest.json"}) == 2  # the full build's base and the night's run
