@@ -10,7 +10,6 @@ of a hash of the object's number (object stores rate-limit requests per key pref
 
     signatures/<rel>.parquet                 phase A (engine.dedup.signatures): id, band keys, sort-key columns
     shuffle/<run>/_markers/<phase>.json       a finished phase: its objects and sizes, counts, heavy nodes
-    shuffle/<run>/bands/<hh>/m=<i>.seg        band rows of map task i, P segments by band key (shuffle.py)
     shuffle/<run>/edges/<hh>/p=<i>.seg        star edges of collisions task i, by node (components.py)
     shuffle/<run>/cc/step-<k>/<hh>/q=<i>.seg  edges leaving components step k, task i, Q segments by node
     shuffle/<run>/cc/labels-<k>/<hh>/q=<i>.seg  labels (node -> component) of large-star step k, G segments by
@@ -22,6 +21,9 @@ of a hash of the object's number (object stores rate-limit requests per key pref
     state/fates/<rel>.parquet                 the fate of every clustered document of shard <rel> (its deletion
                                              vector: row, id, duplicate_of, cluster_id, cluster_size, reason)
     state/removal/<rel>.json                  removal's marker of shard <rel> (run, files and rows written)
+    state/index/manifest.json                 the state the next night builds on (engine.dedup.index): the band
+    state/index/<run>/bands/<hh>/m=<i>.seg    index (map objects of a full build and of each night since), and
+    state/index/<run>/clusters/*.parquet      each cluster's representative, ranking keys and size
 
 A node is a document: `shard_index << 32 | row` (shard index in the sorted shard list, row in its signature
 file). Every marker lives under the run's own prefix, so a changed input set (a new digest) starts clean and an
