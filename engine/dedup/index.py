@@ -249,8 +249,9 @@ class ProbeResult:
 
 
 def _bitmap(keys: U64) -> tuple[npt.NDArray[np.bool_], np.uint64]:
-    """A bitmap over the low bits of `keys` (about 32 bits per key): a fast first filter of the old rows."""
-    size = int(min(1 << 26, max(1 << 16, 1 << int(np.ceil(np.log2(max(1, len(keys)) * 32))))))
+    """A bitmap over the low bits of `keys` (about 32 entries per key, at most 4 MiB so that the lookups of every
+    old row stay in cache): a fast first filter of the old rows."""
+    size = int(min(1 << 22, max(1 << 16, 1 << int(np.ceil(np.log2(max(1, len(keys)) * 32))))))  # cache-sized
     mask = np.uint64(size - 1)
     bitmap = np.zeros(size, dtype=np.bool_)
     bitmap[(keys & mask).astype(np.int64)] = True
@@ -262,7 +263,7 @@ def old_matches(rows: dict[str, npt.NDArray[Any]], keys: U64) -> dict[str, Any]:
     if len(rows[KEY]) == 0 or len(keys) == 0:
         return {name: values[:0] for name, values in rows.items()}
     bitmap, mask = _bitmap(keys)
-    candidates = np.flatnonzero(bitmap[(rows[KEY] & mask).astype(np.int64)])
+    candidates = np.flatnonzero(bitmap[np.bitwise_and(rows[KEY], mask).view(np.int64)])  # a view: no copy
     cand_keys = rows[KEY][candidates]
     at = np.minimum(np.searchsorted(keys, cand_keys), len(keys) - 1)
     hit = keys[at] == cand_keys
