@@ -318,6 +318,8 @@ def _updated(plan: Plan, shard: int, before: pa.Table, relabel: pl.DataFrame, ad
     if plan.exact_first and frame.filter(pl.col(WINNER).is_not_null()).height:
         exact = read_table(plan.signature_url(shard), plan.storage_options, columns=[EXACT])[EXACT]
         frame = frame.with_columns(pl.Series(EXACT, exact.take(pa.array(frame[ROW].to_numpy())).to_numpy()))
+    elif plan.exact_first:  # no row follows a new representative: no reason to recompute
+        frame = frame.with_columns(pl.lit(None, dtype=pl.UInt64).alias(EXACT))
     node = pl.lit(shard << ROW_BITS, dtype=pl.Int64) + pl.col(ROW)
     dup = node != pl.col(WINNER)
     reason = pl.lit(f"{plan.kind}/duplicate")

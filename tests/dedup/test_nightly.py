@@ -21,7 +21,7 @@ from engine.runner.executor import SerialExecutor
 from engine.spec import JobSpec
 from tests.dedup.staging import VOCABULARY, make_job, stage
 from tests.dedup.test_identity import POLICIES, assert_same_outputs, scores
-from tests.dedup.test_phases import ShuffledExecutor, kept_ids
+from tests.dedup.test_phases import ShuffledExecutor, duplicates, kept_ids
 
 BRIDGING = {"type": "minhash", "bands": 14, "rows": 2}
 """Two rows per band: documents sharing half their text collide (almost surely), documents sharing none never, so
@@ -83,7 +83,7 @@ ALL_POLICIES = [*POLICIES, {"keep": "first_seen", "add_cluster_columns": True}]
     max_examples=6,
     deadline=None,
     suppress_health_check=list(HealthCheck),
-    phases=[Phase.explicit, Phase.generate],  # each example runs several builds: no shrinking
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # each example runs several builds: no shrinking
 )
 @given(
     seed=st.integers(0, 10**6),
@@ -200,3 +200,31 @@ def test_a_night_of_unrelated_documents_writes_only_the_new_shard(tmp_path: Path
     assert outcome.counts["fates_rewritten"] == 0
     assert (outcome.clusters, outcome.cluster_sizes) == (first.clusters, first.cluster_sizes)
     assert outcome.churn == {"merged": 0, "better_copy": 0, "left_kept": 0, "returned_to_kept": 0}
+
+
+def test_a_better_copy_of_a_published_page_of_no_cluster_replaces_it(tmp_path: Path) -> None:
+    """`highest_score` with `exact_first`: a published page that had no copy meets a new, higher-scored exact
+    copy; the published one leaves kept/ (`better_copy`) as an exact duplicate, its shard's fate is rewritten."""
+    page, other = segments(15, 2)
+    job = make_job(
+        str(tmp_path / "out"), {**BRIDGING, "keep": "highest_score", "score_column": "score", "exact_first": True}
+    )
+
+    def scored(rows: list[tuple[str, str, float]]) -> pa.Table:
+        return pa.table(
+            {
+                "id": [r[0] for r in rows],
+                "text": pa.array([r[1] for r in rows], type=pa.large_string()),
+                "score": [r[2] for r in rows],
+            }
+        )
+
+    stage(job, {"p-0": scored([("published", page, 0.1), ("other", other, 0.5)])})
+    run_dedup(job, ["p-0"], SerialExecutor())
+    stage(job, {"p-1": scored([("better", page, 0.9)])})
+    outcome = run_dedup(job, ["p-0", "p-1"], SerialExecutor())
+    assert outcome.mode == "night"
+    assert outcome.churn == {"merged": 0, "better_copy": 1, "left_kept": 1, "returned_to_kept": 0}
+    assert kept_ids(job, ["p-0", "p-1"]) == ["better", "other"]
+    removed = duplicates(job, ["p-0"]).select(["id", "duplicate_of", "reason"]).to_pylist()
+    assert removed == [{"id": "published", "duplicate_of": "better", "reason": "exact/duplicate"}]
