@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,17 +59,17 @@ from engine.dedup.plan import (
     Removal,
     ShardInput,
     graph_partitions,
-    index_objects,
     make_plan,
     probe_shards,
     read_marker,
     write_marker,
 )
-from engine.dedup.removal import ShardRemoval, remove_duplicates
+from engine.dedup.removal import remove_duplicates
 from engine.dedup.representatives import FatesResult, Objects, fates_task, members_task, representatives_task
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
 from engine.dedup.signatures import dedup_root
 from engine.dedup.state import read_registry, register, write_registry
+from engine.runner.dedup_night import DedupOutcome, finish_run, index_task, run_night, unchanged_rerun
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
 
@@ -78,42 +77,6 @@ PHASES = ("bands", "edges", "components", "members", "representatives", "fates")
 """The markers of the global phases, in order (components steps have their own, `cc-step-<k>`)."""
 PROBE_BATCH = 64
 """Shards a probing task reads footers and fingerprints of (only when phase A's results are not given)."""
-
-
-@dataclass
-class DedupOutcome:
-    """What dedup wrote: per shard (rows kept, duplicates removed, duplicate rows written) and cluster sizes."""
-
-    shards: dict[str, ShardRemoval]
-    clusters: int = 0
-    cluster_sizes: dict[str, int] = field(default_factory=dict)
-    """Clusters per fixed size bin (`engine.stats.cluster_size_bin`), merged from the representatives tasks."""
-    largest_cluster: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, and the
-    estimated distinct edges and clustered documents Q was chosen from."""
-    churn: dict[str, int] = field(default_factory=dict)
-    """Against the last build, in shards whose content did not change: documents that left kept/ (now
-    duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`); on a night, the
-    representatives demoted by a merge of clusters (`merged`) or by a better new copy (`better_copy`)."""
-    mode: str = "full"
-    """How the build used the last build's state: `full`, `night` (new shards only) or `unchanged`."""
-
-    @property
-    def kept(self) -> int:
-        return sum(r.kept for r in self.shards.values())
-
-    @property
-    def duplicates(self) -> int:
-        return sum(r.duplicates for r in self.shards.values())
-
-    @property
-    def duplicates_written(self) -> int:
-        return sum(r.duplicates_written for r in self.shards.values())
-
-    def removed(self) -> dict[str, int]:
-        """Duplicates removed per shard."""
-        return {rel: r.duplicates for rel, r in self.shards.items()}
 
 
 def run_dedup(
@@ -143,8 +106,6 @@ def run_dedup(
         write_registry(root, registry, storage_options)
     if inputs is None:
         inputs = probe(job, shards, executor)
-    from engine.runner.dedup_night import run_night, unchanged_rerun  # it builds on this module's driver
-
     plan, removal, night = decide(job, shards, inputs, full=full)
     if night.mode == "unchanged":
         assert night.state is not None
@@ -267,10 +228,7 @@ class _Driver:
         self.garbage.clear()
 
     def _index(self, urls: list[str], sizes: list[int], partitions: int, folder: str, url: str = "") -> str:
-        index = url or self.plan.index_url(folder)
-        item = (tuple(urls), tuple(sizes), partitions, index)
-        self.executor.map(functools.partial(index_objects, self.plan), [item], label=f"dedup: {folder} index")
-        return index
+        return index_task(self.plan, self.executor, urls, sizes, partitions, folder, url)
 
     def bands(self) -> BandShuffle:
         plan = self.plan
@@ -490,15 +448,8 @@ class _Driver:
 
     def finish(self) -> None:
         """After removal: delete what is left of the run's shuffle, older runs, and vanished shards' outputs."""
-        if read_marker(self.plan, "finished") is not None:
-            return
-        chunks: list[tuple[str, tuple[str, ...]]] = [
-            ("objects", tuple(self.garbage[i : i + BATCH])) for i in range(0, len(self.garbage), BATCH)
-        ]
-        chunks += [("leftovers", ()), ("runs", ()), ("vanished", ()), ("index", ())]
-        self.executor.map(functools.partial(cleanup_task, self.plan), chunks, label="dedup: clean-up")
+        finish_run(self.plan, self.executor, self.garbage)
         self.garbage.clear()
-        write_marker(self.plan, "finished")
 
 
 def _fates_of_group(

@@ -16,15 +16,75 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
+from engine.dedup.cleanup import BATCH, cleanup_task
 from engine.dedup.index import DedupState, IndexRun, Night, probe_task, write_state
 from engine.dedup.night import GraphResult, NightFates, graph_task, night_fates_task
-from engine.dedup.plan import Plan, Removal, read_marker, write_marker
-from engine.dedup.removal import remove_duplicates
+from engine.dedup.plan import Plan, Removal, index_objects, read_marker, write_marker
+from engine.dedup.removal import ShardRemoval, remove_duplicates
 from engine.dedup.shuffle import map_bands
-from engine.runner.dedup import DedupOutcome, _Driver
 from engine.runner.executor import Executor
+
+
+@dataclass
+class DedupOutcome:
+    """What dedup wrote: per shard (rows kept, duplicates removed, duplicate rows written) and cluster sizes."""
+
+    shards: dict[str, ShardRemoval]
+    clusters: int = 0
+    cluster_sizes: dict[str, int] = field(default_factory=dict)
+    """Clusters per fixed size bin (`engine.stats.cluster_size_bin`), merged from the representatives tasks."""
+    largest_cluster: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    """The counts the run used: band partitions P, map tasks M, shard groups G, graph partitions Q, and the
+    estimated distinct edges and clustered documents Q was chosen from."""
+    churn: dict[str, int] = field(default_factory=dict)
+    """Against the last build, in shards whose content did not change: documents that left kept/ (now
+    duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`); on a night, the
+    representatives demoted by a merge of clusters (`merged`) or by a better new copy (`better_copy`)."""
+    mode: str = "full"
+    """How the build used the last build's state: `full`, `night` (new shards only) or `unchanged`."""
+
+    @property
+    def kept(self) -> int:
+        return sum(r.kept for r in self.shards.values())
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.shards.values())
+
+    @property
+    def duplicates_written(self) -> int:
+        return sum(r.duplicates_written for r in self.shards.values())
+
+    def removed(self) -> dict[str, int]:
+        """Duplicates removed per shard."""
+        return {rel: r.duplicates for rel, r in self.shards.items()}
+
+
+def index_task(
+    plan: Plan, executor: Executor, urls: list[str], sizes: list[int], partitions: int, folder: str, url: str = ""
+) -> str:
+    """The index of a folder's objects, gathered by one task; its URL (`url`, or the folder's under the run)."""
+    index = url or plan.index_url(folder)
+    item = (tuple(urls), tuple(sizes), partitions, index)
+    executor.map(functools.partial(index_objects, plan), [item], label=f"dedup: {folder} index")
+    return index
+
+
+def finish_run(plan: Plan, executor: Executor, garbage: list[str]) -> None:
+    """After removal: delete `garbage`, what is left of the run's shuffle, older runs, vanished shards' outputs and
+    state folders the committed state no longer uses; then the run's `finished` marker."""
+    if read_marker(plan, "finished") is not None:
+        return
+    chunks: list[tuple[str, tuple[str, ...]]] = [
+        ("objects", tuple(garbage[i : i + BATCH])) for i in range(0, len(garbage), BATCH)
+    ]
+    chunks += [("leftovers", ()), ("runs", ()), ("vanished", ()), ("index", ())]
+    executor.map(functools.partial(cleanup_task, plan), chunks, label="dedup: clean-up")
+    write_marker(plan, "finished")
 
 
 def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: Executor) -> DedupOutcome:
@@ -32,7 +92,7 @@ def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: E
     results = executor.map(
         functools.partial(remove_duplicates, plan, removal), list(range(len(plan.shards))), label="dedup: removal"
     )
-    _Driver(plan, executor).finish()
+    finish_run(plan, executor, [])
     summary = state.extra.get("summary", {})
     return DedupOutcome(
         {r.rel: r for r in results},
@@ -84,7 +144,7 @@ def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) ->
         extra={"cluster_base": graph.cluster_base, "summary": summary},
     )
     write_state(plan.root, new_state, plan.storage_options)
-    _Driver(plan, executor).finish()
+    finish_run(plan, executor, [])
     churn = dict(graph.churn)
     return DedupOutcome(
         {r.rel: r for r in results},
@@ -104,9 +164,7 @@ def _night_bands(plan: Plan, executor: Executor) -> IndexRun:
             functools.partial(map_bands, plan), list(range(plan.maps)), label="dedup: band keys (new shards)"
         )
         urls, sizes = [r.url for r in results], [r.size for r in results]
-        index = _Driver(plan, executor)._index(
-            urls, sizes, plan.partitions, "bands", url=plan.state_url("bands", "index.bin")
-        )
+        index = index_task(plan, executor, urls, sizes, plan.partitions, "bands", plan.state_url("bands", "index.bin"))
         rows = sum(plan.rows[plan.map_bounds[0] :])
         write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, rows=rows)
         done = read_marker(plan, "bands")
