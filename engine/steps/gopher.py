@@ -191,7 +191,7 @@ class _NGrams:
     row: np.ndarray  # per group
     count: np.ndarray  # per group
     first: np.ndarray  # per group: flat word index of the first occurrence
-    later: np.ndarray  # flat word indices of occurrences that repeat an earlier one (any row order)
+    later: np.ndarray  # flat word indices of occurrences that repeat an earlier one (in no particular order)
     repeated: np.ndarray  # flat word indices of every occurrence of an n-gram seen at least twice in its row
     in_repeat: np.ndarray  # per grouped position: is it in `repeated`
 
@@ -222,26 +222,24 @@ def _group_ngrams(key: np.ndarray, word_row: np.ndarray, positions: np.ndarray) 
     if len(positions) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return _NGrams(empty, empty, empty, empty, empty, np.zeros(0, dtype=bool))
-    order = pl.Series(key).arg_sort().to_numpy()  # polars' sort: ~2x NumPy's argsort on 64-bit keys
-    k = key[order]
+    # A stable sort: within a group, occurrences stay in position order, so a group's first one opens it.
+    ordered = pl.DataFrame({"key": key}).with_row_index("at").sort("key", maintain_order=True)
+    k = ordered["key"].to_numpy()
+    order = ordered["at"].to_numpy()
     boundary = np.ones(len(k), dtype=bool)
-    boundary[1:] = k[1:] != k[:-1]
+    np.not_equal(k[1:], k[:-1], out=boundary[1:])
     group_start = np.flatnonzero(boundary)
     count = np.diff(np.append(group_start, len(k)))
-    sorted_pos = positions[order]
-    first = np.minimum.reduceat(sorted_pos, group_start)
-    group_of = np.cumsum(boundary) - 1
-    # Back in position order: which n-grams repeat, and which are a repeat of an earlier one.
-    in_repeat = np.empty(len(k), dtype=bool)
-    in_repeat[order] = count[group_of] > 1
-    is_first = np.empty(len(k), dtype=bool)
-    is_first[order] = sorted_pos == first[group_of]
     multi = count > 1
+    first = positions[order[group_start[multi]]]
+    # Back in position order: which n-grams repeat; the later occurrences are those that open no group.
+    in_repeat = np.empty(len(k), dtype=bool)
+    in_repeat[order] = np.repeat(multi, count)
     return _NGrams(
-        word_row[first[multi]],
+        word_row[first],
         count[multi],
-        first[multi],
-        positions[in_repeat & ~is_first],
+        first,
+        positions[order[~boundary]],
         positions[in_repeat],
         in_repeat,
     )
