@@ -49,6 +49,15 @@ _DIACRITICS = r"\p{Mn}+"
 _DIGITS = r"\p{Nd}"
 # Punctuation, symbols and whitespace in one pass: a run of them becomes one space.
 _SEPARATORS = r"[\p{P}\p{S}\p{Z}\p{Cc}\s\x{180e}\x{200b}\x{feff}]+"
+# Bytes a chunk is made of (`_ascii_separated_chunks`): ASCII letters and digits, and every byte of a multi-byte
+# UTF-8 character; every other ASCII byte separates words.
+_BYTES = np.arange(256)
+_CHUNK_BYTE = (
+    ((_BYTES >= ord("a")) & (_BYTES <= ord("z")))
+    | ((_BYTES >= ord("A")) & (_BYTES <= ord("Z")))
+    | ((_BYTES >= ord("0")) & (_BYTES <= ord("9")))
+    | (_BYTES >= 128)
+)
 
 
 def _capped(texts: pa.Array | pa.ChunkedArray, max_chars: int | None) -> pa.Array:
@@ -148,11 +157,10 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     """
     texts = _capped(texts, max_chars)
     chunks, doc_offsets = _ascii_separated_chunks(texts)
-    tokens = pc.dictionary_encode(chunks)
-    occurrences = np.asarray(tokens.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    distinct, occurrences = _encode_chunks(chunks)
 
     # Pieces of each distinct chunk between separators, empty pieces dropped.
-    flat_pieces, piece_first, piece_count = _split_on_separators(tokens.dictionary)
+    flat_pieces, piece_first, piece_count = _split_on_separators(distinct)
     non_empty = np.asarray(pc.greater(pc.binary_length(flat_pieces), 0).to_numpy(zero_copy_only=False), bool)
     before = _prefix_counts(non_empty)
     token_first = before[piece_first]
@@ -188,17 +196,54 @@ def _ascii_separated_chunks(texts: pa.Array) -> tuple[pa.Array, npt.NDArray[np.i
     data = texts.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
     offsets = offsets - offsets[0]
-    lowered = raw | np.uint8(0x20)  # A-Z -> a-z; other bytes are tested against both ranges
-    kept = ((lowered >= 97) & (lowered <= 122)) | ((raw >= 48) & (raw <= 57)) | (raw >= 128)
-    text_start = np.zeros(len(raw) + 1, dtype=bool)
-    text_start[offsets] = True
-    before = np.concatenate([[False], kept])
-    after = np.concatenate([kept, [False]])
-    starts = np.flatnonzero(after & (~before | text_start))
-    ends = np.flatnonzero(before & (~after | text_start))
+    kept = _CHUNK_BYTE[raw]
+    # +1 where a run of kept bytes starts, -1 just after one ends; a text boundary inside a run cuts it.
+    edges = np.diff(kept.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    is_start, is_end = edges == 1, edges == -1
+    inner = offsets[(offsets > 0) & (offsets < len(raw))]
+    cut = inner[kept[inner - 1] & kept[inner]]
+    is_start[cut] = True
+    is_end[cut] = True
+    starts, ends = np.flatnonzero(is_start), np.flatnonzero(is_end)
     chunk_offsets = _prefix_counts(ends - starts)
     chunks = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(chunk_offsets), pa.py_buffer(raw[kept]))
     return chunks, np.searchsorted(starts, offsets).astype(np.int64)
+
+
+def _encode_chunks(chunks: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64]]:
+    """The distinct chunks and, per chunk, its index among them (`pc.dictionary_encode`, in another order).
+
+    Chunks of at most 8 bytes (most words) are grouped as the 64-bit integers their bytes spell, which hash
+    much faster than strings; a chunk holds no zero byte, so the zero padding cannot make two chunks equal.
+    """
+    n = len(chunks)
+    offsets = np.frombuffer(chunks.buffers()[1], dtype=np.int64)[chunks.offset : chunks.offset + n + 1]
+    data = chunks.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None and n else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    short = lengths <= 8
+    padded = np.zeros(len(raw) + 8, dtype=np.uint8)
+    padded[: len(raw)] = raw
+    # The 8 bytes starting at every byte, read as a little-endian integer; the bytes past a chunk are masked off.
+    at_byte = np.ndarray(shape=(len(raw) + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    drop = (np.uint64(8) - lengths[short].astype(np.uint64)) * np.uint64(8)
+    packed = (at_byte[offsets[:-1][short]] << drop) >> drop
+    encoded_short = pc.dictionary_encode(pa.array(packed, type=pa.uint64()))
+    short_values = np.asarray(encoded_short.dictionary.to_numpy(), dtype="<u8").view(np.uint8).reshape(-1, 8)
+    value_bytes = short_values != 0
+    short_distinct = pa.LargeStringArray.from_buffers(
+        len(short_values),
+        pa.py_buffer(_prefix_counts(value_bytes.sum(axis=1))),
+        pa.py_buffer(short_values[value_bytes]),
+    )
+    occurrences = np.empty(n, dtype=np.int64)
+    occurrences[short] = np.asarray(encoded_short.indices.to_numpy(), dtype=np.int64)
+    long_rows = np.flatnonzero(~short)
+    if len(long_rows) == 0:
+        return short_distinct, occurrences
+    encoded_long = pc.dictionary_encode(chunks.take(pa.array(long_rows)))
+    occurrences[long_rows] = len(short_values) + np.asarray(encoded_long.indices.to_numpy(), dtype=np.int64)
+    return pa.concat_arrays([short_distinct, encoded_long.dictionary.cast(pa.large_string())]), occurrences
 
 
 def _split_on_separators(tokens: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:

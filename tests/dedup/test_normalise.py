@@ -75,3 +75,18 @@ def test_characters_that_decompose_into_punctuation_stay_one_word() -> None:
     # The one documented difference with normalise_texts: NFKD turns ½ into 1⁄2 after the split.
     assert words_of(["a ½ b"]) == [["a", "00", "b"]]
     assert norm("a ½ b") == ["a 0 0 b"]
+
+
+def test_short_and_long_chunks_are_grouped_apart_and_never_merge_across_texts() -> None:
+    # Chunks of up to 8 bytes are grouped as integers, longer ones as strings: 8 and 9 bytes, multi-byte
+    # characters on both sides of the limit, equal words in several texts, and texts whose edges touch.
+    texts = ["abcdefgh abcdefghi", "ÀÀÀÀ ÀÀÀÀÀ abcdefgh", "abc", "def", "", "ABCDEFGH-abcdefghi", "x1234567 x12345678"]
+    assert words_of(texts) == [
+        ["abcdefgh", "abcdefghi"],
+        ["aaaa", "aaaaa", "abcdefgh"],
+        ["abc"],
+        ["def"],
+        [],
+        ["abcdefgh", "abcdefghi"],
+        ["x0000000", "x00000000"],
+    ]
