@@ -31,8 +31,8 @@ dolma Common Crawl pages and 83 of 1,381 Dragnet articles; the median Jaccard of
 `normalised_words` gives the words of the same normalised text faster, for shingling: the text is cut at
 ASCII separators on its bytes, the batch's distinct chunks that hold other characters are split on runs of
 Unicode punctuation, symbols and whitespace, and the per-character folding (NFKD, diacritics, case, digits)
-runs on the batch's distinct words only (ASCII letters and digits on their bytes). The two agree except for
-the rare characters that NFKD turns into punctuation (`½` is one word `00` there, two words `0 0` in
+runs on the pieces of the batch's distinct chunks only (ASCII letters and digits on their bytes). The two agree
+except for the rare characters that NFKD turns into punctuation (`½` is one word `00` there, two words `0 0` in
 `normalise_texts`).
 """
 
@@ -92,7 +92,7 @@ def normalise_texts(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None 
 
 @dataclass(frozen=True)
 class Words:
-    """The normalised words of a batch, dictionary-encoded.
+    """The normalised words of a batch, dictionary-encoded (a word may appear more than once in `vocabulary`).
 
     Word `k` of document `d` is `vocabulary[indices[offsets[d] + k]]`.
     """
@@ -152,7 +152,7 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     """The words of every normalised text of a batch (see the module docstring).
 
     The text is cut at ASCII separators on its bytes (fast, no regex); only the batch's distinct chunks that
-    hold other characters are then split on Unicode punctuation, symbols and spaces; distinct pieces are
+    hold other characters are then split on Unicode punctuation, symbols and spaces; their pieces are
     folded, and every occurrence of a chunk expands into its pieces.
     """
     texts = _capped(texts, max_chars)
@@ -165,9 +165,9 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     before = _prefix_counts(non_empty)
     token_first = before[piece_first]
     token_count = before[piece_first + piece_count] - token_first
-    encoded = pc.dictionary_encode(flat_pieces.filter(pa.array(non_empty)))
-    piece_words = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    vocabulary = fold_words(encoded.dictionary)
+    # The pieces are the vocabulary as they are: pieces of distinct chunks repeat only where a chunk with
+    # non-ASCII characters splits into a word found elsewhere, and equal words hash alike anyway.
+    vocabulary = fold_words(flat_pieces.filter(pa.array(non_empty)))
 
     # Every occurrence of a chunk becomes its pieces' words.
     counts = token_count[occurrences]
@@ -175,7 +175,7 @@ def normalised_words(texts: pa.Array | pa.ChunkedArray, *, max_chars: int | None
     total = int(occurrence_offsets[-1])
     first = np.repeat(token_first[occurrences], counts)
     within = np.arange(total, dtype=np.int64) - np.repeat(occurrence_offsets[:-1], counts)
-    indices = piece_words[first + within]
+    indices = first + within
     offsets = occurrence_offsets[doc_offsets]
 
     vanished = np.asarray(pc.equal(vocabulary, "").to_numpy(zero_copy_only=False), dtype=bool)
