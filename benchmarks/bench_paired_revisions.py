@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -78,7 +79,8 @@ def main() -> int:
 
     steps = [build_step({"type": name, **STEP_PARAMS.get(name, {})}) for name in STEPS]
     dedup = MinhashDedup()
-    folder = write_corpus(Path(tempfile.mkdtemp(prefix="paired-")) / "corpus", docs=args.docs, shards=args.shards)
+    work = Path(tempfile.mkdtemp(prefix="paired-"))
+    folder = write_corpus(work / "corpus", docs=args.docs, shards=args.shards)
     for old in (True, False):  # regexes compiled, caches warm
         use(old=old)
         warm = our_batches(folder)[0][0].slice(0, 50)
@@ -114,6 +116,7 @@ def main() -> int:
         },
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(record["docs_per_cpu_second"]), json.dumps(record["speedup"]))
     with Path(args.results).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
