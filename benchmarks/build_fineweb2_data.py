@@ -12,6 +12,8 @@ Outputs:
 - spacy_rules.json.gz: for each spaCy language datatrove tokenizes a FineWeb-2 language with, how its rules differ
   from the English ones engine/steps/text.py approximates: dotted abbreviations kept whole, words with an
   apostrophe kept whole, whether hyphens split words and numbers, whether "'s" and elisions ("l'") split.
+- spacy_tokenizers.json.gz: the same spaCy languages' tokenizers as data (affix regular expressions, token and URL
+  matches, special cases) for engine/steps/spacy_tokenizer.py, which runs spaCy's algorithm on them.
 
 Run with the benchmark venv (it has datatrove):
 
@@ -148,6 +150,29 @@ def spacy_profile(code: str) -> dict[str, object]:
     }
 
 
+def spacy_tokenizer(code: str) -> dict[str, object]:
+    """A blank spaCy pipeline's tokenizer as data (spaCy's, MIT licence): its prefix, suffix and infix regular
+    expressions, token and URL matches (pattern and flags, for Python's `re`, as spaCy compiles them) and its
+    special cases (word -> pieces), so engine/steps/spacy_tokenizer.py runs spaCy's algorithm on them."""
+    import spacy
+
+    tokenizer = spacy.blank(code).tokenizer
+
+    def regex(method: object) -> list[object] | None:
+        compiled = getattr(method, "__self__", None)
+        return None if compiled is None else [compiled.pattern, compiled.flags]
+
+    return {
+        "prefix": regex(tokenizer.prefix_search),
+        "suffix": regex(tokenizer.suffix_search),
+        "infix": regex(tokenizer.infix_finditer),
+        "token_match": regex(tokenizer.token_match),
+        "url_match": regex(tokenizer.url_match),
+        "faster_heuristics": bool(tokenizer.faster_heuristics),
+        "rules": {orth: [piece[65] for piece in pieces] for orth, pieces in sorted(tokenizer.rules.items())},
+    }
+
+
 def main() -> None:
     rows = tokenizer_rows()
     configs = build_configs(rows)
@@ -164,6 +189,9 @@ def main() -> None:
     profiles = {code: spacy_profile(code) for code in sorted(codes - {"en"})}  # English: engine/steps/text.py
     payload = json.dumps(profiles, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
     (OUT / "spacy_rules.json.gz").write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
+    tokenizers = {code: spacy_tokenizer(code) for code in sorted(codes)}
+    payload = json.dumps(tokenizers, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    (OUT / "spacy_tokenizers.json.gz").write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
     print(f"{len(configs)} configs, {len(lines) - 1} lid.176 labels -> {OUT}")
 
 

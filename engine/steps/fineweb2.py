@@ -100,6 +100,7 @@ def assets(step: Step) -> dict[str, str]:
     files = {
         "fineweb2/configs": str(_DATA / "configs.json.gz"),
         "fineweb2/spacy_rules": str(_DATA / "spacy_rules.json.gz"),
+        "fineweb2/spacy_tokenizers": str(_DATA / "spacy_tokenizers.json.gz"),
     }
     backends = sorted({*seg.DEFAULT_BACKENDS, *per_language.word_splitters.values()})
     files.update({f"word_splitter/{name}": path for name, path in seg.library_files(backends).items()})

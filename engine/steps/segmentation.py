@@ -3,10 +3,12 @@
 datatrove splits words with a different tokenizer per language (its `tokenizer_assignment.csv`, shipped with the
 FineWeb-2 configs as `LanguageConfig.tokenizer`). Each is reproduced here by a *backend*:
 
-- ``spacy``: the polars regex approximation of spaCy's rule-based tokenizer: `engine.steps.text` for English,
-  `engine.steps.spacy_rules` for the other spaCy languages (datatrove's SpaCyTokenizer for most languages, its
-  WhitespaceTokenizer, which is spaCy's `xx`, and, as a stand-in, the Stanza tokenizers whose models cannot be
-  fetched here). English (no language, or `en`) takes exactly the English path.
+- ``spacy``: spaCy's rule-based tokenizer, for datatrove's SpaCyTokenizer (most languages), its
+  WhitespaceTokenizer (spaCy's `xx`) and, as a stand-in, the Stanza tokenizers whose models cannot be fetched
+  here: `engine.steps.spacy_tokenizer` runs spaCy's algorithm on each language's own rules (identical words);
+  English (no language, or `en`) takes exactly FineWeb's English path (`engine.steps.text`).
+- ``spacy_rules``: the polars regex approximation of those languages (`engine.steps.spacy_rules`): faster on
+  words not seen before, not identical (Greek and French differ most); opt-in.
 - ``indic``, ``indic_urdu``: IndicNLP's `trivial_tokenize` (datatrove's IndicNLPTokenizer) re-written as polars
   regular expressions over the whole batch: identical tokens.
 - ``jieba``: jieba's segmentation (datatrove: spaCy `zh` with the jieba segmenter) by its Rust port (rjieba).
@@ -41,12 +43,13 @@ import polars as pl
 import pyarrow as pa
 
 from engine.batch import text_column
-from engine.steps import spacy_rules
+from engine.steps import spacy_rules, spacy_tokenizer
 from engine.steps import text as tx
 from engine.steps.languages import fineweb2_configs
 
 Backend = Literal[
     "spacy",
+    "spacy_rules",
     "indic",
     "indic_urdu",
     "jieba",
@@ -383,8 +386,12 @@ def backend_words(texts: pl.Series, backend: Backend, detail: str | None = None)
     `detail` is the spaCy language for ``spacy`` (None or "en": the English path) and the script (ISO 15924)
     whose dictionary ICU uses for ``icu``.
     """
+    if backend in ("spacy", "spacy_rules") and detail in (None, "en"):
+        return tx.split_words(texts)
     if backend == "spacy":
-        return tx.split_words(texts) if detail in (None, "en") else spacy_rules.split_words(texts, detail)
+        return spacy_tokenizer.split_words(texts, detail or "xx")
+    if backend == "spacy_rules":
+        return spacy_rules.split_words(texts, detail or "xx")
     if backend in ("indic", "indic_urdu"):
         return indic_words(texts, urdu=backend == "indic_urdu")
     if backend == "jieba":
@@ -415,7 +422,7 @@ def language_lists(texts: pl.Series, segmenters: Sequence[tuple[Backend, str | N
     One group per distinct segmenter; a batch whose rows all take the English path takes exactly `text.split_words`.
     """
     n = len(texts)
-    if n == 0 or all(backend == "spacy" and detail in (None, "en") for backend, detail in segmenters):
+    if n == 0 or all(backend in ("spacy", "spacy_rules") and detail in (None, "en") for backend, detail in segmenters):
         return tx.split_words(texts)
     groups: dict[tuple[Backend, str | None], list[int]] = {}
     for row, key in enumerate(segmenters):
@@ -460,7 +467,8 @@ def row_segmenters(
                 chosen[name] = ("spacy", None)
             else:
                 backend = (splitters or {}).get(config.name) or backend_for(config.tokenizer)
-                chosen[name] = (backend, spacy_code(config.tokenizer) if backend == "spacy" else config.script)
+                spacy = backend in ("spacy", "spacy_rules")
+                chosen[name] = (backend, spacy_code(config.tokenizer) if spacy else config.script)
         out.append(chosen[name])
     return out
 
