@@ -35,7 +35,7 @@ import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -153,7 +153,9 @@ def indic_words(texts: pl.Series, *, urdu: bool = False) -> pl.Series:
 # --- backends that run a library per document ----------------------------------------------------------------
 
 
+@cache
 def _import(module: str, what: str) -> Any:
+    """The module, imported once (a failed import is retried, and says which extra brings it)."""
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as error:
@@ -171,13 +173,14 @@ def _per_thread(key: str, make: Callable[[], Any]) -> Any:
     return cache[key]
 
 
-def _stripped(tokens: Sequence[str]) -> list[str]:
-    return [s for s in (t.strip() for t in tokens) if s]
+# What Python's `str.strip()` removes (datatrove strips every token with it), for polars' `strip_chars`, whose
+# default (Unicode White_Space) keeps the information separators U+001C..U+001F that Python strips.
+_PY_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
 
 def _jieba(text: str) -> list[str]:
     rjieba = _import("rjieba", "Chinese (jieba)")
-    return _stripped(rjieba.cut(text))
+    return list(rjieba.cut(text))
 
 
 def _sudachi(text: str) -> list[str]:
@@ -187,7 +190,7 @@ def _sudachi(text: str) -> list[str]:
 
     tokenizer = _per_thread("sudachi", make)
     # spaCy's Japanese tokenizer (datatrove's) hands Sudachi at most 40,000 UTF-8 bytes at a time.
-    return _stripped([m.surface() for chunk in _utf8_chunks(text, 40_000) for m in tokenizer.tokenize(chunk)])
+    return [m.surface() for chunk in _utf8_chunks(text, 40_000) for m in tokenizer.tokenize(chunk)]
 
 
 def _utf8_chunks(text: str, limit: int) -> list[str]:
@@ -220,7 +223,7 @@ def _kiwi(text: str) -> list[str]:
 
     kiwi = _per_thread("kiwi", make)
     cleaned = re.sub("[0-9,]{20,}", "", text)  # datatrove's KiwiTokenizer.preprocess
-    return _stripped([cleaned[t.start : t.end] for t in kiwi.tokenize(cleaned)])
+    return [cleaned[t.start : t.end] for t in kiwi.tokenize(cleaned)]
 
 
 # newmm-safe's chunking window (pythainlp.tokenize.newmm): texts of 140+ characters are cut near character 120.
@@ -243,13 +246,13 @@ def _newmm_cut(text: str) -> list[str]:
 
 def _pythainlp(text: str) -> list[str]:
     tokenize = _import("pythainlp.tokenize", "Thai (PyThaiNLP)").word_tokenize
-    return _stripped(tokenize(text, keep_whitespace=False, engine="newmm-safe"))
+    return list(tokenize(text, keep_whitespace=False, engine="newmm-safe"))
 
 
 def _newmm(text: str) -> list[str]:
     """PyThaiNLP's newmm-safe: long texts cut where the reference cuts them, each part segmented alone."""
     if len(text) < _SCAN_END:
-        return _stripped(_newmm_cut(text))
+        return list(_newmm_cut(text))
     tokens: list[str] = []
     while len(text) >= _SCAN_END:
         sample = text[_SCAN_BEGIN:_SCAN_END]
@@ -264,7 +267,7 @@ def _newmm(text: str) -> list[str]:
         text = text[cut:]
     if text:
         tokens.extend(_newmm_cut(text))
-    return _stripped(tokens)
+    return list(tokens)
 
 
 # spaCy's Vietnamese tokenizer (spacy/lang/vi, MIT, adapted from pyvi 0.1, MIT, Viet-Trung Tran): syllables and
@@ -340,20 +343,20 @@ def _pyvi(text: str) -> list[str]:
             tokens.append(token)
             token = words[i]
     tokens.append(token)
-    return _stripped(tokens)
+    return list(tokens)
 
 
 def _khmer(text: str) -> list[str]:
     tokenize = _import("khmernltk", "Khmer (khmer-nltk)").word_tokenize
-    return _stripped(tokenize(text, return_tokens=True))
+    return list(tokenize(text, return_tokens=True))
 
 
 def _lao(text: str) -> list[str]:
-    return _stripped(_import("laonlp.tokenize", "Lao (LaoNLP)").word_tokenize(text))
+    return list(_import("laonlp.tokenize", "Lao (LaoNLP)").word_tokenize(text))
 
 
 def _burmese(text: str) -> list[str]:
-    return _stripped(_import("pyidaungsu", "Burmese (pyidaungsu)").tokenize(text, form="word"))
+    return list(_import("pyidaungsu", "Burmese (pyidaungsu)").tokenize(text, form="word"))
 
 
 def _icu(locale: str) -> Callable[[str], list[str]]:
@@ -376,8 +379,20 @@ def _icu(locale: str) -> Callable[[str], list[str]]:
 
 
 def _python_words(texts: pl.Series, cut: Callable[[str], list[str]]) -> pl.Series:
-    """`cut` on every text (a batch's words are split once: `engine.steps.tokens` carries them from step to step)."""
-    return pl.Series([cut(text) for text in texts.to_list()], dtype=pl.List(pl.String))
+    """`cut` on every text, each token stripped and blank ones dropped (datatrove's `strip_strings`), as a list
+    column. The library's tokens go into one flat column and are stripped there at once: the per-token Python
+    work is only the library's own (a batch's words are split once: `engine.steps.tokens` carries them)."""
+    flat: list[str] = []
+    ends = [0]
+    for text in texts.to_list():
+        flat.extend(cut(text))
+        ends.append(len(flat))
+    values = pl.Series(flat, dtype=pl.String).str.strip_chars(_PY_WHITESPACE)
+    keep = tx.to_numpy(values.str.len_bytes() > 0, bool)
+    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    offsets = pa.array(kept_before[np.asarray(ends, dtype=np.int64)], type=pa.int64())
+    lists = pa.LargeListArray.from_arrays(offsets, values.filter(pl.Series(keep)).to_arrow().cast(pa.large_string()))
+    return pl.Series(texts.name, lists, dtype=pl.List(pl.String))
 
 
 def backend_words(texts: pl.Series, backend: Backend, detail: str | None = None) -> pl.Series:

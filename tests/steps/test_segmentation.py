@@ -199,3 +199,12 @@ def test_vietnamese_words_are_spacy_pyvi_words() -> None:
     assert "Hà Nội" in words
     assert "thủ đô" in words
     assert "." in words
+
+
+def test_library_tokens_are_stripped_as_datatrove_strips_them() -> None:
+    """Each token stripped with Python's whitespace (U+001C..U+001F and U+3000 included), blank ones dropped,
+    every document keeping its own list (empty ones too)."""
+    texts = pl.Series(["a| b\x1c|\u3000|  ", "", "|||", "c|\x85d\u2029"])
+    lists = seg._python_words(texts, lambda text: text.split("|"))
+    expected = [[t.strip() for t in text.split("|") if t.strip()] for text in texts.to_list()]
+    assert lists.to_list() == expected == [["a", "b"], [], [], ["c", "d"]]
