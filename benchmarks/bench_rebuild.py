@@ -24,7 +24,8 @@ included; `run_seconds`: the run alone, from its stats, without writing report.h
   dedup's state; `other`: folder listings and the output's top level).
 - `share_of_full`: each of these as a share of the full build's.
 
-After the full build: the bytes of the shards' URL-key sidecars (`_units/*.urlkeys.parquet`) per document.
+After the full build: bytes written (and bytes left) per input byte (issue 13; the input's Parquet bytes), and
+the bytes of the shards' URL-key sidecars (`_units/*.urlkeys.parquet`) per document.
 Runs on the embedded local Ray and appends one JSON line to benchmarks/results/rebuild.jsonl.
 """
 
@@ -169,8 +170,13 @@ def main() -> None:
             steps = [url_filter, *steps]
         job = job.model_copy(update={"steps": steps, **({"dedup": None} if args.no_dedup else {})})
 
+        input_bytes = sum(p.stat().st_size for p in src.rglob("*.parquet"))
         results = [scenario("full build", job, out, reports, None)]
         full = results[0]
+        full["input_bytes"] = input_bytes
+        full["bytes_written_per_input_byte"] = round(full["bytes_written"] / input_bytes, 3)
+        full["bytes_left_per_input_byte"] = round(full["bytes_left_written"] / input_bytes, 3)
+        print(json.dumps({k: full[k] for k in ("input_bytes", "bytes_written_per_input_byte")}), flush=True)
         sidecars = sum(p.stat().st_size for p in (out / "_units").rglob("*.urlkeys.parquet"))
         results[0]["list_keys_bytes"] = sidecars
         results[0]["list_keys_bytes_per_doc"] = round(sidecars / args.docs, 2)

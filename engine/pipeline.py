@@ -45,6 +45,8 @@ class BatchResult:
     rejected: pa.Table
     stats: Stats
     scores: pa.Table | None = None
+    kept_rows: np.ndarray | None = None
+    """The kept rows' positions in the input batch (what a dedup job without staged text records of them)."""
 
 
 class _ScoreSheet:
@@ -177,7 +179,7 @@ def process_batch(
         rejected_table = pa.concat_tables(rejected, promote_options="default")
     else:
         rejected_table = _with_reason(batch.slice(0, 0), np.array([], dtype=object))
-    return BatchResult(current, rejected_table, stats, sheet.table() if sheet is not None else None)
+    return BatchResult(current, rejected_table, stats, sheet.table() if sheet is not None else None, positions)
 
 
 def score_schema(input_schema: pa.Schema, steps: Sequence[Step], *, input_verdict: Verdict) -> pa.Schema:

@@ -139,6 +139,13 @@ class _DedupBase(BaseModel):
         description="corpus: duplicates are found across the whole corpus; language: only among documents of the"
         " same `language` (FineWeb-2's per-language dedup; the column comes from language_id or the input).",
     )
+    stage_text: bool = Field(
+        default=False,
+        description="Phase A writes the kept documents' text to _stage/kept/ and removal copies it to kept/ (a second"
+        " full copy of the kept text written per build). Off (the default): phase A writes only each kept document's"
+        " input row and the columns steps added; removal rereads the input shard and reruns the steps that rewrite"
+        " text (c4_quality, normalise, pii, symbol_lines) on the documents it keeps: CPU instead of bytes.",
+    )
     in_memory_max_edges: int = Field(
         2_000_000,
         ge=0,
@@ -255,8 +262,18 @@ class JobSpec(_Strict):
                 "layout": self.output.layout_config(),
             },
             "steps": steps,
-            "dedup": {"signatures": dedup_parameters_name(self.dedup) if self.dedup is not None else None},
+            "dedup": self._dedup_config(),
         }
+
+    def _dedup_config(self) -> dict[str, Any]:
+        """What of `dedup:` decides phase A's output: the signatures, and whether the kept text is staged (only
+        written when it is not: a job that stages text keeps the key it had before `stage_text` existed)."""
+        if self.dedup is None:
+            return {"signatures": None}
+        config: dict[str, Any] = {"signatures": dedup_parameters_name(self.dedup)}
+        if not self.dedup.stage_text:
+            config["stage_text"] = False
+        return config
 
     def phase_a_hash(self) -> str:
         """Hash of `phase_a_config`: equal for two jobs whose shards' phase-A outputs are decided alike.

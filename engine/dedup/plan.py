@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.dedup.kept_rows import kept_rows_url, recorded_input
 from engine.dedup.minhash import mix64
 from engine.dedup.signatures import dedup_root
 from engine.io.layout import KEPT, STAGE, join, shard_file
@@ -53,7 +54,9 @@ from engine.io.markers import read_json, write_json
 from engine.io.parquet import WriteLayout, footer_rows
 from engine.io.paths import fingerprint
 from engine.io.segments import gather_index, pow2ceil
-from engine.spec import JobSpec, MinhashDedup
+from engine.spec import InputSpec, JobSpec, MinhashDedup
+from engine.steps.base import Step
+from engine.version import __version__
 
 SHARD = "shard"
 ROW = "row"
@@ -109,10 +112,12 @@ def node_keys(nodes: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
 
 @dataclass(frozen=True)
 class ShardInput:
-    """What phase A says of one shard: its signature rows and the identity of its outputs (JSON)."""
+    """What phase A says of one shard: its signature rows, the identity of its outputs (JSON) and, for removal
+    without staged text, its input's URL (None: the one phase A recorded)."""
 
     rows: int
     identity: Any
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,15 @@ class Removal:
     """How kept/ and duplicates files are cut into row groups and parts (the job's `output` settings)."""
     force: bool = False
     """Rewrite every shard even when its marker's key matches (a full rebuild)."""
+    stage_text: bool = True
+    """Whether phase A staged the kept text (`_stage/kept/`), or only its rows (`_stage/rows/`: removal rebuilds
+    the text from the input, `engine.dedup.kept_rows`)."""
+    input: InputSpec | None = field(default=None, repr=False)
+    """How the input is read (without staged text)."""
+    rewriters: tuple[tuple[int, Step], ...] = field(default=(), repr=False)
+    """The job's steps that rewrite text, with their indices (without staged text: removal reruns them)."""
+    input_urls: tuple[str | None, ...] = field(default=(), repr=False)
+    """Per shard, its input's URL when the driver knows it (else the one phase A recorded)."""
 
 
 @dataclass(frozen=True)
@@ -329,13 +343,19 @@ def make_plan(
         cluster_columns=dedup.add_cluster_columns,
         mode=mode,
     )
-    removal_settings = {
+    removal_settings: dict[str, Any] = {
         "partition_column": job.partition_column(),
         "write_duplicates": dedup.write_duplicates,
         "add_cluster_columns": dedup.add_cluster_columns,
         "compression": job.output.compression,
         "layout": job.output.layout_config(),
     }
+    rewriters = tuple((i, step) for i, step in enumerate(job.steps) if step.rewrites_text)
+    if not dedup.stage_text:  # the text is rebuilt from the input: the key holds how (a staged job's stays as it was)
+        removal_settings["rebuilt_from_input"] = {
+            "reader": job.input.model_dump(mode="json", exclude={"path", "storage_options", "batch_rows"}),
+            "rewriters": [[i, step.model_dump(mode="json"), step_behaviour(step)] for i, step in rewriters],
+        }
     removal = Removal(
         output=job.output.path,
         partition_column=job.partition_column(),
@@ -346,6 +366,10 @@ def make_plan(
         identities=plan.identities,
         layout=job.output.write_layout(),
         force=full,
+        stage_text=dedup.stage_text,
+        input=job.input,
+        rewriters=rewriters,
+        input_urls=tuple(inputs[rel].url for rel in shards),
     )
     return plan, removal
 
@@ -364,13 +388,20 @@ def plan_lines(plan: Plan) -> list[str]:
     ]
 
 
+def step_behaviour(step: Step) -> str:
+    """A step's behaviour version (the engine's version for a step class that declares none)."""
+    version = type(step).version
+    return str(version) if version is not None else f"engine-{__version__}"
+
+
 def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def probe_shards(job: JobSpec, rels: Sequence[str]) -> list[ShardInput]:
     """`ShardInput`s read from storage (a task, for a driver called without phase A's results): each shard's
-    signature rows from its Parquet footer, its identity from the fingerprints of its signature and staged files.
+    signature rows from its Parquet footer, its identity from the fingerprints of its signature and staged files
+    (without staged text: of its `_stage/rows` file and of the input it records).
 
     Raises:
         FileNotFoundError: a staged file exists without its signature file.
@@ -381,7 +412,7 @@ def probe_shards(job: JobSpec, rels: Sequence[str]) -> list[ShardInput]:
     found = []
     for rel in rels:
         signatures = join(dedup_root(out, dedup), "signatures", f"{rel}.parquet")
-        staged = staged_url(out, rel)
+        staged = staged_url(out, rel) if dedup.stage_text else kept_rows_url(out, rel)
         try:
             signature_id = fingerprint(signatures, options)
         except FileNotFoundError:
@@ -393,7 +424,14 @@ def probe_shards(job: JobSpec, rels: Sequence[str]) -> list[ShardInput]:
             msg = f"shard {rel}: {staged} exists but its signature file {signatures} does not; rerun the job"
             raise FileNotFoundError(msg) from None
         rows = footer_rows(signatures, options)
-        found.append(ShardInput(rows=rows, identity=[signature_id, fingerprint(staged, options)]))
+        identity: list[dict[str, Any] | None] = [signature_id, fingerprint(staged, options)]
+        if not dedup.stage_text:  # removal reads the input again: its content is part of what removal writes
+            url, _ = recorded_input(staged, options)
+            try:
+                identity.append(fingerprint(url, job.input.storage_options))
+            except FileNotFoundError:
+                identity.append(None)  # removal says what is missing, if it has to run
+        found.append(ShardInput(rows=rows, identity=identity))
     return found
 
 

@@ -138,7 +138,7 @@ def run_on_ray(
 
     if job.dedup is not None and executor is not None:
         inputs = {
-            s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=s.outputs_key(plan.key))
+            s.shard.rel: ShardInput(rows=kept_by_shard[s.shard.rel], identity=s.outputs_key(plan.key), url=s.shard.url)
             for s in plan.shards
         }
         outcome = run_dedup(job, [s.shard.rel for s in plan.shards], executor, inputs=inputs, full=full)
@@ -146,6 +146,8 @@ def run_on_ray(
         total.duplicates += outcome.duplicates
         total.written[KEPT_ROWS] += outcome.kept
         total.written[DUPLICATE_ROWS] += outcome.duplicates_written
+        for removal in outcome.shards.values():
+            total.duplicates_by_language.update(removal.duplicates_by_language)
         total.cluster_sizes.update(outcome.cluster_sizes)
         total.largest_cluster = max(total.largest_cluster, outcome.largest_cluster)
         total.churn.update(outcome.churn)

@@ -6,6 +6,10 @@ outputs are written there and renamed into place; the marker is written last, so
 its marker says so. The marker records the shard's reuse key (`engine.runner.keys`): a rerun skips a shard whose
 key is unchanged and whose files are all there.
 
+In a dedup job phase A stages its kept documents for removal: their text under `_stage/kept/` with
+`dedup.stage_text`, else (the default) only their input rows and the columns steps wrote, under `_stage/rows/`
+(`engine.dedup.kept_rows`: removal rebuilds the text from the input).
+
 Conservation is counted: the rows read (checked against the input's Parquet footer) must equal the rows written
 to kept (or staged for dedup) plus the rows written to rejected, counted by the writers and checked against the
 committed files' footers, read back from storage. With `write_rejected: false`, rows read = rows written to kept
@@ -23,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from engine.dedup.kept_rows import kept_rows_url, rows_layout
 from engine.errors import ConservationError, EngineError, InputError, StorageError
 from engine.histograms import count_bins
 from engine.io.assets import forget_versions
@@ -70,7 +75,7 @@ class UnitResult:
 
 
 def kept_area(job: JobSpec) -> str:
-    """Phase-A kept output goes to `kept/`, or to `_stage/kept/` when dedup still has to run."""
+    """Phase-A kept documents go to `kept/`, or to `_stage/kept/` when dedup still has to run (with staged text)."""
     return KEPT if job.dedup is None else join(STAGE, KEPT)
 
 
@@ -127,7 +132,7 @@ def _run_unit(
         remove_files([marker_url], out_options)  # being rewritten: not complete until the new marker
     started = time.perf_counter()
     try:
-        stats, rows, list_keys = _process(job, shard, tmp_dir)
+        stats, rows, list_keys = _process(job, shard, tmp_dir, unit_key["input"])
     except (EngineError, OSError):
         raise
     except Exception as error:
@@ -165,8 +170,10 @@ def _run_unit(
     return UnitResult(shard.rel, "processed", stats_dict, outputs)
 
 
-def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str, int], dict[str, Any] | None]:
-    """Stream the shard through the steps into its writers.
+def _process(
+    job: JobSpec, shard: Shard, tmp_dir: str, input_fingerprint: dict[str, Any]
+) -> tuple[Stats, dict[str, int], dict[str, Any] | None]:
+    """Stream the shard through the steps into its writers (`input_fingerprint`: what the unit's key holds of it).
 
     Returns the stats, the rows in every file written, and what the marker records of the keys the documents
     present to blocklists (`engine.runner.lists`; None when no step reads a diffable list).
@@ -202,7 +209,16 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
             empty = pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
             canonical, empty_verdict = read_documents(empty, spec, rel=shard.rel, first_row=0)
             kept_schema = output_schema(canonical.schema, job.steps)
-            kept = _area(kept_area(job), kept_schema, job.partition_column() if job.dedup is None else None)
+            staged_rows = None
+            kept: PartitionedWriter | StreamWriter
+            if job.dedup is not None and not job.dedup.stage_text:
+                staged_rows = rows_layout(canonical.schema, kept_schema, job.steps)
+                rows_schema = staged_rows.schema(
+                    url=shard.url, fingerprint=input_fingerprint, input_rows=parquet.metadata.num_rows
+                )
+                kept = _writer(kept_rows_url(out, shard.rel), rows_schema)
+            else:
+                kept = _area(kept_area(job), kept_schema, job.partition_column() if job.dedup is None else None)
             writers.append(kept)
             rejected = None
             if job.output.write_rejected:
@@ -223,7 +239,8 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 writers.append(scores)
             row = 0
             for index, raw in enumerate(stream_batches(parquet, shard.url, spec.batch_rows)):
-                batch, input_verdict = read_documents(raw, spec, rel=shard.rel, first_row=row)
+                first_row = row
+                batch, input_verdict = read_documents(raw, spec, rel=shard.rel, first_row=first_row)
                 row += raw.num_rows
                 result = process_batch(
                     batch,
@@ -236,7 +253,10 @@ def _process(job: JobSpec, shard: Shard, tmp_dir: str) -> tuple[Stats, dict[str,
                 stats = stats + result.stats
                 if scores is not None and result.scores is not None:
                     scores.write(result.scores)
-                kept.write(result.kept)
+                if staged_rows is not None and result.kept_rows is not None:
+                    kept.write(staged_rows.rows_table(result.kept, first_row + result.kept_rows))
+                else:
+                    kept.write(result.kept)
                 if rejected is not None:
                     rejected.write(result.rejected)
                 if signatures is not None and job.dedup is not None and result.kept.num_rows:

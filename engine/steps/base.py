@@ -74,6 +74,10 @@ class Step(BaseModel):
     version: ClassVar[int | None] = None
     # Every parameter (field other than `type` and `name`) -> what it does to the verdict.
     parameters: ClassVar[Mapping[str, Role]] = {}
+    # Whether the step changes `text`. A dedup job without staged text (`dedup.stage_text: false`) reruns exactly
+    # these steps, in order, on the documents removal keeps: their new text must follow from `text` (and `id`)
+    # and their parameters alone, as a pure function of the document (docs/dedup-design.md, 6.2).
+    rewrites_text: ClassVar[bool] = False
 
     @property
     def label(self) -> str:
@@ -172,6 +176,7 @@ class Transform(Step):
     """A step that rewrites `text` (same rows in the same order) and may drop rows."""
 
     kind: ClassVar[str] = "transform"
+    rewrites_text: ClassVar[bool] = True
 
     def __call__(self, batch: pa.Table) -> tuple[pa.Table, Verdict]:
         raise NotImplementedError

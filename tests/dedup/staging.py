@@ -57,12 +57,13 @@ def corpus(seed: int, *, originals: int = 30, copies: int = 2, words: int = 200)
 def make_job(
     output: str, dedup: dict[str, Any], steps: list[dict[str, Any]] | None = None, **output_options: Any
 ) -> JobSpec:
+    """A dedup job over documents `stage` writes: their text is staged (`stage_text`), as phase A then leaves it."""
     return JobSpec.model_validate(
         {
             "input": {"path": "unused"},
             "output": {"path": output, **output_options},
             "steps": steps or [],
-            "dedup": dedup,
+            "dedup": {"stage_text": True, **dedup},
         }
     )
 
