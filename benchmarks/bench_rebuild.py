@@ -1,13 +1,14 @@
 """Nightly rebuild cost, scenario by scenario, on one growing output (issue 11).
 
     python benchmarks/bench_rebuild.py [--docs 40000] [--shards 100] [--job jobs/fineweb.yaml] [--no-dedup]
-        [--num-cpus N]
+        [--stage-text] [--num-cpus N]
 
 Scenarios, each measured against the state the previous one left: a full build; an unchanged rerun; +1% new
 shards; +1% changed shards (rewritten with other documents); a blocklist change whose new domains appear in no
 shard; one whose new domains appear in 5% of the shards (the job gets `url_filter: {domains_file: ...}`;
 documents carry a url on a domain of their own shard). `--no-dedup` drops the job's `dedup:` section (phase A
-alone: what selective list invalidation saves is then not hidden by the global dedup rerun).
+alone: what selective list invalidation saves is then not hidden by the global dedup rerun); `--stage-text` runs
+the dedup with `stage_text: true` (the kept text staged by phase A and copied by removal, issue 13's "before").
 Per scenario: the plan's lines (what `corpus-engine plan` says), wall seconds (Ray started once, not timed),
 shards redone, re-keyed and reused, and what the run cost (`seconds`: `run_job` as a user calls it, report
 included; `run_seconds`: the run alone, from its stats, without writing report.html):
@@ -22,6 +23,7 @@ included; `run_seconds`: the run alone, from its stats, without writing report.h
 - `bytes_left_written`: the bytes of files the run created or rewrote that are present after it.
 - `requests_by_area`: the requests per folder they went to (`_units`: markers and unit stats; `state/...`: the
   dedup's state; `other`: folder listings and the output's top level).
+- `phase_seconds`: wall seconds of each phase's tasks (the run's stats.json), e.g. `dedup: removal`.
 - `share_of_full`: each of these as a share of the full build's.
 
 After the full build: bytes written (and bytes left) per input byte (issue 13; the input's Parquet bytes), and
@@ -101,6 +103,7 @@ def scenario(name: str, job: JobSpec, out: Path, reports: Path, full: dict[str, 
     spent = costs(reports)
     spent.subtract(counted)
     after = files(out)
+    run_stats = json.loads((out / "stats.json").read_text())
     left = sum(size for path, (size, mtime) in after.items() if before.get(path, (None, None))[1] != mtime)
     result: dict[str, Any] = {
         "scenario": name,
@@ -118,6 +121,7 @@ def scenario(name: str, job: JobSpec, out: Path, reports: Path, full: dict[str, 
         "requests_by_area": requests_by_area(spent),
         "files_written": int(spent["files_written"]),
         "bytes_left_written": left,
+        "phase_seconds": run_stats.get("phase_seconds", {}),
     }
     result["share_of_full"] = {k: round(result[k] / full[k], 4) if full and full[k] else 1.0 for k in SHARED}
     print(json.dumps(result), flush=True)
@@ -139,6 +143,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=100)
     parser.add_argument("--job", default="jobs/fineweb.yaml")
     parser.add_argument("--no-dedup", action="store_true", help="drop the job's dedup section")
+    parser.add_argument(
+        "--stage-text", action="store_true", help="dedup with `stage_text: true` (phase A stages the kept text)"
+    )
     parser.add_argument("--results", default="benchmarks/results/rebuild.jsonl")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: the machine's)")
     args = parser.parse_args()
@@ -168,7 +175,10 @@ def main() -> None:
         steps = [url_filter if s.type == "url_filter" else s for s in job.steps]
         if url_filter not in steps:
             steps = [url_filter, *steps]
-        job = job.model_copy(update={"steps": steps, **({"dedup": None} if args.no_dedup else {})})
+        dedup = (
+            None if args.no_dedup or job.dedup is None else job.dedup.model_copy(update={"stage_text": args.stage_text})
+        )
+        job = job.model_copy(update={"steps": steps, "dedup": dedup})
 
         input_bytes = sum(p.stat().st_size for p in src.rglob("*.parquet"))
         results = [scenario("full build", job, out, reports, None)]
@@ -197,6 +207,7 @@ def main() -> None:
         "machine": machine(),
         "job": args.job,
         "dedup": not args.no_dedup,
+        "stage_text": args.stage_text,
         "docs": args.docs,
         "shards": args.shards,
         "num_cpus": args.num_cpus,

@@ -16,7 +16,8 @@ Public contract (README, "Output layout"):
     OUT/_units/_assets.json           content identities of the assets steps read (the hash cache)
     OUT/_units/_summary.json          the last run's shards (marker fingerprint, key digest, outputs) and summed stats
     OUT/_tmp/<rel>/                   a running unit's temporary files (what a killed unit left is removed)
-    OUT/_stage/kept/<rel>.parquet     phase-A kept documents awaiting dedup (only when dedup runs)
+    OUT/_stage/rows/<rel>.parquet     phase-A kept documents awaiting dedup: input row + step columns (dedup runs)
+    OUT/_stage/kept/<rel>.parquet     the same with their text, with `dedup.stage_text`
     OUT/_dedup/<parameters>/...       dedup phases (signatures, buckets, components)
 
 `<rel>` is the shard's path relative to the input root, without its `.parquet` suffix.

@@ -253,7 +253,7 @@ def _write_stats(
     data["job"] = job.name
     data["engine_version"] = __version__
     if failures and job.dedup is not None:
-        # Nothing reached kept/: the documents the steps kept wait in _stage/kept/ for dedup, which needs every shard.
+        # Nothing reached kept/: the documents the steps kept wait in _stage/ for dedup, which needs every shard.
         data["docs_kept"] = None
         data["docs_staged"] = total.docs_kept
         data["dedup"] = (

@@ -23,9 +23,9 @@ from engine.runner.dedup import run_dedup
 from engine.runner.executor import SerialExecutor
 from engine.runner.unit import run_unit
 from engine.schema import LANGUAGE, TEXT
-from engine.spec import JobSpec, parse_job
+from engine.spec import JobSpec, load_job, parse_job
 from engine.steps.base import build_step
-from tests.conftest import SAMPLE_DIR
+from tests.conftest import REPO, SAMPLE_DIR
 
 PII_LINE = "Write to jane.roe@example.org or reach our server at 8.8.4.4 for the full article."
 MOJIBAKE = "The cafÃ© serves crÃ¨me brÃ»lÃ©e every day of the week, and the terrace is open in summer."
@@ -43,22 +43,23 @@ REWRITING_CHAIN: list[dict[str, Any]] = [
 ]
 
 
-def write_input(src: Path, seed: int = 7) -> int:
-    """The sample's real documents in 4 shards, with PII and mojibake lines added to some and copies of some
-    across shards (exact duplicates under new ids); the number of documents written."""
+def write_input(src: Path, *, seed: int = 7, shards: int = 4, rows: int | None = None) -> int:
+    """The sample's real documents (`rows` of each of its first `shards` shards), with PII and mojibake lines added
+    to some and copies of some across shards (exact duplicates under new ids); the number of documents written."""
     rng = random.Random(seed)
     src.mkdir(parents=True, exist_ok=True)
-    tables = [pq.read_table(path) for path in sorted(SAMPLE_DIR.glob("*.parquet"))]
+    tables = [pq.read_table(path) for path in sorted(SAMPLE_DIR.glob("*.parquet"))[:shards]]
+    tables = [table.slice(0, rows) for table in tables]
     texts = [t for table in tables for t in table[TEXT].to_pylist()]
     total = 0
     for number, table in enumerate(tables):
-        rows = table.to_pylist()
+        rows: list[dict[str, Any]] = table.to_pylist()
         for row in rows:
             if rng.random() < 0.3:
                 row[TEXT] = f"{row[TEXT]}\n{PII_LINE}"
             if rng.random() < 0.2:
                 row[TEXT] = f"{MOJIBAKE}\n{row[TEXT]}"
-        copies = [dict(rows[0], id=f"copy-{number}-{i}", text=rng.choice(texts)) for i in range(25)]
+        copies = [dict(rows[0], id=f"copy-{number}-{i}", text=rng.choice(texts)) for i in range(len(rows) // 7)]
         rows = rows + copies
         rng.shuffle(rows)
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), src / f"part-{number:03d}.parquet")
@@ -124,6 +125,25 @@ def test_removal_rebuilds_the_staged_text_document_for_document(
     assert {LANGUAGE, "language_score"} <= set(rows[0].column_names)
     assert "url" not in rows[0].column_names  # the input gives it again
     assert sum(t.num_rows for t in rows) == rebuilt.written["staged"]
+
+
+@pytest.mark.ray
+def test_the_fineweb2_example_rebuilds_the_staged_text(ray_local: None, tmp_path: Path) -> None:
+    """FineWeb-2's recipe: per-language dedup, normalise, C4 lines split by each row's language, PII."""
+    src = tmp_path / "in"
+    write_input(src, shards=2, rows=60)
+    found = {}
+    for stage_text in (True, False):
+        out = tmp_path / f"stage-{stage_text}"
+        job = load_job(REPO / "jobs" / "examples" / "fineweb2.yaml", output=str(out))
+        dedup = job.dedup.model_copy(update={"stage_text": stage_text}) if job.dedup else None
+        job = job.model_copy(update={"input": job.input.model_copy(update={"path": str(src)}), "dedup": dedup})
+        run_job(job)
+        found[stage_text] = outputs(out)
+    assert sorted(found[False]) == sorted(found[True])
+    assert any(name.startswith("kept/") for name in found[True])
+    for name, table in found[True].items():
+        assert found[False][name].equals(table), name
 
 
 @pytest.mark.ray
