@@ -336,6 +336,7 @@ def engine_job(work: str, partitions: int | None, in_memory_max_edges: int) -> A
         "partitions": partitions,
         "in_memory_max_edges": in_memory_max_edges,
         "add_cluster_columns": True,
+        "stage_text": True,  # `_phase_a` stages the kept text (`_stage/kept`) for removal to copy
     }
     return JobSpec.model_validate({"input": {"path": "unused"}, "output": {"path": work}, "dedup": dedup})
 

@@ -86,7 +86,8 @@ def append_record(record: dict[str, Any], path: Path) -> None:
 
 
 def make_job(output: str, args: argparse.Namespace) -> JobSpec:
-    dedup: dict[str, Any] = {"type": "minhash", "in_memory_max_edges": args.in_memory_max_edges}
+    # The corpus (scale_data.py) is staged as phase A stages text (`_stage/kept`): removal copies it.
+    dedup: dict[str, Any] = {"type": "minhash", "in_memory_max_edges": args.in_memory_max_edges, "stage_text": True}
     if getattr(args, "partitions", None):
         dedup["partitions"] = args.partitions
     if getattr(args, "task_memory", None):
