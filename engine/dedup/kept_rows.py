@@ -74,9 +74,15 @@ class RowsLayout:
         return pa.schema(fields, metadata=metadata)
 
     def rows_table(self, kept: pa.Table, input_rows: np.ndarray) -> pa.Table:
-        """What the file holds of a batch's kept documents (`input_rows`: their rows in the input shard)."""
-        columns = [pa.array(input_rows, type=pa.int64()), *(kept[name] for name in self.stored)]
-        return pa.Table.from_arrays(columns, names=[INPUT_ROW, *self.stored])
+        """What the file holds of a batch's kept documents (`input_rows`: their rows in the input shard).
+
+        A batch an early step emptied never reached the steps that add columns: theirs are null (no rows)."""
+        n = kept.num_rows
+        stored = [kept[name] if name in kept.column_names else self._nulls(name, n) for name in self.stored]
+        return pa.Table.from_arrays([pa.array(input_rows, type=pa.int64()), *stored], names=[INPUT_ROW, *self.stored])
+
+    def _nulls(self, name: str, n: int) -> pa.Array:
+        return pa.nulls(n, self.kept_schema.field(name).type)
 
 
 def rows_layout(input_schema: pa.Schema, kept_schema: pa.Schema, steps: Sequence[Step]) -> RowsLayout:

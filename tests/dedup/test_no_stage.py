@@ -165,6 +165,30 @@ def phase_a(job: JobSpec, src: Path) -> list[str]:
     return rels
 
 
+def test_a_batch_emptied_before_the_steps_that_add_columns_is_staged(tmp_path: Path) -> None:
+    """A batch whose rows an early filter drops never reaches language_id: its (no) rows still stage alike."""
+    src = tmp_path / "in"
+    src.mkdir()
+    texts = [pq.read_table(path)[TEXT][0].as_py() for path in sorted(SAMPLE_DIR.glob("*.parquet"))]
+    rows = ["too short"] * 4 + texts + texts  # batch 1: all dropped by doc_length; the copies are duplicates
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(rows))], TEXT: rows}), src / "part-000.parquet")
+    job = parse_job(
+        {
+            "input": {"path": str(src), "batch_rows": 4},
+            "output": {"path": str(tmp_path / "out")},
+            "steps": [{"type": "doc_length", "min_words": 5}, {"type": "language_id"}, {"type": "pii"}],
+            "dedup": {"type": "minhash"},
+        }
+    )
+    rels = phase_a(job, src)
+    outcome = run_dedup(job, rels, SerialExecutor())
+    assert outcome.kept == len(texts)
+    assert outcome.duplicates == len(texts)
+    kept = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "out" / "kept").rglob("*.parquet")])
+    assert sorted(kept[TEXT].to_pylist()) == sorted(texts)  # no PII in these: pii leaves them as they are
+    assert LANGUAGE in kept.column_names
+
+
 def test_a_changed_input_under_a_reused_phase_a_is_an_error_not_other_text(tmp_path: Path) -> None:
     src = tmp_path / "in"
     write_input(src)
