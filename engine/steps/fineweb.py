@@ -9,18 +9,18 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from engine.batch import Verdict
 from engine.steps import fineweb2 as fw2
 from engine.steps import text as tx
-from engine.steps.base import Decides, Filter, Measures, Step, register
+from engine.steps.base import Decides, Measures, register
 from engine.steps.gopher import tx_ratio
 from engine.steps.tokens import batch_word_counts
 
 
 @register
-class FineWebQuality(Filter):
+class FineWebQuality(fw2.PerLanguageFilter):
     """Drop documents failing FineWeb's line-level quality rules (datatrove `FineWebQualityFilter`).
 
     Lines are `text.split("\\n")` without blank lines. Thresholds from the FineWeb paper (section 3.4) and
@@ -55,21 +55,6 @@ class FineWebQuality(Filter):
         # measuring fields measure: `redecide_refusal` refuses those (fw2.redecide_refusal).
         "per_language": Decides(),
     }
-    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
-
-    @model_validator(mode="after")
-    def _check_overrides(self) -> FineWebQuality:
-        fw2.check_overrides(self)
-        return self
-
-    def redecide_refusal(self, measured_by: Step) -> str | None:
-        return fw2.redecide_refusal(self, measured_by, super().redecide_refusal)
-
-    def check(self) -> None:
-        fw2.check_libraries(self)
-
-    def assets(self) -> dict[str, str]:
-        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)

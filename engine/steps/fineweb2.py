@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ from engine.errors import SpecError
 from engine.schema import LANGUAGE, LANGUAGE_SCORE
 from engine.steps import segmentation as seg
 from engine.steps import text as tx
-from engine.steps.base import Annotator, Decides, Measures, register
+from engine.steps.base import Annotator, Decides, Filter, Measures, register
 from engine.steps.languages import config_names, fineweb2_config, fineweb2_configs
 from engine.steps.segmentation import Backend
 from engine.steps.tokens import AnyTokenizer, english_words
@@ -181,6 +181,35 @@ def check_overrides(step: Step) -> None:
         except ValidationError as error:
             msg = f"per_language.overrides.{language}: {error.errors()[0]['msg']} ({error.errors()[0]['loc']})"
             raise ValueError(msg) from None
+
+
+class PerLanguageFilter(Filter):
+    """A filter that can judge each document with its language's FineWeb-2 settings (`per_language:`).
+
+    The hooks every such step shares: overrides checked at construction, re-deciding refused when `per_language`
+    changes what is measured, word-splitter packages checked at `validate`, and the shipped data and splitter
+    versions in each unit's reuse key. A step adds its own re-decide conditions in `_refusal_as_run`.
+    """
+
+    per_language: PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> Self:
+        check_overrides(self)
+        return self
+
+    def redecide_refusal(self, measured_by: Step) -> str | None:
+        return redecide_refusal(self, measured_by, self._refusal_as_run)
+
+    def _refusal_as_run(self, measured_by: Step) -> str | None:
+        """The step's own re-decide check, given `per_language` as in the run."""
+        return super().redecide_refusal(measured_by)
+
+    def check(self) -> None:
+        check_libraries(self)
+
+    def assets(self) -> dict[str, str]:
+        return assets(self)
 
 
 def _known(name: str) -> None:

@@ -18,12 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from engine.batch import Verdict
 from engine.steps import fineweb2 as fw2
 from engine.steps import text as tx
-from engine.steps.base import Decides, Filter, Measures, Step, register
+from engine.steps.base import Decides, Measures, Step, register
 from engine.steps.tokens import batch_words
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -41,7 +41,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 @register
-class GopherQuality(Filter):
+class GopherQuality(fw2.PerLanguageFilter):
     """Drop documents that fail Gopher's quality rules (datatrove `GopherQualityFilter`).
 
     Thresholds: Gopher paper appendix A.1.1 (Rae et al. 2021), as set by default in datatrove 0.10.1 and used
@@ -73,7 +73,6 @@ class GopherQuality(Filter):
         description="distinct: stop words present (datatrove >= 0.5.0); occurrences: stop-word tokens (<= 0.4.0, "
         "the rule FineWeb-2's published data was filtered with)",
     )
-    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
     parameters = {
         "min_doc_words": Decides(("words",)),
         "max_doc_words": Decides(("words",)),
@@ -90,20 +89,6 @@ class GopherQuality(Filter):
         # measuring fields measure: `redecide_refusal` refuses those (fw2.redecide_refusal).
         "per_language": Decides(),
     }
-
-    @model_validator(mode="after")
-    def _check_overrides(self) -> GopherQuality:
-        fw2.check_overrides(self)
-        return self
-
-    def redecide_refusal(self, measured_by: Step) -> str | None:
-        return fw2.redecide_refusal(self, measured_by, super().redecide_refusal)
-
-    def check(self) -> None:
-        fw2.check_libraries(self)
-
-    def assets(self) -> dict[str, str]:
-        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
@@ -397,7 +382,7 @@ def _walk_duplicates(
 
 
 @register
-class GopherRepetition(Filter):
+class GopherRepetition(fw2.PerLanguageFilter):
     """Drop documents with too much repeated content (datatrove `GopherRepetitionFilter`).
 
     Thresholds: Gopher paper table A1 (Rae et al. 2021), datatrove 0.10.1 defaults, used for FineWeb.
@@ -427,7 +412,6 @@ class GopherRepetition(Filter):
         (9, 0.11),
         (10, 0.10),
     )
-    per_language: fw2.PerLanguage | None = Field(None, description="Judge each document with its language's settings.")
     parameters = {
         "dup_line_frac": Decides(("dup_line_frac",)),
         "dup_para_frac": Decides(("dup_para_frac",)),
@@ -452,10 +436,8 @@ class GopherRepetition(Filter):
                     found.setdefault(score.format(size), []).append((f"{param}[{size}]", float(fraction)))
         return found
 
-    def redecide_refusal(self, measured_by: Step) -> str | None:
-        return fw2.redecide_refusal(self, measured_by, self._sizes_refusal)
-
-    def _sizes_refusal(self, measured_by: Step) -> str | None:
+    def _refusal_as_run(self, measured_by: Step) -> str | None:
+        """Refuse a change of the n-gram sizes: they choose which fractions are measured."""
         if isinstance(measured_by, GopherRepetition):
             for param in ("top_n_grams", "dup_n_grams"):
                 sizes, measured = (
@@ -467,7 +449,7 @@ class GopherRepetition(Filter):
                         f"gopher_repetition.{param} changes the n-gram sizes measured ({measured} in the run, "
                         f"{sizes} asked); only the fractions can be re-decided"
                     )
-        return super().redecide_refusal(measured_by)
+        return super()._refusal_as_run(measured_by)
 
     def decide(self, measured: Mapping[str, npt.NDArray[np.float64]]) -> Verdict:
         """The rules from the stored fractions, in the order `__call__` applies them.
@@ -497,17 +479,6 @@ class GopherRepetition(Filter):
         for size, fraction in fw2.pairs(self, settings, "dup_n_grams").items():
             rules[f"duplicated_{size}_n_grams"] = fw2.above(score(f"duplicated_{size}_n_grams"), fraction)
         return fw2.labelled(Verdict.from_rules(scores=scores, **rules), settings)
-
-    @model_validator(mode="after")
-    def _check_overrides(self) -> GopherRepetition:
-        fw2.check_overrides(self)
-        return self
-
-    def check(self) -> None:
-        fw2.check_libraries(self)
-
-    def assets(self) -> dict[str, str]:
-        return fw2.assets(self)
 
     def __call__(self, batch: pa.Table) -> Verdict:
         texts = tx._texts(batch)
