@@ -51,6 +51,8 @@ class ShardRemoval:
     outputs: tuple[str, ...] = ()
     duplicates_by_language: dict[str, int] = field(default_factory=dict)
     """Duplicates removed per `language` (when the kept documents have one): the report's kept languages."""
+    key: str = ""
+    """The key its outputs were made under (`removal_key`; empty: a shard phase A left nothing for)."""
 
 
 Chunk = tuple[int, int, Callable[[npt.NDArray[np.int64]], pa.Table], Callable[[npt.NDArray[np.int64]], pa.Array | None]]
@@ -58,8 +60,9 @@ Chunk = tuple[int, int, Callable[[npt.NDArray[np.int64]], pa.Table], Callable[[n
 of them at `positions` (0-based in the chunk) as kept documents, `languages(positions)` their `language` (if any)."""
 
 
-def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
-    """Write shard `shard`'s final kept documents (and its removed duplicates); what it wrote.
+def remove_duplicates(plan: Plan, removal: Removal, shard: int, *, rewrite: bool = False) -> ShardRemoval:
+    """Write shard `shard`'s final kept documents (and its removed duplicates); what it wrote. `rewrite`: even
+    when its marker's key matches (an output was changed since removal wrote it).
 
     Raises:
         InputError: the staged file, the fate file or (without staged text) the input is missing, or the input
@@ -74,11 +77,10 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
         if not fs.exists(path):  # a shard phase A left nothing for (its documents were all dropped)
             return ShardRemoval(rel, 0, 0, 0)
     fates = _read_fates(plan, shard)
-    identity = removal.identities[shard] if removal.identities else removal.settings
-    key = digest([removal.settings, identity, fates_digest(fates, cluster_columns=removal.add_cluster_columns)])
+    key = removal_key(removal, shard, fates_digest(fates, cluster_columns=removal.add_cluster_columns))
     marker_url = plan.removal_marker_url(rel)
     previous = read_json(marker_url, options)
-    reusable = previous is not None and previous.get("key") == key and not removal.force
+    reusable = previous is not None and previous.get("key") == key and not removal.force and not rewrite
     if reusable and previous is not None and all_exist(previous["outputs"], options):
         return ShardRemoval(
             rel,
@@ -87,6 +89,7 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
             int(previous["duplicates_written"]),
             tuple(previous["outputs"]),
             {str(k): int(v) for k, v in (previous.get("duplicates_by_language") or {}).items()},
+            key,
         )
     with ExitStack() as stack:
         if removal.stage_text:
@@ -108,7 +111,23 @@ def remove_duplicates(plan: Plan, removal: Removal, shard: int) -> ShardRemoval:
         "rows": counted,
     }
     write_json(marker_url, marker, options)
-    return ShardRemoval(rel, kept_rows, removed, written_dups, tuple(outputs), by_language)
+    return ShardRemoval(rel, kept_rows, removed, written_dups, tuple(outputs), by_language, key)
+
+
+def removal_inputs(removal: Removal, shard: int) -> str:
+    """A digest of what a shard's removal output depends on besides its fates: the removal settings (output
+    settings; without staged text, how the input is read and the text-rewriting steps rerun) and phase A's
+    identity of the shard (its unit key: input fingerprint, step parameters, asset contents, step versions)."""
+    return digest(_key_parts(removal, shard))
+
+
+def removal_key(removal: Removal, shard: int, fates: str) -> str:
+    """The key of a shard's removal output: what `removal_inputs` covers and the `fates_digest` of its fates."""
+    return digest([*_key_parts(removal, shard), fates])
+
+
+def _key_parts(removal: Removal, shard: int) -> list[str]:
+    return [removal.settings, removal.identities[shard] if removal.identities else removal.settings]
 
 
 def _write(

@@ -12,7 +12,8 @@ result per task (sizes, counts, digests, heavy-node reports): `O(S + P + Q)` num
     members     G shard-group tasks, then the index of their partials             marker `members`
     reps        Q label-partition tasks, then their index                          marker `representatives`
     fates       G shard-group tasks: one fate file per shard                       marker `fates`
-    removal     S shard tasks, each with its own marker (state/removal/<rel>.json)
+    removal     S shard tasks, each with its own marker (state/removal/<rel>.json), but for the shards the
+                removal summary answers for (engine.runner.dedup_removal)
     state       state/index/manifest.json: the band objects (kept as the band index's base), the clusters
     clean-up    tasks deleting what a finished phase no longer needs, older runs, vanished shards, unused state
 
@@ -64,12 +65,12 @@ from engine.dedup.plan import (
     read_marker,
     write_marker,
 )
-from engine.dedup.removal import remove_duplicates
 from engine.dedup.representatives import FatesResult, Objects, fates_task, members_task, representatives_task
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
 from engine.dedup.signatures import dedup_root
 from engine.dedup.state import read_registry, register, write_registry
 from engine.runner.dedup_night import DedupOutcome, finish_run, index_task, run_night, unchanged_rerun
+from engine.runner.dedup_removal import run_removal
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
 
@@ -127,9 +128,7 @@ def run_dedup(
     partials, members = driver.members(graph, labels)
     representatives, clusters, histogram, largest = driver.representatives(graph, partials)
     churn = driver.fates(representatives, members)
-    results = executor.map(
-        functools.partial(remove_duplicates, plan, removal), list(range(len(shards))), label="dedup: removal"
-    )
+    results = run_removal(plan, removal, executor)
     counts = {
         "band_partitions": plan.partitions,
         "map_tasks": plan.maps,

@@ -23,8 +23,9 @@ from engine.dedup.cleanup import BATCH, cleanup_task
 from engine.dedup.index import DedupState, IndexRun, Night, probe_task, write_state
 from engine.dedup.night import GraphResult, NightFates, graph_task, night_fates_task
 from engine.dedup.plan import Plan, Removal, index_objects, read_marker, write_marker
-from engine.dedup.removal import ShardRemoval, remove_duplicates
+from engine.dedup.removal import ShardRemoval
 from engine.dedup.shuffle import map_bands
+from engine.runner.dedup_removal import run_removal
 from engine.runner.executor import Executor
 
 
@@ -88,10 +89,9 @@ def finish_run(plan: Plan, executor: Executor, garbage: list[str]) -> None:
 
 
 def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: Executor) -> DedupOutcome:
-    """Nothing new since the last build: removal checks each shard's marker (rewrites only missing outputs)."""
-    results = executor.map(
-        functools.partial(remove_duplicates, plan, removal), list(range(len(plan.shards))), label="dedup: removal"
-    )
+    """Nothing new since the last build: removal answers from its summary, checks other shards' markers (rewrites
+    only missing outputs)."""
+    results = run_removal(plan, removal, executor)
     finish_run(plan, executor, [])
     summary = state.extra.get("summary", {})
     return DedupOutcome(
@@ -114,9 +114,7 @@ def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) ->
     probes = _probe(plan, state, runs, executor)
     graph = _graph(plan, state, probes, executor)
     fates = _fates(plan, first_new, graph, executor)
-    results = executor.map(
-        functools.partial(remove_duplicates, plan, removal), list(range(len(plan.shards))), label="dedup: removal"
-    )
+    results = run_removal(plan, removal, executor)
     counts = {
         "band_partitions": plan.partitions,
         "map_tasks": plan.maps,

@@ -63,6 +63,26 @@ class Summary:
     """Every entry the summary was written with is still valid (no marker changed or vanished since)."""
 
 
+def relative_to(out: str, url: str) -> str:
+    """`url` relative to the output `out` when under it (kept that way in a summary: a shorter object)."""
+    return url.removeprefix(out.rstrip("/") + "/")
+
+
+def under(out: str, rel: str) -> str:
+    """The URL a summary's `relative_to` stands for."""
+    return rel if has_protocol(rel) or rel.startswith("/") else out.rstrip("/") + "/" + rel
+
+
+def listed_fingerprints(folders: Iterable[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Path (within its filesystem) -> listing fingerprint of every file under `folders`: one recursive listing
+    each (a LIST per 1,000 files on S3), no request per file."""
+    found = {}
+    for folder in folders:
+        for url, info in list_file_infos(folder, options).items():
+            found[filesystem(url, options)[1]] = fingerprint_of(info)
+    return found
+
+
 def marker_fingerprints(out: str, options: dict[str, Any], infos: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """Shard -> its marker's listing fingerprint, from a listing of `OUT/_units/` (`list_file_infos`)."""
     base = filesystem(join(out, UNITS), options)[1].rstrip("/")
@@ -79,12 +99,11 @@ def read_summary(out: str, options: dict[str, Any], markers: Mapping[str, Any]) 
     data = read_json(summary_url(out), options)
     if not data or data.get("format") != SUMMARY_FORMAT:
         return None
-    prefix = out.rstrip("/") + "/"
     entries = {}
     for rel, item in (data.get("shards") or {}).items():
         if markers.get(rel) != item["marker"]:
             continue
-        outputs = tuple(o if has_protocol(o) or o.startswith("/") else prefix + o for o in item["outputs"])
+        outputs = tuple(under(out, o) for o in item["outputs"])
         entries[rel] = Entry(item["key"], outputs, int(item["docs_kept"]), item.get("made_under"))
     complete = len(entries) == len(data.get("shards") or {})
     return Summary(entries, data.get("stats") or {}, complete)
@@ -94,7 +113,6 @@ def write_summary(out: str, options: dict[str, Any], entries: Mapping[str, Entry
     """Record every shard's entry under its marker's fingerprint now (one listing of `OUT/_units/`), and `stats`,
     the sum of exactly these entries' stats (None: not known)."""
     markers = marker_fingerprints(out, options, list_file_infos(join(out, UNITS), options, f"**/*{MARKER_SUFFIX}"))
-    prefix = out.rstrip("/") + "/"
     shards = {}
     for rel, entry in sorted(entries.items()):
         if rel not in markers:
@@ -102,7 +120,7 @@ def write_summary(out: str, options: dict[str, Any], entries: Mapping[str, Entry
         item: dict[str, Any] = {
             "marker": markers[rel],
             "key": entry.key,
-            "outputs": [o.removeprefix(prefix) for o in entry.outputs],
+            "outputs": [relative_to(out, o) for o in entry.outputs],
             "docs_kept": entry.docs_kept,
         }
         if entry.made_under is not None:
