@@ -8,6 +8,7 @@ outputs were made under; and once, the sum of every shard's stats. The plan trus
 listing of `OUT/_units/` shows its marker unchanged (a marker rewritten, deleted or edited since is read as
 before), and only when the digest equals the shard's key now: a marker is never trusted on the summary's word
 beyond what it recorded. The summed stats stand for the reused shards only when they are exactly the summary's.
+The dedup's removal summary (engine.runner.dedup_removal) lists and records outputs with the same helpers.
 """
 
 from __future__ import annotations
