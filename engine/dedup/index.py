@@ -29,6 +29,7 @@ they are in one component already). Its edges `(u, v)` go to the night's graph t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from engine.dedup.plan import DST, SRC, Plan, digest
+from engine.dedup.plan import DST, ROW_BITS, SRC, Plan, digest
 from engine.dedup.shuffle import BAND, BAND_COLUMNS, KEY, NODE, collision_edges
 from engine.io.layout import join
 from engine.io.markers import read_json, write_json
@@ -49,6 +50,10 @@ MAX_RUNS = 32
 each run costs every probe task one more object to read."""
 CLUSTER_DELTA_SHARE = 0.25
 """When the clusters deltas hold more rows than this share of the base, a night writes the whole table anew."""
+DEAD_SHARE = 0.05
+"""When the dead rows of the band index (vanished and changed shards' old rows) would exceed this share of it, the
+build is a full one (which writes a new index)."""
+TOMBSTONE = "\x00vanished:"
 EDGE_COLUMNS: dict[str, npt.DTypeLike] = {SRC: np.int64, DST: np.int64}
 
 I64 = npt.NDArray[np.int64]
@@ -63,6 +68,9 @@ class IndexRun:
     sizes: tuple[int, ...]
     index: str
     rows: int
+    dead: tuple[int, ...] = ()
+    """Shard positions whose rows in this run are dead (the shard vanished or changed since: docs/dedup-design.md
+    5.3); the probe skips them."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,8 @@ class DedupState:
             "identities": list(self.identities),
             "rows": list(self.rows),
             "runs": [
-                {"urls": list(r.urls), "sizes": list(r.sizes), "index": r.index, "rows": r.rows} for r in self.runs
+                {"urls": list(r.urls), "sizes": list(r.sizes), "index": r.index, "rows": r.rows, "dead": list(r.dead)}
+                for r in self.runs
             ],
             "clusters": list(self.clusters),
             "cluster_rows": list(self.cluster_rows),
@@ -102,7 +111,13 @@ class DedupState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DedupState:
         runs = tuple(
-            IndexRun(tuple(r["urls"]), tuple(int(s) for s in r["sizes"]), str(r["index"]), int(r["rows"]))
+            IndexRun(
+                tuple(r["urls"]),
+                tuple(int(s) for s in r["sizes"]),
+                str(r["index"]),
+                int(r["rows"]),
+                tuple(int(p) for p in r.get("dead", ())),
+            )
             for r in data["runs"]
         )
         return cls(
@@ -170,18 +185,96 @@ def mark_pending(root: str, previous: DedupState | None, run: str, storage_optio
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What a night changes against the state: its shards by node position (`layout`: the state's, a vanished
+    shard kept as a tombstone so that no node id moves, then the new shards), the positions whose rows are new
+    (changed and new shards) and those whose rows in the state die (changed and vanished shards)."""
+
+    layout: tuple[str, ...]
+    new: tuple[int, ...]
+    dead: tuple[int, ...]
+    added: int
+    changed: int
+    vanished: int
+    indexed: int
+    """Shards the band index holds (living ones, before the night)."""
+
+    @property
+    def first_new(self) -> int:
+        """Position of the first shard the state does not cover."""
+        return len(self.layout) - self.added
+
+    @property
+    def mapped_from(self) -> int:
+        """The first position a night maps band rows of."""
+        return min(self.new) if self.new else len(self.layout)
+
+    def describe(self) -> str:
+        """`2 new, 1 changed and 1 vanished shard(s)` (kinds of none left out)."""
+        kinds = [
+            f"{n:,} {kind}"
+            for n, kind in ((self.added, "new"), (self.changed, "changed"), (self.vanished, "vanished"))
+            if n
+        ]
+        if not kinds:
+            return "no shard changed"
+        head = ", ".join(kinds[:-1])
+        return f"{head} and {kinds[-1]} shard(s)" if head else f"{kinds[-1]} shard(s)"
+
+
+@dataclass(frozen=True)
 class Night:
-    """How a build uses the state: `mode` is `full`, `night` (new shards only) or `unchanged`; `reason` says why
-    (printed by `plan`); `state` is the state a night or an unchanged rerun builds on."""
+    """How a build uses the state: `mode` is `full`, `night` (new, changed or vanished shards) or `unchanged`;
+    `reason` says why (printed by `plan`); `state` is the state a night or an unchanged rerun builds on; `changes`
+    what a night changes."""
 
     mode: str
     reason: str
     state: DedupState | None = None
+    changes: Changes | None = None
 
-    @property
-    def first_new(self) -> int:
-        """Position (build order) of the first shard the state does not cover."""
-        return len(self.state.shards) if self.state is not None else 0
+
+def tombstone(rel: str) -> str:
+    """The name a vanished shard keeps in a night's layout (never a file name: it starts with a NUL)."""
+    return TOMBSTONE + rel
+
+
+def is_tombstone(rel: str) -> bool:
+    return rel.startswith(TOMBSTONE)
+
+
+def night_changes(state: DedupState, shards: Sequence[str], changed: set[str]) -> Changes | str:
+    """The changes of a build over `shards` (build order) whose shards `changed` have new content, or why it must
+    be a full build (the build order moved, or too many of the index's rows would be dead)."""
+    current = set(shards)
+    alive = [rel for rel in state.shards if not is_tombstone(rel)]
+    staying = [rel for rel in alive if rel in current]
+    if list(shards[: len(staying)]) != staying:
+        return "the build order changed"
+    layout = tuple(rel if is_tombstone(rel) or rel in current else tombstone(rel) for rel in state.shards)
+    dead = tuple(
+        i for i, rel in enumerate(state.shards) if not is_tombstone(rel) and (rel not in current or rel in changed)
+    )
+    remade = tuple(i for i in dead if state.shards[i] in current)
+    new_rels = tuple(shards[len(staying) :])
+    layout = (*layout, *new_rels)
+    new = (*remade, *range(len(state.shards), len(layout)))
+    dying = sum(state.rows[i] for i in dead)
+    indexed = sum(r.rows for r in state.runs)
+    share = (int(state.extra.get("dead_rows", 0)) + dying) / max(1, indexed)
+    if dead and share > DEAD_SHARE:
+        what = f"{len(dead):,} changed or vanished shard(s)"
+        return f"{what}: {share:.1%} of the band index would be dead (> {DEAD_SHARE:.0%})"
+    return Changes(layout, new, dead, len(new_rels), len(remade), len(dead) - len(remade), len(alive))
+
+
+def night_reason(changes: Changes) -> str:
+    """What a night does (`plan` prints it)."""
+    head = f"{changes.describe()} probed against the band index of {changes.indexed:,} shards"
+    if not changes.dead:
+        return head
+    head = f"{changes.describe()} against the band index of {changes.indexed:,} shards"
+    return f"{head}: new rows probed, clusters that held a changed or vanished shard's documents clustered again"
 
 
 def choose(
@@ -193,47 +286,39 @@ def choose(
     *,
     full: bool,
 ) -> Night:
-    """Full rebuild, a night over new shards, or nothing new: from the state and the shards in build order."""
+    """Full rebuild, a night over new, changed or vanished shards, or nothing new: from the state and the shards in
+    build order (with their identities and rows)."""
     if full:
         return Night("full", "--full")
     if state is None or not state.shards:
         return Night("full", "no dedup state of a finished build")
     if state.settings != state_settings(job):
         return Night("full", "dedup settings changed since the last build")
-    old = len(state.shards)
-    if tuple(shards[:old]) != state.shards:
-        gone = sorted(set(state.shards) - set(shards))
-        what = f"{len(gone):,} shard(s) vanished" if gone else "the build order changed"
-        return Night("full", what)
-    before = zip(shards, identities, state.identities, rows, state.rows, strict=False)
-    changed = [rel for rel, a, b, r, s in before if a != b or r != s]
-    if changed:
-        return Night("full", f"{len(changed):,} shard(s) changed")
-    if len(shards) == old:
+    known = {rel: (identity, n) for rel, identity, n in zip(state.shards, state.identities, state.rows, strict=True)}
+    changed = {rel for rel, a, r in zip(shards, identities, rows, strict=True) if rel in known and known[rel] != (a, r)}
+    changes = night_changes(state, shards, changed)
+    if isinstance(changes, str):
+        return Night("full", changes)
+    if not changes.new and not changes.dead:
         return Night("unchanged", "input unchanged", state)
     if len(state.runs) > MAX_RUNS:
         return Night("full", f"the band index holds {len(state.runs) - 1} nightly runs (compaction)")
-    return Night("night", f"{len(shards) - old:,} new shard(s) probed against the band index", state)
+    return Night("night", night_reason(changes), state, changes)
 
 
-def full_reason(job: JobSpec, state: DedupState | None, current: set[str], redone: set[str]) -> str | None:
-    """Why a build over the shards `current` (phase A redoes `redone`) cannot be a night over new shards; None
-    when it can (what `plan` prints before phase A has run)."""
+def full_reason(job: JobSpec, state: DedupState | None, shards: Sequence[str], redone: set[str]) -> Changes | str:
+    """Before phase A has run (what `plan` prints): why a build over `shards` (build order; phase A redoes
+    `redone`) cannot be a night, or the night's changes."""
     if state is None or not state.shards:
         return "no dedup state of a finished build"
     if state.pending is not None:
         return "an unfinished build left the dedup state half-written"
     if state.settings != state_settings(job):
         return "dedup settings changed since the last build"
-    gone = set(state.shards) - current
-    if gone:
-        return f"{len(gone):,} shard(s) vanished"
-    changed = set(state.shards) & redone
-    if changed:
-        return f"{len(changed):,} shard(s) changed"
-    if len(state.runs) > MAX_RUNS:
+    changes = night_changes(state, shards, set(state.shards) & redone)
+    if not isinstance(changes, str) and len(state.runs) > MAX_RUNS:
         return f"the band index holds {len(state.runs) - 1} nightly runs (compaction)"
-    return None
+    return changes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,8 +378,12 @@ def probe_task(plan: Plan, state: DedupState, night: IndexRun, partition: int) -
         found = []
         for run in state.runs:
             old = read_arrays(list(run.urls), run.index, partition, parts, parts, plan.storage_options, BAND_COLUMNS)
-            found.append(old_matches(old, distinct))
+            match = old_matches(old, distinct)
             del old
+            if run.dead:  # rows of shards that vanished or changed since the run was written
+                alive = ~np.isin(match[NODE] >> ROW_BITS, np.asarray(run.dead, dtype=np.int64))
+                match = {name: values[alive] for name, values in match.items()}
+            found.append(match)
         olds = {name: np.concatenate([f[name] for f in found]) for name in BAND_COLUMNS}
         olds = least_per_group(olds)
         matched = len(olds[KEY])
@@ -321,14 +410,18 @@ def read_probe_edges(urls: list[str], sizes: list[int], storage_options: dict[st
 
 
 __all__ = [
+    "Changes",
     "DedupState",
     "IndexRun",
     "Night",
     "choose",
     "full_reason",
+    "is_tombstone",
+    "night_changes",
     "mark_pending",
     "probe_task",
     "read_state",
     "state_settings",
+    "tombstone",
     "write_state",
 ]

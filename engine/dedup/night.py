@@ -31,7 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.dedup.components import LABEL, components_in_memory
-from engine.dedup.index import CLUSTER_DELTA_SHARE, DedupState, index_url, read_probe_edges
+from engine.dedup.index import (
+    CLUSTER_DELTA_SHARE,
+    TOMBSTONE,
+    Changes,
+    DedupState,
+    index_url,
+    is_tombstone,
+    read_probe_edges,
+)
 from engine.dedup.plan import NODE, ROW, ROW_BITS, ROW_MASK, Plan
 from engine.dedup.representatives import (
     CLUSTERS_SCHEMA,
@@ -40,13 +48,20 @@ from engine.dedup.representatives import (
     best_per_label,
     frame_of,
 )
-from engine.dedup.signatures import EXACT, LENGTH, SCORE
+from engine.dedup.shuffle import band_rows, collision_edges
+from engine.dedup.signatures import EXACT, KEYS, LENGTH, SCORE
+from engine.io.layout import join
 from engine.io.parquet import read_table, write_table
+from engine.io.paths import filesystem
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON
 from engine.stats import binned_cluster_sizes
 
 I64 = npt.NDArray[np.int64]
 ALIVE = "alive"
+WAS_DUPLICATE = "was_duplicate"
+OLD_LABEL = "old_label"
+DROPPED = -1
+"""The label of a night's fate row that removes a document's row (clustered again, it is now alone)."""
 WINNER = "winner"
 COMPONENT = "component"
 ORDER = "order"
@@ -126,28 +141,121 @@ def _uniform(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(filled, how="vertical") if filled else pl.DataFrame(schema=INFO)
 
 
-def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tuple[int, ...]], _: int) -> GraphResult:
-    """Label the night's new documents, merge old clusters they bridge; write the fates and the clusters delta."""
+def old_fates_url(plan: Plan, shard: int) -> str:
+    """The fate file the state holds for position `shard` (a vanished shard's too, until clean-up)."""
+    rel = plan.shards[shard]
+    if is_tombstone(rel):
+        rel = rel[len(TOMBSTONE) :]
+    return join(plan.root, "state", "fates", f"{rel}.parquet")
+
+
+@dataclass(frozen=True)
+class Affected:
+    """The old documents whose cluster held a dead document (of a changed or vanished shard): they are clustered
+    again from their band keys. `labels`: the clusters' old labels (sorted); per node (sorted), its old label and
+    whether it was a duplicate."""
+
+    labels: I64
+    nodes: I64
+    old_labels: I64
+    was_duplicate: npt.NDArray[np.bool_]
+
+
+def affected_members(plan: Plan, changes: Changes, alive: pl.DataFrame) -> Affected:
+    """The clusters that held a dead document (labels in the dead shards' old fate files, and labels that are a
+    dead document) and their living members (fate rows of those labels in every living old shard, and the
+    labels themselves: a representative may have no fate row)."""
     options = plan.storage_options
+    dead = np.asarray(changes.dead, dtype=np.int64)
+    labels = [alive[LABEL].to_numpy().astype(np.int64)]
+    labels[0] = labels[0][np.isin(labels[0] >> ROW_BITS, dead)]
+    for shard in changes.dead:
+        url = old_fates_url(plan, shard)
+        fs, path = filesystem(url, options)
+        if fs.exists(path):
+            labels.append(np.asarray(read_table(url, options, columns=[LABEL])[LABEL].to_numpy(), dtype=np.int64))
+    affected = np.unique(np.concatenate(labels))
+    empty = np.zeros(0, dtype=np.int64)
+    if len(affected) == 0:
+        return Affected(affected, empty, empty, np.zeros(0, dtype=bool))
+    skip = set(changes.new) | set(changes.dead)
+    wanted = pa.array(affected, type=pa.int64())
+    nodes, olds, dups = [empty], [empty], [np.zeros(0, dtype=bool)]
+    for shard in range(len(plan.shards)):
+        if shard in skip or is_tombstone(plan.shards[shard]) or shard >= changes.first_new:
+            continue
+        table = read_table(plan.fates_url(shard), options, columns=[ROW, LABEL, DUPLICATE_OF])
+        table = table.filter(pc.is_in(table[LABEL], value_set=wanted))
+        if table.num_rows:
+            rows = np.asarray(table[ROW].to_numpy(), dtype=np.int64)
+            nodes.append((np.int64(shard) << np.int64(ROW_BITS)) + rows)
+            olds.append(np.asarray(table[LABEL].to_numpy(), dtype=np.int64))
+            dups.append(np.asarray(table[DUPLICATE_OF].is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+    found = np.concatenate(nodes)
+    living = affected[~np.isin(affected >> ROW_BITS, dead)]
+    reps = np.setdiff1d(living, found)  # representatives without a fate row
+    every = np.concatenate([found, reps])
+    order = np.argsort(every, kind="stable")
+    return Affected(
+        affected,
+        every[order],
+        np.concatenate([*olds, reps])[order],
+        np.concatenate([*dups, np.zeros(len(reps), dtype=bool)])[order],
+    )
+
+
+def member_edges(plan: Plan, nodes: I64) -> tuple[I64, I64]:
+    """Star edges of the colliding band keys among documents `nodes` (sorted), read from their signature files."""
+    keys, bands, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint16)], [np.zeros(0, np.int64)]
+    shards = nodes >> ROW_BITS
+    for shard in np.unique(shards).tolist():
+        mine = nodes[shards == shard]
+        table = read_table(plan.signature_url(shard), plan.storage_options, columns=[KEYS])
+        column = table[KEYS].take(pa.array(mine & ROW_MASK)).combine_chunks()
+        has_keys = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        flat = column.filter(pa.array(has_keys)).flatten()
+        width = column.type.list_size
+        rows = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, width)
+        k, b, n = band_rows(rows, np.ones(len(rows), dtype=bool), mine[has_keys])
+        keys.append(k)
+        bands.append(b)
+        owners.append(n)
+    return collision_edges(np.concatenate(keys), np.concatenate(bands), np.concatenate(owners))
+
+
+def graph_task(
+    plan: Plan, state: DedupState, changes: Changes, probes: tuple[tuple[str, ...], tuple[int, ...]], _: int
+) -> GraphResult:
+    """Label the night's new documents, merge old clusters they bridge, cluster again the members of clusters
+    that held a dead document; write the fates and the clusters delta."""
+    options = plan.storage_options
+    fresh_shards = sorted(changes.new)
+    clusters = read_clusters(state, options)
+    alive = clusters.filter(pl.col(ALIVE))
+    affected = affected_members(plan, changes, alive)
     u, v = read_probe_edges(list(probes[0]), list(probes[1]), options)
-    boundary = np.int64(len(state.shards)) << np.int64(ROW_BITS)
+    au, av = member_edges(plan, affected.nodes)
+    u, v = np.concatenate([u, au]), np.concatenate([v, av])
     nodes = np.unique(np.concatenate([u, v]))
-    old = nodes[nodes < boundary]
-    labels = node_labels(plan, old)
+    labelled = ~np.isin(nodes >> ROW_BITS, fresh_shards) & ~np.isin(nodes, affected.nodes)
     mapped = nodes.copy()
-    mapped[nodes < boundary] = labels
+    mapped[labelled] = node_labels(plan, nodes[labelled])
 
     def relabel(x: I64) -> I64:
         return mapped[np.searchsorted(nodes, x)]
 
     members, components = components_in_memory(relabel(u), relabel(v))
-    clusters = read_clusters(state, options)
-    alive = clusters.filter(pl.col(ALIVE))
-    old_members = members[members < boundary]
-    known = alive.filter(pl.col(LABEL).is_in(old_members.tolist())).rename({LABEL: NODE})
-    singles = np.setdiff1d(old_members, known[NODE].to_numpy())
-    new = members[members >= boundary]
-    candidates = _uniform([known, signature_info(plan, singles), signature_info(plan, new)])
+    is_fresh = np.isin(members >> ROW_BITS, fresh_shards)
+    old_members = members[~is_fresh]
+    known = alive.filter(
+        pl.col(LABEL).is_in(old_members.tolist()) & ~pl.col(LABEL).is_in(affected.labels.tolist())
+    ).rename({LABEL: NODE})
+    again = old_members[np.isin(old_members, affected.nodes)]
+    singles = np.setdiff1d(np.setdiff1d(old_members, known[NODE].to_numpy()), again)
+    new = members[is_fresh]
+    candidates = _uniform(
+        [known, signature_info(plan, singles), signature_info(plan, again), signature_info(plan, new)]
+    )
     component = pl.DataFrame({NODE: members, COMPONENT: components})
     candidates = candidates.join(component, on=NODE).with_columns(pl.col(COMPONENT).alias(LABEL))
     best = best_per_label(candidates, plan.keep).select(
@@ -159,29 +267,50 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
         pl.col(SCORE).alias("rep_score"),
     )
     sizes = candidates.group_by(LABEL).agg(pl.col(CLUSTER_SIZE).sum().alias("new_size"))
-    ranked = candidates.join(best, on=LABEL).join(sizes, on=LABEL)
-    olds = ranked.filter(pl.col(NODE) < int(boundary))
-    demoted = olds.filter(pl.col(NODE) != pl.col(WINNER))
+    before = pl.DataFrame(
+        {NODE: affected.nodes, WAS_DUPLICATE: affected.was_duplicate, OLD_LABEL: affected.old_labels},
+        schema={NODE: pl.Int64, WAS_DUPLICATE: pl.Boolean, OLD_LABEL: pl.Int64},
+    )
+    ranked = (
+        candidates.join(best, on=LABEL)
+        .join(sizes, on=LABEL)
+        .join(before, on=NODE, how="left")
+        .with_columns(pl.col(WAS_DUPLICATE).fill_null(False))
+    )
+    fresh = _shard_of(pl.col(NODE)).is_in(fresh_shards)
+    winner_fresh = _shard_of(pl.col(WINNER)).is_in(fresh_shards)
+    olds = ranked.filter(~fresh)
+    demoted = olds.filter((pl.col(NODE) != pl.col(WINNER)) & ~pl.col(WAS_DUPLICATE))
+    lone = before.filter(~pl.col(NODE).is_in(members.tolist()))
+    returned = pl.concat(
+        [
+            olds.filter((pl.col(NODE) == pl.col(WINNER)) & pl.col(WAS_DUPLICATE)).select(OLD_LABEL),
+            lone.filter(pl.col(WAS_DUPLICATE)).select(OLD_LABEL),
+        ]
+    )
+    rep_gone = _shard_of(pl.col(OLD_LABEL)).is_in(sorted(changes.dead))
     churn = {
-        "merged": demoted.filter(pl.col(WINNER) < int(boundary)).height,
-        "better_copy": demoted.filter(pl.col(WINNER) >= int(boundary)).height,
+        "merged": demoted.filter(~winner_fresh).height,
+        "better_copy": demoted.filter(winner_fresh).height,
+        "representative_removed": returned.filter(rep_gone).height,
+        "cluster_split": returned.filter(~rep_gone).height,
     }
     churn["left_kept"] = churn["merged"] + churn["better_copy"]
-    churn["returned_to_kept"] = 0  # a night over new shards only never restores a duplicate
+    churn["returned_to_kept"] = churn["representative_removed"] + churn["cluster_split"]
 
-    # Fates of new documents and of old documents of no cluster before (the latter only when they change).
+    # Fates of new documents, of old documents clustered again, and of old documents of no cluster before (the
+    # latter only when they change); documents clustered again that are now alone lose their row (DROPPED).
     reason = pl.lit(f"{plan.kind}/duplicate")
     if plan.exact_first:
         reason = pl.when(pl.col(EXACT) == pl.col("rep_exact")).then(pl.lit("exact/duplicate")).otherwise(reason)
     is_dup = pl.col(NODE) != pl.col(WINNER)
     # Old rows: every demoted representative (its shard's fate file may have no row for it), and with cluster
     # columns every document of no cluster before (its output gains the columns).
-    single_rows = ranked.filter(pl.col(NODE) < int(boundary))
+    keep_row = is_dup | pl.col(NODE).is_in(again.tolist())
     if plan.cluster_columns:
-        single_rows = single_rows.filter(is_dup | pl.col(NODE).is_in(singles.tolist()))
-    else:
-        single_rows = single_rows.filter(is_dup)
-    fate_rows = pl.concat([ranked.filter(pl.col(NODE) >= int(boundary)), single_rows]).select(
+        keep_row = keep_row | pl.col(NODE).is_in(singles.tolist())
+    single_rows = olds.filter(keep_row)
+    fate_rows = pl.concat([ranked.filter(fresh), single_rows]).select(
         pl.col(NODE),
         (pl.col(NODE) % (1 << ROW_BITS)).alias(ROW),
         pl.col(ID),
@@ -191,6 +320,17 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
         pl.when(is_dup).then(reason).alias(REASON),
         pl.col(WINNER).alias(LABEL),
     )
+    dropped = lone.select(
+        pl.col(NODE),
+        (pl.col(NODE) % (1 << ROW_BITS)).alias(ROW),
+        pl.lit(None, dtype=pl.String).alias(ID),
+        pl.lit(None, dtype=pl.String).alias(DUPLICATE_OF),
+        pl.lit(None, dtype=pl.String).alias(CLUSTER_ID),
+        pl.lit(None, dtype=pl.Int64).alias(CLUSTER_SIZE),
+        pl.lit(None, dtype=pl.String).alias(REASON),
+        pl.lit(DROPPED, dtype=pl.Int64).alias(LABEL),
+    )
+    fate_rows = pl.concat([fate_rows, dropped], how="vertical_relaxed")
     fates_url = plan.url("night", "fates.parquet")
     write_table(fate_rows.to_arrow(), fates_url, options, compression=plan.compression)
     touched = ranked.filter(pl.col(NODE).is_in(known[NODE].to_list())).select(
@@ -199,7 +339,8 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
     relabel_url = plan.url("night", "relabel.parquet")
     write_table(touched.to_arrow(), relabel_url, options, compression=plan.compression)
 
-    # The clusters delta: each component's representative, and the labels merged away.
+    # The clusters delta: each component's representative, the labels merged away and those clustered again.
+    gone = np.setdiff1d(affected.labels, best[WINNER].to_numpy())
     delta = pl.concat(
         [
             best.join(sizes, on=LABEL).select(
@@ -211,15 +352,8 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
                 pl.col("new_size").alias(CLUSTER_SIZE),
                 pl.lit(True).alias(ALIVE),
             ),
-            demoted.filter(pl.col(NODE).is_in(known[NODE].to_list())).select(
-                pl.col(NODE).alias(LABEL),
-                pl.lit(None, dtype=pl.String).alias(ID),
-                pl.lit(None, dtype=pl.Int64).alias(LENGTH),
-                pl.lit(None, dtype=pl.Float64).alias(SCORE),
-                pl.lit(None, dtype=pl.UInt64).alias(EXACT),
-                pl.lit(0, dtype=pl.Int64).alias(CLUSTER_SIZE),
-                pl.lit(False).alias(ALIVE),
-            ),
+            _dead_labels(demoted.filter(pl.col(NODE).is_in(known[NODE].to_list()))[NODE]),
+            _dead_labels(pl.Series(NODE, gone, dtype=pl.Int64)),
         ]
     )
     final = (
@@ -247,7 +381,7 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
         relabel_url=relabel_url,
         changed_labels=touched.filter(pl.col(LABEL) != pl.col(WINNER)).height,
         touched_labels=touched.height,
-        old_shards=tuple(sorted({int(n) >> ROW_BITS for n in single_rows[NODE].to_list()})),
+        old_shards=tuple(sorted({int(n) >> ROW_BITS for n in [*single_rows[NODE].to_list(), *lone[NODE].to_list()]})),
         clusters=files,
         cluster_rows=rows,
         cluster_base=base,
@@ -256,6 +390,23 @@ def graph_task(plan: Plan, state: DedupState, probes: tuple[tuple[str, ...], tup
         histogram=dict(histogram),
         largest=int(final[CLUSTER_SIZE].max() or 0),  # type: ignore[arg-type]
         clustered=int(final[CLUSTER_SIZE].sum()),
+    )
+
+
+def _shard_of(node: pl.Expr) -> pl.Expr:
+    return node // (1 << ROW_BITS)
+
+
+def _dead_labels(labels: pl.Series) -> pl.DataFrame:
+    """Clusters delta rows of labels that no longer exist (merged into another, or clustered again)."""
+    return pl.DataFrame({LABEL: labels.cast(pl.Int64)}).select(
+        pl.col(LABEL),
+        pl.lit(None, dtype=pl.String).alias(ID),
+        pl.lit(None, dtype=pl.Int64).alias(LENGTH),
+        pl.lit(None, dtype=pl.Float64).alias(SCORE),
+        pl.lit(None, dtype=pl.UInt64).alias(EXACT),
+        pl.lit(0, dtype=pl.Int64).alias(CLUSTER_SIZE),
+        pl.lit(False).alias(ALIVE),
     )
 
 
@@ -268,8 +419,10 @@ class NightFates:
     left_kept: int = 0
 
 
-def night_fates_task(plan: Plan, first_new: int, graph: GraphResult, group: int) -> NightFates:
-    """The fate files of shard group `group`: every new shard's, and old ones' whose output-reaching rows change."""
+def night_fates_task(plan: Plan, changes: Changes, graph: GraphResult, group: int) -> NightFates:
+    """The fate files of shard group `group`: every new or changed shard's, and old ones' whose output-reaching
+    rows change."""
+    fresh = set(changes.new)
     options = plan.storage_options
     fates = pl.from_arrow(read_table(graph.fates_url, options))
     relabel = pl.from_arrow(read_table(graph.relabel_url, options))
@@ -282,8 +435,10 @@ def night_fates_task(plan: Plan, first_new: int, graph: GraphResult, group: int)
     duplicates: dict[int, int] = {}
     left = 0
     for shard in plan.group_shards(group):
+        if is_tombstone(plan.shards[shard]):
+            continue
         mine = fates.filter((pl.col(NODE) // (1 << ROW_BITS)) == shard).drop(NODE)
-        if shard >= first_new:
+        if shard in fresh:
             table = _fate_table(mine)
         elif shard in graph.old_shards or (scan and _holds(plan, shard, wanted)):
             before = read_table(plan.fates_url(shard), options).cast(FATE_SCHEMA)
@@ -334,7 +489,8 @@ def _updated(plan: Plan, shard: int, before: pa.Table, relabel: pl.DataFrame, ad
         pl.when(hit).then(pl.col(WINNER)).otherwise(pl.col(LABEL)).alias(LABEL),
     )
     both = pl.concat([frame.select(FATE_SCHEMA.names), added.select(FATE_SCHEMA.names)], how="vertical_relaxed")
-    return _fate_table(both.unique(subset=[ROW], keep="last", maintain_order=True))
+    latest = both.unique(subset=[ROW], keep="last", maintain_order=True)
+    return _fate_table(latest.filter(pl.col(LABEL) != DROPPED))
 
 
 def _same(before: pa.Table, after: pa.Table, *, cluster_columns: bool) -> bool:

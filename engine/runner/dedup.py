@@ -69,7 +69,14 @@ from engine.dedup.representatives import FatesResult, Objects, fates_task, membe
 from engine.dedup.shuffle import BandShuffle, find_edges, map_bands, predicted_hubs
 from engine.dedup.signatures import dedup_root
 from engine.dedup.state import read_registry, register, write_registry
-from engine.runner.dedup_night import DedupOutcome, finish_run, index_task, run_night, unchanged_rerun
+from engine.runner.dedup_night import (
+    DedupOutcome,
+    finish_run,
+    index_task,
+    night_plan,
+    run_night,
+    unchanged_rerun,
+)
 from engine.runner.dedup_removal import run_removal
 from engine.runner.executor import Executor
 from engine.spec import JobSpec
@@ -176,9 +183,7 @@ def decide(
             return plan, removal, Night("full", "an unfinished build left the dedup state half-written")
         plan, removal = make_plan(job, shards, inputs, mode="unchanged", run=state.run)
         return plan, removal, night
-    plan, removal = make_plan(
-        job, shards, inputs, mode="night", partitions=state.partitions, mapped_from=night.first_new
-    )
+    plan, removal = night_plan(job, inputs, night)
     if state.pending not in (None, plan.run):
         return *make_plan(job, shards, inputs), Night("full", "an unfinished build left the dedup state half-written")
     return plan, removal, night

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.dedup.cleanup import BATCH, cleanup_task
-from engine.dedup.index import DedupState, IndexRun, Night, probe_task, write_state
+from engine.dedup.index import Changes, DedupState, IndexRun, Night, is_tombstone, probe_task, write_state
 from engine.dedup.night import GraphResult, NightFates, graph_task, night_fates_task
-from engine.dedup.plan import Plan, Removal, index_objects, read_marker, write_marker
+from engine.dedup.plan import Plan, Removal, ShardInput, index_objects, make_plan, read_marker, write_marker
 from engine.dedup.removal import ShardRemoval
 from engine.dedup.shuffle import map_bands
 from engine.runner.dedup_removal import run_removal
 from engine.runner.executor import Executor
+from engine.spec import JobSpec
 
 
 @dataclass
@@ -105,23 +107,60 @@ def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: E
     )
 
 
-def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) -> DedupOutcome:
-    """New shards against the state: only their band rows are mapped and probed; fates change only where needed."""
-    state = night.state
+def night_plan(job: JobSpec, inputs: Mapping[str, ShardInput], night: Night) -> tuple[Plan, Removal]:
+    """A night's plan: its shards by node position (`Changes.layout`: a vanished shard stays as a tombstone of no
+    rows, so no node id of the state moves), band rows mapped from the first new or changed shard on."""
+    state, changes = night.state, night.changes
     assert state is not None
-    first_new = night.first_new
-    runs = _night_bands(plan, executor)
-    probes = _probe(plan, state, runs, executor)
-    graph = _graph(plan, state, probes, executor)
-    fates = _fates(plan, first_new, graph, executor)
-    results = run_removal(plan, removal, executor)
+    assert changes is not None
+    laid = {rel: inputs[rel] for rel in changes.layout if not is_tombstone(rel)}
+    laid.update({rel: ShardInput(rows=0, identity="vanished") for rel in changes.layout if is_tombstone(rel)})
+    return make_plan(
+        job,
+        list(changes.layout),
+        laid,
+        mode="night",
+        partitions=state.partitions,
+        mapped_from=changes.mapped_from,
+    )
+
+
+def living_shards(plan: Plan, removal: Removal) -> tuple[Plan, Removal]:
+    """The plan and removal parameters without a night's tombstones (removal finds a shard's files by name)."""
+    keep = [i for i, rel in enumerate(plan.shards) if not is_tombstone(rel)]
+    if len(keep) == len(plan.shards):
+        return plan, removal
+
+    def pick(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(values[i] for i in keep) if values else values
+
+    living = dataclasses.replace(plan, shards=pick(plan.shards), rows=pick(plan.rows), identities=pick(plan.identities))
+    return living, dataclasses.replace(
+        removal, identities=pick(removal.identities), input_urls=pick(removal.input_urls)
+    )
+
+
+def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) -> DedupOutcome:
+    """New and changed shards against the state: only their band rows are mapped and probed, clusters that held a
+    document of a changed or vanished shard are clustered again; fates change only where needed."""
+    state, changes = night.state, night.changes
+    assert state is not None
+    assert changes is not None
+    dying = set(changes.dead)
+    runs = tuple(dataclasses.replace(r, dead=tuple(sorted(dying | set(r.dead)))) for r in state.runs)
+    probed = dataclasses.replace(state, runs=runs)
+    tonight = _night_bands(plan, changes, executor)
+    probes = _probe(plan, probed, tonight, executor)
+    graph = _graph(plan, probed, changes, probes, executor)
+    fates = _fates(plan, changes, graph, executor)
+    results = run_removal(*living_shards(plan, removal), executor)
     counts = {
         "band_partitions": plan.partitions,
         "map_tasks": plan.maps,
         "shard_groups": plan.groups,
         "edges": int(probes["edges"]),
         "clustered_documents": graph.clustered,
-        "fates_rewritten": len(fates["written"]) - (len(plan.shards) - first_new),
+        "fates_rewritten": len(fates["written"]) - len(changes.new),
     }
     summary = {
         "clusters": graph.cluster_count,
@@ -129,6 +168,7 @@ def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) ->
         "largest_cluster": graph.largest,
         "counts": counts,
     }
+    dead_rows = int(state.extra.get("dead_rows", 0)) + sum(state.rows[i] for i in changes.dead)
     new_state = DedupState(
         run=plan.run,
         settings=state.settings,
@@ -136,10 +176,10 @@ def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) ->
         shards=plan.shards,
         identities=plan.identities,
         rows=plan.rows,
-        runs=(*state.runs, runs),
+        runs=(*runs, tonight) if tonight is not None else runs,
         clusters=graph.clusters,
         cluster_rows=graph.cluster_rows,
-        extra={"cluster_base": graph.cluster_base, "summary": summary},
+        extra={"cluster_base": graph.cluster_base, "summary": summary, "dead_rows": dead_rows},
     )
     write_state(plan.root, new_state, plan.storage_options)
     finish_run(plan, executor, [])
@@ -155,22 +195,29 @@ def run_night(plan: Plan, removal: Removal, night: Night, executor: Executor) ->
     )
 
 
-def _night_bands(plan: Plan, executor: Executor) -> IndexRun:
+def _night_bands(plan: Plan, changes: Changes, executor: Executor) -> IndexRun | None:
+    """The band rows of the night's new and changed shards (a new run of the index); None when there are none."""
+    if not changes.new:
+        return None
     done = read_marker(plan, "bands")
     if done is None:
+        fresh = set(changes.new)
+        mapping = dataclasses.replace(plan, rows=tuple(n if i in fresh else 0 for i, n in enumerate(plan.rows)))
         results = executor.map(
-            functools.partial(map_bands, plan), list(range(plan.maps)), label="dedup: band keys (new shards)"
+            functools.partial(map_bands, mapping), list(range(plan.maps)), label="dedup: band keys (new shards)"
         )
         urls, sizes = [r.url for r in results], [r.size for r in results]
         index = index_task(plan, executor, urls, sizes, plan.partitions, "bands", plan.state_url("bands", "index.bin"))
-        rows = sum(plan.rows[plan.map_bounds[0] :])
+        rows = sum(plan.rows[i] for i in changes.new)
         write_marker(plan, "bands", urls=urls, sizes=sizes, index=index, rows=rows)
         done = read_marker(plan, "bands")
         assert done is not None
     return IndexRun(tuple(done["urls"]), tuple(int(s) for s in done["sizes"]), str(done["index"]), int(done["rows"]))
 
 
-def _probe(plan: Plan, state: DedupState, runs: IndexRun, executor: Executor) -> dict[str, Any]:
+def _probe(plan: Plan, state: DedupState, runs: IndexRun | None, executor: Executor) -> dict[str, Any]:
+    if runs is None:  # nothing new to probe (vanished shards only)
+        return {"urls": [], "sizes": [], "edges": 0, "matched": 0}
     done = read_marker(plan, "probe")
     if done is None:
         results = executor.map(
@@ -191,11 +238,13 @@ def _probe(plan: Plan, state: DedupState, runs: IndexRun, executor: Executor) ->
     return done
 
 
-def _graph(plan: Plan, state: DedupState, probes: dict[str, Any], executor: Executor) -> GraphResult:
+def _graph(plan: Plan, state: DedupState, changes: Changes, probes: dict[str, Any], executor: Executor) -> GraphResult:
     done = read_marker(plan, "graph")
     if done is None:
         item = (tuple(probes["urls"]), tuple(int(s) for s in probes["sizes"]))
-        (result,) = executor.map(functools.partial(graph_task, plan, state, item), [0], label="dedup: night graph")
+        (result,) = executor.map(
+            functools.partial(graph_task, plan, state, changes, item), [0], label="dedup: night graph"
+        )
         write_marker(plan, "graph", **dataclasses.asdict(result))
         done = read_marker(plan, "graph")
         assert done is not None
@@ -206,14 +255,14 @@ def _graph(plan: Plan, state: DedupState, probes: dict[str, Any], executor: Exec
     return GraphResult(**values)
 
 
-def _fates(plan: Plan, first_new: int, graph: GraphResult, executor: Executor) -> dict[str, Any]:
+def _fates(plan: Plan, changes: Changes, graph: GraphResult, executor: Executor) -> dict[str, Any]:
     done = read_marker(plan, "fates")
     if done is None:
         scan = graph.changed_labels > 0 or (plan.cluster_columns and graph.touched_labels > 0)
-        shards = set(range(first_new, len(plan.shards))) | set(graph.old_shards)
+        shards = set(changes.new) | set(graph.old_shards)
         groups = list(range(plan.groups)) if scan else sorted({s % plan.groups for s in shards})
         results: list[NightFates] = executor.map(
-            functools.partial(night_fates_task, plan, first_new, graph), groups, label="dedup: fates"
+            functools.partial(night_fates_task, plan, changes, graph), groups, label="dedup: fates"
         )
         written = sorted(s for r in results for s in r.written)
         write_marker(plan, "fates", written=written, left_kept=sum(r.left_kept for r in results))

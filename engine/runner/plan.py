@@ -450,21 +450,20 @@ def dedup_plan_lines(plan: RunPlan) -> list[str]:
     total = len(plan.shards)
     if plan.full:
         return [f"  dedup: every global phase and every shard's removal is redone over all {total:,} shards (--full)"]
-    from engine.dedup.index import full_reason, read_state
+    from engine.dedup.index import full_reason, night_reason, read_state
     from engine.dedup.plan import ShardInput, plan_lines, read_marker
     from engine.dedup.signatures import dedup_root
+    from engine.dedup.state import read_registry, register
     from engine.runner.dedup import PHASES, decide
 
-    state = read_state(dedup_root(job.output.path, job.dedup), job.output.storage_options)
+    root = dedup_root(job.output.path, job.dedup)
+    state = read_state(root, job.output.storage_options)
+    ordered = register(read_registry(root, job.output.storage_options), [s.shard.rel for s in plan.shards]).order()
     if plan.redo or plan.vanished:
-        current = {s.shard.rel for s in plan.shards}
         redone = {s.shard.rel for s in plan.redo}
-        reason = full_reason(job, state, current, redone)
-        if reason is None and state is not None:
-            return [
-                f"  dedup: night: {len(current - set(state.shards)):,} new shard(s) probed against the band index of"
-                f" {len(state.shards):,} shards; fates and removal redone only where duplicates change"
-            ]
+        reason = full_reason(job, state, ordered, redone)
+        if not isinstance(reason, str) and state is not None:
+            return [f"  dedup: night: {night_reason(reason)}; fates and removal redone only where duplicates change"]
         memory = job.dedup.task_memory / 2**30
         return [
             f"  dedup: every global phase reruns over all {total:,} shards ({reason}); partition counts"
@@ -476,15 +475,11 @@ def dedup_plan_lines(plan: RunPlan) -> list[str]:
         )
         for s in plan.shards
     }
-    from engine.dedup.state import read_registry, register
-
-    root = dedup_root(job.output.path, job.dedup)
-    ordered = register(read_registry(root, job.output.storage_options), [s.shard.rel for s in plan.shards]).order()
     dedup_plan, _, night = decide(job, ordered, inputs, full=False)
     if night.mode == "unchanged":
         return ["  dedup: input unchanged: the global phases are reused; removal redoes only shards missing output"]
     if night.mode == "night":
-        return ["  dedup: resumes an unfinished night (new shards probed against the band index)"]
+        return [f"  dedup: resumes an unfinished night ({night.reason})"]
     finished = [phase for phase in PHASES if read_marker(dedup_plan, phase)]
     if finished:
         return [f"  dedup: input unchanged; resumes after phase {finished[-1]!r} of an unfinished dedup"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from engine.dedup.index import read_state
+from engine.dedup import index
+from engine.dedup.index import choose, read_state, tombstone
 from engine.dedup.signatures import dedup_root
 from engine.runner.dedup import DedupOutcome, run_dedup
 from engine.runner.executor import SerialExecutor
@@ -75,6 +78,26 @@ def state_of(job: JobSpec) -> Any:
     return read_state(dedup_root(job.output.path, job.dedup), {})
 
 
+@contextmanager
+def any_dead_share() -> Iterator[None]:
+    """Test corpora are a few shards: one changed shard is far above the default share of dead documents past
+    which a build is a full one (`DEAD_SHARE`, tested below); allow any share."""
+    saved = index.DEAD_SHARE
+    index.DEAD_SHARE = 1.0
+    try:
+        yield
+    finally:
+        index.DEAD_SHARE = saved
+
+
+def churn(**counts: int) -> dict[str, int]:
+    """A night's churn counters: the given ones, every other 0, the totals added up."""
+    found = dict.fromkeys(["merged", "better_copy", "representative_removed", "cluster_split"], 0) | counts
+    found["left_kept"] = found["merged"] + found["better_copy"]
+    found["returned_to_kept"] = found["representative_removed"] + found["cluster_split"]
+    return found
+
+
 POLICY_IDS = [p["keep"] for p in POLICIES] + ["first_seen-columns"]
 ALL_POLICIES = [*POLICIES, {"keep": "first_seen", "add_cluster_columns": True}]
 
@@ -116,6 +139,55 @@ def test_nights_of_new_shards_equal_a_full_rebuild(
     assert sum(outcome.removed().values()) == sum(full.removed().values())
 
 
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 10**6),
+    policy=st.sampled_from(ALL_POLICIES),
+    nights=st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.booleans()), min_size=1, max_size=3),
+    partitions=st.sampled_from([1, 2, 4]),
+)
+def test_nights_that_add_change_and_remove_shards_equal_a_full_rebuild(
+    tmp_path_factory: pytest.TempPathFactory,
+    seed: int,
+    policy: dict[str, Any],
+    nights: list[tuple[int, bool, bool]],
+    partitions: int,
+) -> None:
+    """Nights that add shards, change one (new content of the same segments) and remove one: clusters lose
+    representatives and bridges, split, merge again; the outputs and cluster counters equal a full rebuild's."""
+    tmp = tmp_path_factory.mktemp("dead")
+    pool = segments(seed, 24)
+    job = make_job(str(tmp / "out"), {**BRIDGING, "partitions": partitions, **policy})
+    current = {f"n0-s{s}": documents(seed + s, pool, 9, f"n0s{s}") for s in range(3)}
+    outcome = night(job, current, list(current))
+    with any_dead_share():
+        for n, (adds, change, remove) in enumerate(nights, 1):
+            rng = random.Random(seed + n)
+            staged: dict[str, list[tuple[str, str]]] = {}
+            if remove and len(current) > 1:
+                del current[rng.choice(sorted(current))]
+            if change:
+                rel = rng.choice(sorted(current))
+                staged[rel] = current[rel] = documents(seed + 31 * n, pool, rng.randint(3, 9), f"n{n}c")
+            for s in range(adds):
+                staged[f"n{n}-s{s}"] = current[f"n{n}-s{s}"] = documents(seed + 97 * n + s, pool, 9, f"n{n}s{s}")
+            outcome = night(job, staged, list(current))
+            assert outcome.mode == ("night" if staged or remove else "unchanged")
+    full_job, full = full_rebuild(job, list(current), tmp)
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (outcome.clusters, outcome.largest_cluster, outcome.cluster_sizes) == (
+        full.clusters,
+        full.largest_cluster,
+        full.cluster_sizes,
+    )
+    assert outcome.removed() == full.removed()
+
+
 def test_a_document_bridging_two_published_clusters_merges_them(tmp_path: Path) -> None:
     """Night 1 publishes A (p-0) and B (p-1), unrelated; night 2 brings A+B: the clusters merge, B's shard is
     rewritten (B is now a duplicate of A: churn `merged`), nothing else old is."""
@@ -127,7 +199,7 @@ def test_a_document_bridging_two_published_clusters_merges_them(tmp_path: Path) 
     before = kept_file.stat().st_mtime_ns
     outcome = night(job, {"p-2": [("ab", a + " " + b)]}, ["p-0", "p-1", "p-2"])
     assert outcome.mode == "night"
-    assert outcome.churn == {"merged": 1, "better_copy": 0, "left_kept": 1, "returned_to_kept": 0}
+    assert outcome.churn == churn(merged=1)
     assert kept_ids(job, ["p-0", "p-1", "p-2"]) == ["a", "x"]
     assert kept_file.stat().st_mtime_ns == before
     assert outcome.counts["fates_rewritten"] == 1  # p-1's
@@ -171,18 +243,127 @@ def test_a_night_killed_half_way_resumes_or_gives_way_to_a_full_build(tmp_path: 
         assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
 
 
-def test_changed_and_vanished_shards_take_the_full_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crash_after", [1, 3, 4, 5, 7, 10])
+def test_a_night_with_changed_and_vanished_shards_killed_half_way_resumes(tmp_path: Path, crash_after: int) -> None:
+    """A night that changes p-1, removes p-0 (the representatives of first build) and adds p-3, killed after
+    `crash_after` tasks (13 in all: probe shards 1, band keys 2, probe 1, graph 1, fates 1, removal 3, clean-up 4):
+    rerun as it was, it resumes as a night (after the manifest: an unchanged rerun) and equals a full rebuild; if
+    yet another shard arrives first, the half-changed state is not used: the build is a full one (a night once the
+    manifest is written)."""
+    pool = segments(17, 16)
+    old = {f"p-{s}": documents(80 + s, pool, 8, f"p{s}") for s in range(3)}
+    shards = ["p-1", "p-2", "p-3"]
+    for variant in ("resume", "another shard"):
+        job = make_job(str(tmp_path / variant / "out"), {**BRIDGING, "keep": "first_seen", "add_cluster_columns": True})
+        night(job, old, sorted(old))
+        changes = {"p-1": documents(90, pool, 6, "p1v2"), "p-3": documents(91, pool, 8, "p3")}
+        with any_dead_share():
+            with pytest.raises(RuntimeError, match="injected"):
+                night(job, changes, shards, ShuffledExecutor(0, fail_after=crash_after))
+            if variant == "another shard":
+                outcome = night(job, {"p-4": documents(92, pool, 8, "p4")}, [*shards, "p-4"])
+                assert outcome.mode == ("full" if crash_after < 9 else "night")
+                final = [*shards, "p-4"]
+            else:
+                outcome = night(job, {}, shards)
+                assert outcome.mode == ("night" if crash_after < 9 else "unchanged")
+                final = shards
+        assert state_of(job).pending is None
+        full_job, _ = full_rebuild(job, final, tmp_path / variant)
+        assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+
+
+def test_changed_and_vanished_shards_are_a_night_and_a_new_one_is_probed_after(tmp_path: Path) -> None:
+    """A night that changes one shard and one that removes another stay incremental (their old documents are
+    dead in the index); a later night of new shards probes the index past them."""
     pool = segments(12, 12)
     job = make_job(str(tmp_path / "out"), BRIDGING)
     old = {f"p-{s}": documents(50 + s, pool, 8, f"p{s}") for s in range(3)}
     night(job, old, sorted(old))
-    changed = night(job, {"p-1": old["p-1"][:-1], "p-3": documents(60, pool, 8, "p3")}, ["p-0", "p-1", "p-2", "p-3"])
-    assert changed.mode == "full"
-    vanished = night(job, {}, ["p-0", "p-2", "p-3"])
-    assert vanished.mode == "full"
-    grown = night(job, {"p-4": documents(61, pool, 8, "p4")}, ["p-0", "p-2", "p-3", "p-4"])
+    with any_dead_share():
+        changed = night(
+            job, {"p-1": old["p-1"][:-1], "p-3": documents(60, pool, 8, "p3")}, ["p-0", "p-1", "p-2", "p-3"]
+        )
+        assert changed.mode == "night"
+        vanished = night(job, {}, ["p-0", "p-2", "p-3"])
+        assert vanished.mode == "night"
+        grown = night(job, {"p-4": documents(61, pool, 8, "p4")}, ["p-0", "p-2", "p-3", "p-4"])
     assert grown.mode == "night"
-    assert len(state_of(job).runs) == 2
+    state = state_of(job)
+    assert len(state.runs) == 3  # the base, p-1's new content with p-3, p-4 (the vanishing night maps nothing)
+    assert state.runs[0].dead == (1,)  # p-1's old rows (changed), then p-1 vanished: still position 1
+    assert state.shards[1] == tombstone("p-1")
+    assert state.extra["dead_rows"] == 8 + 7
+    full_job, full = full_rebuild(job, ["p-0", "p-2", "p-3", "p-4"], tmp_path)
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (grown.clusters, grown.cluster_sizes) == (full.clusters, full.cluster_sizes)
+
+
+def test_removing_a_published_representative_restores_its_duplicates(tmp_path: Path) -> None:
+    """`first_seen`: p-0's `a` represents copies in p-1 and p-2. p-0 vanishes: the cluster is computed again, p-1's
+    copy becomes the representative and returns to kept/ (`representative_removed`); p-2's stays a duplicate, of
+    the new representative; shards of other clusters are not rewritten."""
+    a, b = segments(21, 2)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    night(
+        job,
+        {"p-0": [("a", a)], "p-1": [("a1", a), ("b", b)], "p-2": [("a2", a)], "p-3": [("b3", b)]},
+        ["p-0", "p-1", "p-2", "p-3"],
+    )
+    assert kept_ids(job, ["p-0", "p-1", "p-2", "p-3"]) == ["a", "b"]
+    untouched = next((tmp_path / "out" / "kept").glob("p-3*"))
+    before = untouched.stat().st_mtime_ns
+    with any_dead_share():
+        outcome = night(job, {}, ["p-1", "p-2", "p-3"])
+    assert outcome.mode == "night"
+    assert outcome.churn == churn(representative_removed=1)
+    assert kept_ids(job, ["p-1", "p-2", "p-3"]) == ["a1", "b"]
+    assert duplicates(job, ["p-2"]).select(["id", "duplicate_of"]).to_pylist() == [{"id": "a2", "duplicate_of": "a1"}]
+    assert untouched.stat().st_mtime_ns == before
+    assert not list((tmp_path / "out" / "kept").glob("p-0*"))
+    full_job, full = full_rebuild(job, ["p-1", "p-2", "p-3"], tmp_path)
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (outcome.clusters, outcome.cluster_sizes) == (full.clusters, full.cluster_sizes)
+
+
+def test_a_changed_shard_that_loses_a_bridge_splits_its_cluster(tmp_path: Path) -> None:
+    """p-1's `ab` bridges `a` (p-0) and `b` (p-2): one cluster, `b` a duplicate. p-1 changes (the bridge is gone):
+    `b` returns to kept/ (`cluster_split`, its representative `a` is still there); p-1 keeps its build order."""
+    a, b, c = segments(22, 3)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    night(job, {"p-0": [("a", a)], "p-1": [("ab", a + " " + b)], "p-2": [("b", b)]}, ["p-0", "p-1", "p-2"])
+    assert kept_ids(job, ["p-0", "p-1", "p-2"]) == ["a"]
+    with any_dead_share():
+        outcome = night(job, {"p-1": [("c", c), ("a-again", a)]}, ["p-0", "p-1", "p-2"])
+    assert outcome.mode == "night"
+    assert outcome.churn == churn(cluster_split=1)
+    assert kept_ids(job, ["p-0", "p-1", "p-2"]) == ["a", "b", "c"]
+    full_job, full = full_rebuild(job, ["p-0", "p-1", "p-2"], tmp_path)
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (outcome.clusters, outcome.cluster_sizes) == (full.clusters, full.cluster_sizes)
+
+
+def test_dead_documents_beyond_the_share_take_the_full_path(tmp_path: Path) -> None:
+    """The default share (5%): one changed shard of three is a third of the index: a full build, which says why,
+    and leaves a fresh index (no dead rows)."""
+    pool = segments(12, 12)
+    job = make_job(str(tmp_path / "out"), BRIDGING)
+    old = {f"p-{s}": documents(50 + s, pool, 8, f"p{s}") for s in range(3)}
+    night(job, old, sorted(old))
+    assert job.dedup is not None
+    state = state_of(job)
+    shards = ["p-0", "p-1", "p-2"]
+    identities = list(state.identities)
+    identities[1] = "another content"
+    decided = choose(job, state, shards, identities, list(state.rows), full=False)
+    assert (decided.mode, decided.reason) == (
+        "full",
+        f"1 changed or vanished shard(s): {8 / 24:.1%} of the band index would be dead (> 5%)",
+    )
+    changed = night(job, {"p-1": old["p-1"][:-1]}, shards)
+    assert changed.mode == "full"
+    assert len(state_of(job).runs) == 1
+    assert state_of(job).extra.get("dead_rows", 0) == 0
 
 
 @pytest.mark.parametrize("kind", ["minhash", "exact"])
@@ -199,7 +380,7 @@ def test_a_night_of_unrelated_documents_writes_only_the_new_shard(tmp_path: Path
     assert outcome.removed() == {"p-0": first.removed()["p-0"], "p-1": 0}
     assert outcome.counts["fates_rewritten"] == 0
     assert (outcome.clusters, outcome.cluster_sizes) == (first.clusters, first.cluster_sizes)
-    assert outcome.churn == {"merged": 0, "better_copy": 0, "left_kept": 0, "returned_to_kept": 0}
+    assert outcome.churn == churn()
 
 
 def test_a_better_copy_of_a_published_page_of_no_cluster_replaces_it(tmp_path: Path) -> None:
@@ -224,7 +405,7 @@ def test_a_better_copy_of_a_published_page_of_no_cluster_replaces_it(tmp_path: P
     stage(job, {"p-1": scored([("better", page, 0.9)])})
     outcome = run_dedup(job, ["p-0", "p-1"], SerialExecutor())
     assert outcome.mode == "night"
-    assert outcome.churn == {"merged": 0, "better_copy": 1, "left_kept": 1, "returned_to_kept": 0}
+    assert outcome.churn == churn(better_copy=1)
     assert kept_ids(job, ["p-0", "p-1"]) == ["better", "other"]
     removed = duplicates(job, ["p-0"]).select(["id", "duplicate_of", "reason"]).to_pylist()
     assert removed == [{"id": "published", "duplicate_of": "better", "reason": "exact/duplicate"}]
