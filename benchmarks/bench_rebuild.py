@@ -3,15 +3,15 @@
     python benchmarks/bench_rebuild.py [--docs 40000] [--shards 100] [--job jobs/fineweb.yaml] [--no-dedup]
         [--stage-text] [--num-cpus N]
 
-Scenarios, each measured against the state the previous one left: a full build; an unchanged rerun; +1% new
-shards; +1% changed shards (rewritten with other documents); a blocklist change whose new domains appear in no
-shard; one whose new domains appear in 5% of the shards (the job gets `url_filter: {domains_file: ...}`;
-documents carry a url on a domain of their own shard). `--no-dedup` drops the job's `dedup:` section (phase A
-alone: what selective list invalidation saves is then not hidden by the global dedup rerun); `--stage-text` runs
-the dedup with `stage_text: true` (the kept text staged by phase A and copied by removal, issue 13's "before").
-Per scenario: the plan's lines (what `corpus-engine plan` says), wall seconds (Ray started once, not timed),
-shards redone, re-keyed and reused, and what the run cost (`seconds`: `run_job` as a user calls it, report
-included; `run_seconds`: the run alone, from its stats, without writing report.html):
+Scenarios, each measured against the state the previous one left: a full build; an unchanged rerun; +1% new shards;
++1% changed shards (rewritten with other documents); 1% vanished shards (their files deleted); a blocklist change
+whose new domains appear in no shard; one whose new domains appear in 5% of the shards (the job gets `url_filter:
+{domains_file: ...}`; documents carry a url on a domain of their own shard). `--no-dedup` drops the job's `dedup:`
+section (phase A alone: what selective list invalidation saves is then not hidden by the global dedup rerun);
+`--stage-text` runs the dedup with `stage_text: true` (the kept text staged by phase A and copied by removal, issue
+13's "before"). Per scenario: the plan's lines (what `corpus-engine plan` says), wall seconds (Ray started once,
+not timed), shards redone, re-keyed and reused, and what the run cost (`seconds`: `run_job` as a user calls it,
+report included; `run_seconds`: the run alone, from its stats, without writing report.html):
 
 - `cpu_s`: CPU seconds (user + system) of the driver process plus every Ray worker process, each worker
   reporting its own process CPU (`storage_counter.report_to_folder`, a worker setup hook); Ray's own daemons
@@ -195,6 +195,9 @@ def main() -> None:
         results.append(scenario(f"+{one_percent} new shards (1%)", job, out, reports, full))
         write_corpus(src, docs=per_shard * one_percent, shards=one_percent, seed=2, first_shard=0, urls=True)
         results.append(scenario(f"{one_percent} changed shards (1%)", job, out, reports, full))
+        for gone in range(1, 1 + one_percent):  # not shard 0, the changed one
+            (src / f"shard-{gone:05d}.parquet").unlink()
+        results.append(scenario(f"{one_percent} vanished shards (1%)", job, out, reports, full))
         blocklist.write_text("".join(f"absent{i}.com\n" for i in range(five_percent)))
         results.append(scenario("blocklist change hitting no shard", job, out, reports, full))
         blocklist.write_text("".join(f"news{i}.com\n" for i in range(0, args.shards, args.shards // five_percent)))

@@ -14,7 +14,9 @@ peak RSS of the driver and of the largest task, in total and by phase; then chec
 the rows written against the ground truth. `--rerun` measures an unchanged rerun after it; `--grow F` first
 builds without the last F of the shards, then measures the rebuild once they are added (a night with new shards:
 the driver probes their band rows against the dedup state the build left; `counts_chosen` says `night`, the fate
-files rewritten and the churn: `merged`, `better_copy`).
+files rewritten and the churn: `merged`, `better_copy`). `--change N` then rewrites N shards (their rows reversed:
+new content, same ground truth; this rewrites files of `--dir`) and measures that night, `--vanish N` then drops N
+other shards from the input (changed and vanished shards: docs/dedup-design.md 5.3).
 Appends one JSON line per measured run to benchmarks/results/scale.jsonl.
 
 Timings are from a shared 2-core machine: compare ratios within one run of the script.
@@ -216,6 +218,27 @@ def check(record: dict[str, Any], truth: dict[str, Any], folder: Path, *, full: 
     return checks
 
 
+def reverse_rows(folder: Path, rel: str) -> None:
+    """Change a shard as a new night would bring it (new content: its rows in the reverse order, so the ground truth
+    holds): its signature and staged files are rewritten."""
+    import pyarrow.parquet as pq
+
+    from engine.dedup.signatures import signatures_file
+    from engine.io.layout import STAGE, join, shard_file
+
+    for path in (
+        signatures_file(str(folder), scale_data.dedup_spec(), rel),
+        shard_file(str(folder), join(STAGE, KEPT), rel),
+    ):
+        table = pq.read_table(path)
+        pq.write_table(
+            table.take(list(range(table.num_rows - 1, -1, -1))),
+            path,
+            row_group_size=scale_data.ROW_GROUP,
+            compression="zstd",
+        )
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     spec = scale_data.Synthetic(docs=args.docs, shard_docs=args.shard_docs, hub=args.hub, seed=args.seed)
     started = time.perf_counter()
@@ -244,6 +267,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         runs.append(("full build", shards))
     if args.rerun:
         runs.append(("unchanged rerun", shards))
+    changed = shards[1 : 1 + args.change]
+    if changed:
+        runs.append((f"{len(changed)} changed shards", shards))
+    vanished = shards[1 + args.change : 1 + args.change + args.vanish]
+    if vanished:
+        runs.append((f"{len(vanished)} vanished shards", [rel for rel in shards if rel not in vanished]))
     base = {
         "benchmark": "scale",
         "design": args.design,
@@ -257,6 +286,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     }
     first: dict[str, Any] | None = None
     for name, subset in runs:
+        if name.endswith("changed shards"):
+            for rel in changed:
+                reverse_rows(folder, rel)
         record = measure_run(folder, subset, args, executor)
         record["run"] = name
         record["checks"] = check(record, truth, folder, full=subset == shards and name == "full build")
@@ -352,6 +384,13 @@ def main_parser() -> argparse.ArgumentParser:
             p.add_argument("--partitions", type=int, default=None, help="default: automatic")
             p.add_argument("--rerun", action="store_true", help="also measure an unchanged rerun")
             p.add_argument("--grow", type=float, default=0.0, help="build without this share of shards, then add")
+            p.add_argument(
+                "--change",
+                type=int,
+                default=0,
+                help="then change N shards (rows reversed: rewrites the folder's files)",
+            )
+            p.add_argument("--vanish", type=int, default=0, help="then drop N other shards from the input")
         else:
             p.add_argument("--docs", default="1000000,2000000,4000000,8000000")
             p.add_argument("--hub-at-largest", type=int, default=0)

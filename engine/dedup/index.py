@@ -21,10 +21,16 @@ index was written with (nights map and probe with it), the runs and the clusters
 rewrite fate files first writes the manifest with `pending: <run>`; a later run whose digest is another treats
 the state as unusable and rebuilds in full (a state written half is never used).
 
-The probe (`probe_task`, one per band partition): the night's new rows of partition `p`, the old rows of `p` that
-share a `(band, key)` with one of them (a bitmap over the new keys' low bits filters the old rows, an exact
-search confirms), and one star per colliding group (the least old node of a key stands for every old node of it:
-they are in one component already). Its edges `(u, v)` go to the night's graph task (`engine.dedup.night`).
+Changed and vanished shards (docs/dedup-design.md 5.3, 8.1): a night's node ids are positions in its layout (the
+state's shards, a vanished one kept as a tombstone so that no node id moves, then the new shards); a changed shard
+keeps its position. Their positions join the `dead` list of every earlier run; the manifest counts the dead rows,
+and past `DEAD_SHARE` of the index the build is a full one (a new index).
+
+The probe (`probe_task`, one per band partition): the night's new rows of partition `p`, the living old rows of `p`
+that share a `(band, key)` with one of them (a bitmap over the new keys' low bits filters the old rows, an exact
+search confirms, rows of a run's dead positions are dropped), and one star per colliding group (the least old node
+of a key stands for every old node of it: they are in one component already). Its edges `(u, v)` go to the night's
+graph task (`engine.dedup.night`).
 """
 
 from __future__ import annotations
@@ -270,11 +276,11 @@ def night_changes(state: DedupState, shards: Sequence[str], changed: set[str]) -
 
 def night_reason(changes: Changes) -> str:
     """What a night does (`plan` prints it)."""
-    head = f"{changes.describe()} probed against the band index of {changes.indexed:,} shards"
     if not changes.dead:
-        return head
+        return f"{changes.describe()} probed against the band index of {changes.indexed:,} shards"
     head = f"{changes.describe()} against the band index of {changes.indexed:,} shards"
-    return f"{head}: new rows probed, clusters that held a changed or vanished shard's documents clustered again"
+    again = "clusters that held a changed or vanished shard's documents clustered again"
+    return f"{head}: new rows probed, {again}" if changes.new else f"{head}: {again}"
 
 
 def choose(
@@ -368,7 +374,7 @@ def least_per_group(rows: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[
 
 
 def probe_task(plan: Plan, state: DedupState, night: IndexRun, partition: int) -> ProbeResult:
-    """Edges of band partition `partition`: new rows among themselves and against the state's old rows."""
+    """Edges of band partition `partition`: new rows among themselves and against the state's living old rows."""
     parts = state.partitions
     new = read_arrays(list(night.urls), night.index, partition, parts, parts, plan.storage_options, BAND_COLUMNS)
     url = plan.object_url("probe", "p", partition)

@@ -1,4 +1,5 @@
-"""A night over new shards: label the new documents against the last build's clusters, rewrite only what changed.
+"""A night over new, changed and vanished shards: label the new documents against the last build's clusters,
+cluster again those that held a dead document, rewrite only what changed.
 
 `graph_task` (one task; its input is the probe's edges, `O(new documents)`): old nodes in the edges are replaced
 by their labels (from their shards' fate files; a node in no fate file is a cluster of one, its own label), the
@@ -11,10 +12,17 @@ prefix, the fates of the new documents (and of old documents of no cluster that 
 labels touched (label -> new representative, its id, exact hash and the cluster's new size), and the clusters
 delta into the state (`engine.dedup.index`).
 
-`night_fates_task` (one per shard group): writes the fate files of its new shards, and rewrites an old shard's
-fate file only when a row that reaches the output changes (a duplicate's `duplicate_of`, reason, label; every
-clustered row's cluster id and size when `add_cluster_columns` writes them): so removal reruns only for those.
-Without cluster columns, an old fate file may keep an older `cluster_size` (the state's clusters hold the sizes).
+Changed and vanished shards (docs/dedup-design.md 5.3): their old documents are dead. The clusters that held one
+(`affected_members`) are clustered again from their living members' band keys (`member_edges`, read from the
+signature files): those members enter the components as themselves, not as their old label, so a cluster may
+split, lose its representative and restore a duplicate to kept/ (churn `representative_removed`, or
+`cluster_split` when the old representative is alive but elsewhere); a member alone after it loses its fate row.
+
+`night_fates_task` (one per shard group): writes the fate files of its new and changed shards, and rewrites an old
+shard's fate file only when a row that reaches the output changes (a duplicate's `duplicate_of`, reason, label;
+every clustered row's cluster id and size when `add_cluster_columns` writes them): so removal reruns only for
+those. Without cluster columns, an old fate file may keep an older `cluster_size` (the state's clusters hold the
+sizes).
 """
 
 from __future__ import annotations

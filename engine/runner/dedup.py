@@ -17,10 +17,11 @@ result per task (sizes, counts, digests, heavy-node reports): `O(S + P + Q)` num
     state       state/index/manifest.json: the band objects (kept as the band index's base), the clusters
     clean-up    tasks deleting what a finished phase no longer needs, older runs, vanished shards, unused state
 
-That is a full build. `decide` reads the state the last build left (engine.dedup.index): a build that only adds
-shards is a night (engine.runner.dedup_night: their band rows probed against the index, only touched clusters
-relabelled), one with nothing new runs removal's checks alone; anything else (changed or vanished shards, other
-settings, a state left half-written by a killed build) is a full build.
+That is a full build. `decide` reads the state the last build left (engine.dedup.index): a build that adds,
+changes or removes shards is a night (engine.runner.dedup_night: new band rows probed against the index, only
+touched clusters relabelled, those that held a changed or vanished shard's documents clustered again), one with
+nothing new runs removal's checks alone; anything else (dead documents past 5% of the index, other settings, a
+state left half-written by a killed build) is a full build.
 """
 
 from __future__ import annotations

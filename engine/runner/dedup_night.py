@@ -1,11 +1,16 @@
-"""The dedup driver's nightly paths: a night over new shards, and a rerun with nothing new (issue 11 item 3).
+"""The dedup driver's nightly paths: a night over new, changed and vanished shards, and a rerun with nothing new
+(issue 11 item 3).
 
-    bands      M' map tasks over the new shards only: a new run of the band index       marker `bands`
-    probe      P tasks: the new rows against the index's old rows (engine.dedup.index)   marker `probe`
-    graph      one task: labels, merges, representatives of touched clusters, the
-               clusters delta (engine.dedup.night)                                       marker `graph`
-    fates      shard-group tasks: new shards' fate files, old ones only where they change marker `fates`
-    removal    every shard's task (a shard whose fates did not change is skipped by its key)
+    bands      M' map tasks over the new and changed shards only: a new run of the band
+               index (none when shards only vanished)                                    marker `bands`
+    probe      P tasks: the new rows against the index's living old rows
+               (engine.dedup.index)                                                      marker `probe`
+    graph      one task: labels, merges, clusters that held a dead document clustered
+               again, representatives of touched clusters, the clusters delta
+               (engine.dedup.night)                                                      marker `graph`
+    fates      shard-group tasks: new and changed shards' fate files, old ones only
+               where they change                                                         marker `fates`
+    removal    every living shard's task (a shard whose fates did not change is skipped by its key)
     state      the manifest of the new state (written last), then clean-up
 
 The state was marked pending by this run before the first phase (`engine.dedup.index.mark_pending`): a crash

@@ -47,7 +47,14 @@ def test_a_shard_added_later_never_replaces_a_published_representative(tmp_path:
     assert kept_ids(job, ["p-9"]) == ["other-1", "z-published"]
     outcome = night(job, {"p-10": later}, ["p-9", "p-10"])
     assert outcome.removed() == {"p-9": 0, "p-10": 1}
-    assert outcome.churn == {"left_kept": 0, "returned_to_kept": 0, "merged": 0, "better_copy": 0}
+    assert outcome.churn == {
+        "left_kept": 0,
+        "returned_to_kept": 0,
+        "merged": 0,
+        "better_copy": 0,
+        "representative_removed": 0,
+        "cluster_split": 0,
+    }
     assert kept_ids(job, ["p-9", "p-10"]) == ["other-1", "z-published"]
     assert duplicates(job, ["p-10"])["duplicate_of"].to_pylist() == ["z-published"]
     assert registry(job) == Registry(2, {"p-9": 1, "p-10": 2})
@@ -133,6 +140,8 @@ def test_a_night_rewrites_kept_only_for_new_shards_and_shards_whose_duplicates_c
         "returned_to_kept": 0,
         "merged": 0,
         "better_copy": int(keep == "longest"),
+        "representative_removed": 0,
+        "cluster_split": 0,
     }
     scratch = make_job(str(tmp_path / "scratch"), dedup)
     night(scratch, {**old, "p-3": new}, [*sorted(old), "p-3"])

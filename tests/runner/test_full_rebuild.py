@@ -22,6 +22,7 @@ import yaml
 from engine import run_job
 from engine.api import plan_job
 from engine.cli import main
+from engine.dedup import index
 from engine.spec import JobSpec, parse_job
 from tests.conftest import SAMPLE_DIR
 
@@ -108,9 +109,14 @@ def rewritten(before: dict[str, int], after: dict[str, int]) -> set[str]:
     return {name for name, mtime in after.items() if before.get(name) != mtime}
 
 
+def manifest(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(next(out.glob("_dedup/*/state/index/manifest.json")).read_text())
+    return data
+
+
 @pytest.mark.parametrize("keep", ["first_seen", "longest", "highest_score"])
 def test_full_rebuild_equals_the_incremental_nights_and_rewrites_everything(
-    ray_local: None, tmp_path: Path, keep: str
+    ray_local: None, tmp_path: Path, keep: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pages = texts()
     assert len(pages) >= 7 * DOCS
@@ -119,7 +125,24 @@ def test_full_rebuild_equals_the_incremental_nights_and_rewrites_everything(
     night_one(src, pages)
     run_job(job)
     night_two(src, pages)
-    run_job(job)  # the incremental night
+    # Two of four shards changed or vanished: far above the default share of dead documents (a full build);
+    # allowed here, so that the night is an incremental one.
+    monkeypatch.setattr(index, "DEAD_SHARE", 1.0)
+    assert plan_job(job)[-1] == (
+        "  dedup: night: 2 new, 1 changed and 1 vanished shard(s) against the band index of 4 shards: new rows"
+        " probed, clusters that held a changed or vanished shard's documents clustered again; fates and removal"
+        " redone only where duplicates change"
+    )
+    stats = run_job(job)  # the incremental night
+    monkeypatch.undo()
+    state = manifest(out)
+    assert [run["dead"] for run in state["runs"]] == [[1, 2], []]  # p-6's old rows and p-7's, under the base
+    assert state["shards"][2] == "\x00vanished:p-7"
+    # p-8's first page leaves kept/ for the changed p-6's copy (earlier in build order); p-5's for p-10's better
+    # copy unless `first_seen`; p-7's page had no old copy (its new one in p-11 is kept): nothing returns.
+    assert stats.churn["better_copy"] == (1 if keep == "first_seen" else 2)
+    assert stats.churn["left_kept"] == stats.churn["better_copy"]
+    assert stats.churn["returned_to_kept"] == 0
     incremental = kept(out)
     ids = {row[0] for row in incremental}
     assert not any(i.startswith("p-7-") for i in ids)  # the removed shard left kept/
@@ -197,8 +220,8 @@ def test_full_rebuild_removes_vanished_shards(ray_local: None, tmp_path: Path) -
 
 def test_plan_says_whether_dedup_is_a_night_or_a_full_rebuild_and_run_does_it(ray_local: None, tmp_path: Path) -> None:
     """New shards only: `plan` announces a night over the band index and `run` makes one (only the new shard's
-    kept/ file is written, the kept set equals `--full`'s); a vanished shard: `plan` says every global phase
-    reruns, and why."""
+    kept/ file is written, the kept set equals `--full`'s); a vanished shard of five (20% of the index dead):
+    `plan` says every global phase reruns, and why."""
     pages = texts()
     src, out = tmp_path / "in", tmp_path / "out"
     job = job_for(tmp_path, "first_seen")
@@ -217,7 +240,10 @@ def test_plan_says_whether_dedup_is_a_night_or_a_full_rebuild_and_run_does_it(ra
     assert "p-9-0" not in {row[0] for row in nightly}  # a copy of p-5's first page, published before
     assert "unchanged" in plan_job(job)[-1]
     (src / "p-7.parquet").rename(tmp_path / "p-7.parquet")
-    assert plan_job(job)[-1].startswith("  dedup: every global phase reruns over all 4 shards (1 shard(s) vanished)")
+    assert plan_job(job)[-1].startswith(
+        "  dedup: every global phase reruns over all 4 shards (1 changed or vanished shard(s): 20.0% of the band"
+        " index would be dead (> 5%))"
+    )
     (tmp_path / "p-7.parquet").rename(src / "p-7.parquet")  # back as it was
     assert "unchanged" in plan_job(job)[-1]
     run_job(job, full=True)
