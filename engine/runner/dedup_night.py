@@ -51,7 +51,9 @@ class DedupOutcome:
     churn: dict[str, int] = field(default_factory=dict)
     """Against the last build, in shards whose content did not change: documents that left kept/ (now
     duplicates) and documents that returned to it (`left_kept`, `returned_to_kept`); on a night, the
-    representatives demoted by a merge of clusters (`merged`) or by a better new copy (`better_copy`)."""
+    representatives demoted by a merge of clusters (`merged`) or by a better new copy (`better_copy`), and the
+    duplicates kept again because their representative was in a changed or vanished shard
+    (`representative_removed`) or their cluster split when such a shard's documents left it (`cluster_split`)."""
     mode: str = "full"
     """How the build used the last build's state: `full`, `night` (new shards only) or `unchanged`."""
 
