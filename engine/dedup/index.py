@@ -210,11 +210,6 @@ class Changes:
         """Position of the first shard the state does not cover."""
         return len(self.layout) - self.added
 
-    @property
-    def mapped_from(self) -> int:
-        """The first position a night maps band rows of."""
-        return min(self.new) if self.new else len(self.layout)
-
     def describe(self) -> str:
         """`2 new, 1 changed and 1 vanished shard(s)` (kinds of none left out)."""
         kinds = [

@@ -122,14 +122,14 @@ def night_plan(job: JobSpec, inputs: Mapping[str, ShardInput], night: Night) -> 
     assert changes is not None
     laid = {rel: inputs[rel] for rel in changes.layout if not is_tombstone(rel)}
     laid.update({rel: ShardInput(rows=0, identity="vanished") for rel in changes.layout if is_tombstone(rel)})
-    return make_plan(
-        job,
-        list(changes.layout),
-        laid,
-        mode="night",
-        partitions=state.partitions,
-        mapped_from=changes.mapped_from,
+    plan, removal = make_plan(
+        job, list(changes.layout), laid, mode="night", partitions=state.partitions, mapped_from=changes.first_new
     )
+    changed = [shard for shard in changes.new if shard < changes.first_new]
+    if changed:  # one map task per changed shard (the tasks between them map nothing: `_night_bands`)
+        bounds = {*plan.map_bounds, *changed, *(shard + 1 for shard in changed)}
+        plan = dataclasses.replace(plan, map_bounds=tuple(sorted(bounds)))
+    return plan, removal
 
 
 def living_shards(plan: Plan, removal: Removal) -> tuple[Plan, Removal]:
