@@ -13,10 +13,10 @@ labels touched (label -> new representative, its id, exact hash and the cluster'
 delta into the state (`engine.dedup.index`).
 
 Changed and vanished shards (docs/dedup-design.md 5.3): their old documents are dead. The clusters that held one
-(`affected_members`) are clustered again from their living members' band keys (`member_edges`, read from the
-signature files): those members enter the components as themselves, not as their old label, so a cluster may
-split, lose its representative and restore a duplicate to kept/ (churn `representative_removed`, or
-`cluster_split` when the old representative is alive but elsewhere); a member alone after it loses its fate row.
+(`engine.dedup.dead`) are clustered again from their living members' band keys: those members enter the components
+as themselves, not as their old label, so a cluster may split, lose its representative and restore a duplicate to
+kept/ (churn `representative_removed`, or `cluster_split` when the old representative is alive but elsewhere); a
+member alone after it loses its fate row.
 
 `night_fates_task` (one per shard group): writes the fate files of its new and changed shards, and rewrites an old
 shard's fate file only when a row that reaches the output changes (a duplicate's `duplicate_of`, reason, label;
@@ -39,15 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.dedup.components import LABEL, components_in_memory
-from engine.dedup.index import (
-    CLUSTER_DELTA_SHARE,
-    TOMBSTONE,
-    Changes,
-    DedupState,
-    index_url,
-    is_tombstone,
-    read_probe_edges,
-)
+from engine.dedup.dead import affected_members, member_edges
+from engine.dedup.index import CLUSTER_DELTA_SHARE, Changes, DedupState, index_url, is_tombstone, read_probe_edges
 from engine.dedup.plan import NODE, ROW, ROW_BITS, ROW_MASK, Plan
 from engine.dedup.representatives import (
     CLUSTERS_SCHEMA,
@@ -56,11 +49,8 @@ from engine.dedup.representatives import (
     best_per_label,
     frame_of,
 )
-from engine.dedup.shuffle import band_rows, collision_edges
-from engine.dedup.signatures import EXACT, KEYS, LENGTH, SCORE
-from engine.io.layout import join
+from engine.dedup.signatures import EXACT, LENGTH, SCORE
 from engine.io.parquet import read_table, write_table
-from engine.io.paths import filesystem
 from engine.schema import CLUSTER_ID, CLUSTER_SIZE, DUPLICATE_OF, ID, REASON
 from engine.stats import binned_cluster_sizes
 
@@ -147,88 +137,6 @@ def _uniform(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
         for f in frames
     ]
     return pl.concat(filled, how="vertical") if filled else pl.DataFrame(schema=INFO)
-
-
-def old_fates_url(plan: Plan, shard: int) -> str:
-    """The fate file the state holds for position `shard` (a vanished shard's too, until clean-up)."""
-    rel = plan.shards[shard]
-    if is_tombstone(rel):
-        rel = rel[len(TOMBSTONE) :]
-    return join(plan.root, "state", "fates", f"{rel}.parquet")
-
-
-@dataclass(frozen=True)
-class Affected:
-    """The old documents whose cluster held a dead document (of a changed or vanished shard): they are clustered
-    again from their band keys. `labels`: the clusters' old labels (sorted); per node (sorted), its old label and
-    whether it was a duplicate."""
-
-    labels: I64
-    nodes: I64
-    old_labels: I64
-    was_duplicate: npt.NDArray[np.bool_]
-
-
-def affected_members(plan: Plan, changes: Changes, alive: pl.DataFrame) -> Affected:
-    """The clusters that held a dead document (labels in the dead shards' old fate files, and labels that are a
-    dead document) and their living members (fate rows of those labels in every living old shard, and the
-    labels themselves: a representative may have no fate row)."""
-    options = plan.storage_options
-    dead = np.asarray(changes.dead, dtype=np.int64)
-    labels = [alive[LABEL].to_numpy().astype(np.int64)]
-    labels[0] = labels[0][np.isin(labels[0] >> ROW_BITS, dead)]
-    for shard in changes.dead:
-        url = old_fates_url(plan, shard)
-        fs, path = filesystem(url, options)
-        if fs.exists(path):
-            labels.append(np.asarray(read_table(url, options, columns=[LABEL])[LABEL].to_numpy(), dtype=np.int64))
-    affected = np.unique(np.concatenate(labels))
-    empty = np.zeros(0, dtype=np.int64)
-    if len(affected) == 0:
-        return Affected(affected, empty, empty, np.zeros(0, dtype=bool))
-    skip = set(changes.new) | set(changes.dead)
-    wanted = pa.array(affected, type=pa.int64())
-    nodes, olds, dups = [empty], [empty], [np.zeros(0, dtype=bool)]
-    for shard in range(len(plan.shards)):
-        if shard in skip or is_tombstone(plan.shards[shard]) or shard >= changes.first_new:
-            continue
-        table = read_table(plan.fates_url(shard), options, columns=[ROW, LABEL, DUPLICATE_OF])
-        table = table.filter(pc.is_in(table[LABEL], value_set=wanted))
-        if table.num_rows:
-            rows = np.asarray(table[ROW].to_numpy(), dtype=np.int64)
-            nodes.append((np.int64(shard) << np.int64(ROW_BITS)) + rows)
-            olds.append(np.asarray(table[LABEL].to_numpy(), dtype=np.int64))
-            dups.append(np.asarray(table[DUPLICATE_OF].is_valid().to_numpy(zero_copy_only=False), dtype=bool))
-    found = np.concatenate(nodes)
-    living = affected[~np.isin(affected >> ROW_BITS, dead)]
-    reps = np.setdiff1d(living, found)  # representatives without a fate row
-    every = np.concatenate([found, reps])
-    order = np.argsort(every, kind="stable")
-    return Affected(
-        affected,
-        every[order],
-        np.concatenate([*olds, reps])[order],
-        np.concatenate([*dups, np.zeros(len(reps), dtype=bool)])[order],
-    )
-
-
-def member_edges(plan: Plan, nodes: I64) -> tuple[I64, I64]:
-    """Star edges of the colliding band keys among documents `nodes` (sorted), read from their signature files."""
-    keys, bands, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint16)], [np.zeros(0, np.int64)]
-    shards = nodes >> ROW_BITS
-    for shard in np.unique(shards).tolist():
-        mine = nodes[shards == shard]
-        table = read_table(plan.signature_url(shard), plan.storage_options, columns=[KEYS])
-        column = table[KEYS].take(pa.array(mine & ROW_MASK)).combine_chunks()
-        has_keys = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        flat = column.filter(pa.array(has_keys)).flatten()
-        width = column.type.list_size
-        rows = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, width)
-        k, b, n = band_rows(rows, np.ones(len(rows), dtype=bool), mine[has_keys])
-        keys.append(k)
-        bands.append(b)
-        owners.append(n)
-    return collision_edges(np.concatenate(keys), np.concatenate(bands), np.concatenate(owners))
 
 
 def graph_task(
