@@ -303,12 +303,13 @@ def test_changed_and_vanished_shards_are_a_night_and_a_new_one_is_probed_after(t
     assert (grown.clusters, grown.cluster_sizes) == (full.clusters, full.cluster_sizes)
 
 
-def test_removing_a_published_representative_restores_its_duplicates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["minhash", "exact"])
+def test_removing_a_published_representative_restores_its_duplicates(tmp_path: Path, kind: str) -> None:
     """`first_seen`: p-0's `a` represents copies in p-1 and p-2. p-0 vanishes: the cluster is computed again, p-1's
     copy becomes the representative and returns to kept/ (`representative_removed`); p-2's stays a duplicate, of
     the new representative; shards of other clusters are not rewritten."""
     a, b = segments(21, 2)
-    job = make_job(str(tmp_path / "out"), BRIDGING)
+    job = make_job(str(tmp_path / "out"), BRIDGING if kind == "minhash" else {"type": "exact"})
     night(
         job,
         {"p-0": [("a", a)], "p-1": [("a1", a), ("b", b)], "p-2": [("a2", a)], "p-3": [("b3", b)]},
