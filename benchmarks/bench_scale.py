@@ -59,6 +59,13 @@ def partition_count(job: JobSpec, shards: list[str]) -> int:
     return int(plan.partitions)
 
 
+def identity(folder: Path, rel: str) -> list[Any]:
+    """A shard's identity as phase A reports it: it changes when its files are rewritten (`--change`)."""
+    from engine.dedup.signatures import signatures_file
+
+    return ["synthetic", rel, Path(signatures_file(str(folder), scale_data.dedup_spec(), rel)).stat().st_mtime_ns]
+
+
 def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> tuple[dict[str, int], dict[str, int]]:
     """Run one design's driver; duplicates removed per shard, and the counts it chose.
 
@@ -74,7 +81,7 @@ def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> t
         counts = {"band_partitions": partition_count(local, shards)}  # uncounted: not part of the run
         return reference.run_dedup(job, shards, executor), counts
     folder = Path(job.output.path.split("://", 1)[-1])
-    inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=["synthetic", rel]) for rel in shards}
+    inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=identity(folder, rel)) for rel in shards}
     outcome = run_dedup(job, shards, executor, inputs=inputs)
     found = {"clusters": outcome.clusters, "largest_cluster": outcome.largest_cluster, "night": outcome.mode == "night"}
     found |= {f"churn_{name}": count for name, count in outcome.churn.items()}  # merged, better_copy on a night
