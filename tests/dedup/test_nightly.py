@@ -348,6 +348,25 @@ def test_a_changed_shard_that_loses_a_bridge_splits_its_cluster(tmp_path: Path) 
     assert (outcome.clusters, outcome.cluster_sizes) == (full.clusters, full.cluster_sizes)
 
 
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=POLICY_IDS)
+def test_a_vanished_shard_that_comes_back_is_a_new_shard(tmp_path: Path, policy: dict[str, Any]) -> None:
+    """p-1 vanishes (a tombstone keeps its place), comes back under the same name (new, last in build order), then
+    p-0 changes: three nights, and the outputs equal a full rebuild's."""
+    pool = segments(3, 10)
+    job = make_job(str(tmp_path / "out"), {**BRIDGING, **policy})
+    old = {f"p-{s}": documents(5 + s, pool, 8, f"p{s}") for s in range(3)}
+    night(job, old, sorted(old))
+    with any_dead_share():
+        gone = night(job, {}, ["p-0", "p-2"])
+        back = night(job, {"p-1": documents(9, pool, 8, "back")}, ["p-0", "p-2", "p-1"])
+        changed = night(job, {"p-0": documents(10, pool, 5, "again")}, ["p-0", "p-2", "p-1"])
+    assert (gone.mode, back.mode, changed.mode) == ("night", "night", "night")
+    assert state_of(job).shards == ("p-0", tombstone("p-1"), "p-2", "p-1")
+    full_job, full = full_rebuild(job, ["p-0", "p-2", "p-1"], tmp_path)
+    assert_same_outputs(Path(job.output.path), Path(full_job.output.path))
+    assert (changed.clusters, changed.cluster_sizes) == (full.clusters, full.cluster_sizes)
+
+
 def test_dead_documents_beyond_the_share_take_the_full_path(tmp_path: Path) -> None:
     """The default share (5%): one changed shard of three is a third of the index: a full build, which says why,
     and leaves a fresh index (no dead rows)."""
