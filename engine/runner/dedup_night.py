@@ -116,7 +116,7 @@ def unchanged_rerun(plan: Plan, removal: Removal, state: DedupState, executor: E
 
 def night_plan(job: JobSpec, inputs: Mapping[str, ShardInput], night: Night) -> tuple[Plan, Removal]:
     """A night's plan: its shards by node position (`Changes.layout`: a vanished shard stays as a tombstone of no
-    rows, so no node id of the state moves), band rows mapped from the first new or changed shard on."""
+    rows, so no node id of the state moves); map tasks over the new shards, and one per changed shard."""
     state, changes = night.state, night.changes
     assert state is not None
     assert changes is not None
