@@ -279,11 +279,14 @@ FINGERPRINT_BUCKETS = 4
 def colliding_rows(keys: U64) -> I64:
     """Rows that may share their key with another row (every row that does, a few that do not), ordered by key.
 
-    Most keys are unique. This compares 32-bit fingerprints (the keys' top bits) a sixteenth of the rows at a
+    Most keys are unique. This compares 32-bit fingerprints (the keys' low bits) a sixteenth of the rows at a
     time: 4 bytes per row plus a sort order over a sixteenth, never one over every row. Equal fingerprints of
-    different keys (n^2 / 2^33 pairs) are resolved by the exact grouping of the rows it selects.
+    different keys (n^2 / 2^33 pairs) are resolved by the exact grouping of the rows it selects. The low bits,
+    because the rows of one band partition share their keys' top `log2 P` bits: fingerprints taken from those
+    would lose that many bits and fall into fewer buckets as `P` grows (at `P = 16`: one sort over every row
+    and 16x the false candidates).
     """
-    fingerprints = (keys >> np.uint64(32)).astype(np.uint32)
+    fingerprints = keys.astype(np.uint32)  # the low 32 bits
     buckets = (fingerprints >> np.uint32(32 - FINGERPRINT_BUCKETS)).astype(np.uint8)
     found = []
     for bucket in range(1 << FINGERPRINT_BUCKETS):

@@ -7,7 +7,15 @@ from hypothesis import strategies as st
 
 from engine.dedup.components import components_in_memory
 from engine.dedup.plan import ROW_MASK, node_ids
-from engine.dedup.shuffle import band_keys, band_rows, collision_edges, salted, sort_rows, split_hubs
+from engine.dedup.shuffle import (
+    band_keys,
+    band_rows,
+    colliding_rows,
+    collision_edges,
+    salted,
+    sort_rows,
+    split_hubs,
+)
 from engine.io.segments import top_partitions
 
 
@@ -102,3 +110,19 @@ def test_a_hub_is_dealt_over_partitions_with_its_anchor() -> None:
     assert max(len(m) for m in sub_buckets.values()) <= 101
     assert salted(key[:1], np.array([0]))[0] == key[0]
     assert len(set(top_partitions(np.array(list(sub_buckets)), 64).tolist())) > 5  # spread over partitions
+
+
+@pytest.mark.parametrize("partition_bits", [0, 4, 16])
+def test_colliding_rows_of_one_partition_stay_few(partition_bits: int) -> None:
+    """The rows of one band partition share their keys' top bits; the candidates for a collision (true ones plus
+    fingerprint false positives, ~n^2 / 2^33) must not grow with the partition count."""
+    rng = np.random.default_rng(partition_bits)
+    n = 200_000
+    keys = rng.integers(0, 2**63, n, dtype=np.uint64)
+    if partition_bits:  # every key in partition 5 of 2^bits
+        keys = (keys >> np.uint64(partition_bits)) | (np.uint64(5) << np.uint64(64 - partition_bits))
+        assert (top_partitions(keys, 1 << partition_bits) == 5).all()
+    keys[:100] = keys[100:200]  # 100 true collisions: 200 rows
+    found = colliding_rows(keys)
+    assert set(range(200)) <= set(found.tolist())
+    assert len(found) < 260
