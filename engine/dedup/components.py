@@ -35,9 +35,7 @@ import pyarrow as pa
 from engine.dedup.minhash import mix64
 from engine.dedup.plan import DST, NODE, ROW_BITS, SRC, Graph, Plan, node_keys
 from engine.io.segments import (
-    column_arrays,
     gather_index,
-    read_arrays,
     read_partition,
     write_grouped,
     write_partitioned,
@@ -63,17 +61,23 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def pair_hashes(u: I64, v: I64) -> U64:
-    """A 64-bit hash of each pair `(u, v)`, computed in place (one array and one temporary)."""
+    """A 64-bit hash of each pair `(u, v)`, every bit depending on both (`merge_edges` orders a node's pairs by the
+    top bits), computed in place (one array and one temporary)."""
     out = u.astype(np.uint64)
     scratch = np.empty_like(out)
-    for shift, factor in ((30, _MIX1), (27, _MIX2)):
-        np.right_shift(out, np.uint64(shift), out=scratch)
+
+    def finalise() -> None:  # SplitMix64's finaliser (as mix64), in place
+        for shift, factor in ((30, _MIX1), (27, _MIX2)):
+            np.right_shift(out, np.uint64(shift), out=scratch)
+            np.bitwise_xor(out, scratch, out=out)
+            np.multiply(out, factor, out=out)
+        np.right_shift(out, np.uint64(31), out=scratch)
         np.bitwise_xor(out, scratch, out=out)
-        np.multiply(out, factor, out=out)
-    np.right_shift(out, np.uint64(31), out=scratch)
-    np.bitwise_xor(out, scratch, out=out)
+
+    finalise()
     np.multiply(out, _DIGEST_SALT, out=out)
     np.bitwise_xor(out, v.view(np.uint64), out=out)
+    finalise()
     return out
 
 
@@ -99,6 +103,46 @@ def unique_edges(u: I64, v: I64) -> tuple[I64, I64]:
     u = u[order]
     v = v[order]
     return u, v
+
+
+def merge_edges(us: Sequence[I64], vs: Sequence[I64]) -> tuple[I64, I64]:
+    """Distinct edges of several parts, sorted by source (exact for any parts).
+
+    Fast when each part is sorted as `unique_edges` leaves edges (by source, then `pair_hashes`), which every
+    edge object's segments are: two stable sorts (timsort, which finds the parts' runs and merges them) instead of the
+    two full sorts of `unique_edges`. First by source; then by `(source rank, top 32 bits of the pair hash)`,
+    which each source's rows from one part already follow, so equal pairs become adjacent. Pairs of one source
+    whose hashes share their top 32 bits (rare) are ordered by target before duplicates are dropped.
+    """
+    u = us[0] if len(us) == 1 else np.concatenate(us)
+    v = vs[0] if len(vs) == 1 else np.concatenate(vs)
+    if len(u) == 0:
+        return u.astype(np.int64), v.astype(np.int64)
+    order = np.argsort(u, kind="stable")
+    u, v = u[order], v[order]
+    del order
+    new = np.empty(len(u), dtype=bool)
+    new[0] = True
+    np.not_equal(u[1:], u[:-1], out=new[1:])
+    key = np.cumsum(new, dtype=np.uint64)  # the source's rank (from 1)
+    del new
+    if int(key[-1]) >= 1 << 32:  # more distinct sources than a task could hold: the general sort
+        return unique_edges(u, v)
+    np.left_shift(key, np.uint64(32), out=key)
+    np.bitwise_or(key, pair_hashes(u, v) >> np.uint64(32), out=key)
+    order = np.argsort(key, kind="stable")
+    u, v, key = u[order], v[order], key[order]
+    del order
+    same = key[1:] == key[:-1]
+    if (same & (v[1:] != v[:-1])).any():  # a source's pairs with equal top hash bits: order them by target
+        group = np.concatenate([[0], np.cumsum(~same)])
+        ambiguous = same & (v[1:] != v[:-1])
+        rows = np.flatnonzero(np.isin(group, group[1:][ambiguous]))
+        v[rows] = v[rows[np.lexsort((v[rows], group[rows]))]]
+    del key
+    first = np.ones(len(u), dtype=bool)
+    first[1:] = ~same | (v[1:] != v[:-1])
+    return u[first], v[first]
 
 
 def both_directions(u: I64, v: I64) -> tuple[I64, I64]:
@@ -322,7 +366,8 @@ class EdgeSource:
     heavy: HeavyTable
     next_heavy: tuple[int, ...] = ()
     sorted_runs: bool = False
-    """Each producer wrote distinct rows, sorted by source within each segment (components steps do)."""
+    """Each producer wrote distinct rows, sorted by source within each segment (every writer of edges does now;
+    `read_edges` no longer needs to be told)."""
 
 
 @dataclass(frozen=True)
@@ -345,9 +390,10 @@ def edge_table(src: I64, dst: I64) -> pa.Table:
 def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, partitions: int) -> tuple[I64, I64]:
     """Distinct edges of one partition of the graph (of `partitions`), sorted by source.
 
-    Components steps' outputs are distinct per producer, and read whole. The collisions' are not: an edge found in
-    several bands is found once in each band's partition (up to one copy per band), so they are deduplicated as
-    they arrive, and a task holds about twice its distinct edges, not every copy.
+    Every segment holds distinct rows sorted as `unique_edges` leaves them, but several producers may hold the same
+    edge (the collisions find an edge once in each band's partition, up to one copy per band; star steps emit an
+    edge from several nodes), so segments are merged as they arrive (`merge_edges`, which merges sorted runs):
+    a task holds about twice its distinct edges, not every copy. One segment sorted by source is used as it is.
     """
     heavy, _ = source.heavy.arrays()
 
@@ -355,29 +401,23 @@ def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, par
         return route_keys(table[SRC].to_numpy(), table[DST].to_numpy(), heavy)
 
     where = (list(source.urls), source.index, partition, partitions, source.partitions, plan.storage_options)
-    if source.sorted_runs:
-        edges = read_arrays(*where, EDGE_COLUMNS, route=route)
-        src, dst = edges.pop(SRC), edges.pop(DST)
-        if len(source.urls) == 1 and partitions == source.partitions:
-            return src, dst  # one producer wrote them distinct and sorted by source
-        return unique_edges(src, dst)
     kept_u, kept_v = _EMPTY, _EMPTY
-    pending: list[pa.Table] = []
+    us: list[I64] = []
+    vs: list[I64] = []
     waiting = 0
     for table in read_partition(*where, route=route):
-        pending.append(table)
+        us.append(np.asarray(table[SRC].to_numpy(), dtype=np.int64))
+        vs.append(np.asarray(table[DST].to_numpy(), dtype=np.int64))
         waiting += table.num_rows
+        del table
         if waiting > max(len(kept_u), 1 << 20):
-            kept_u, kept_v = _merge(kept_u, kept_v, pending)
-            pending, waiting = [], 0
-    return _merge(kept_u, kept_v, pending)
-
-
-def _merge(u: I64, v: I64, tables: list[pa.Table]) -> tuple[I64, I64]:
-    """Distinct edges of `(u, v)` and `tables`, sorted by source (the tables are emptied)."""
-    more = column_arrays(tables, EDGE_COLUMNS)
-    tables.clear()
-    return unique_edges(np.concatenate([u, more.pop(SRC)]), np.concatenate([v, more.pop(DST)]))
+            kept_u, kept_v = merge_edges([kept_u, *us], [kept_v, *vs])
+            us, vs, waiting = [], [], 0
+    if not us:
+        return kept_u, kept_v
+    if not len(kept_u) and len(us) == 1 and is_sorted(us[0]):
+        return us[0], vs[0]  # one producer's segment: distinct and sorted already
+    return merge_edges([kept_u, *us], [kept_v, *vs])
 
 
 def write_labels(plan: Plan, url: str, nodes: I64, labels: I64) -> int:

@@ -15,7 +15,8 @@ report their largest local groups, from which the band index predicts the hubs' 
 
 Collisions (`find_edges`, one task per partition): read partition `p` of every map object (index row, then one
 ranged GET per object), sort by key, and turn every group of `k >= 2` rows sharing `(band, key)` into a star from
-its least node (`k - 1` edges, not all pairs). The distinct edges are written in both directions as one object
+its least node (`k - 1` edges, not all pairs). The distinct edges are written in both directions, sorted by source
+(and pair hash: `components.merge_edges`, so a components task merges these runs instead of sorting), as one object
 whose segments are node partitions (top bits of `mix64(source)`), finer than the graph phases need
 (`plan.edge_partitions`): the components steps read contiguous ranges of them. Edges leaving a heavy node go to
 `mix64(mix64(source) XOR mix64(target))` instead, and the task reports each heavy node's least neighbour (see
@@ -38,6 +39,7 @@ from engine.dedup.components import (
     edge_sketch,
     edge_table,
     heavy_report,
+    merge_edges,
     node_sketch,
     route_keys,
     unique_edges,
@@ -336,7 +338,7 @@ def find_edges(plan: Plan, shuffle: BandShuffle, heavy_degree: int, partition: i
     )
     u, v = _stars(rows)
     count, sketch, nodes = len(u), edge_sketch(u, v), node_sketch(np.concatenate([u, v]))
-    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+    src, dst = merge_edges([u, v], [v, u])  # both directions, sorted as the components' reads merge them
     del u, v
     heavy = np.asarray(shuffle.heavy, dtype=np.int64)
     keys = route_keys(src, dst, heavy)

@@ -13,8 +13,10 @@ from engine.dedup.components import (
     edge_sketch,
     heavy_report,
     large_star,
+    merge_edges,
     merge_reports,
     node_sketch,
+    pair_hashes,
     route_keys,
     sketch_count,
     small_star,
@@ -198,3 +200,53 @@ def test_node_sketch_counts_nodes_a_hub_repeats_a_million_times() -> None:
     crowd = nodes[np.argsort(hashes)[:3]]  # the nodes with the smallest hashes, repeated
     repeated = np.concatenate([np.repeat(crowd, 1_000_000), nodes])
     assert abs(sketch_count([node_sketch(repeated)]) - len(nodes)) < 0.1 * len(nodes)
+
+
+def pair_set(u: np.ndarray, v: np.ndarray) -> set[tuple[int, int]]:
+    return set(zip(u.tolist(), v.tolist(), strict=True))
+
+
+def check_merged(u: np.ndarray, v: np.ndarray, expected: set[tuple[int, int]]) -> None:
+    assert len(u) == len(expected)  # distinct
+    assert pair_set(u, v) == expected
+    assert (np.diff(u) >= 0).all()  # sorted by source
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(edge_lists, min_size=1, max_size=5), st.booleans())
+def test_merge_edges_is_the_distinct_union_sorted_by_source(
+    parts: list[list[tuple[int, int]]],
+    runs: bool,  # noqa: FBT001
+) -> None:
+    """Exact for any parts; the parts the writers produce (distinct, sorted by `unique_edges`) are its fast case."""
+    us, vs, expected = [], [], set()
+    for part in parts:
+        u = np.array([a for a, _ in part], dtype=np.int64)
+        v = np.array([b for _, b in part], dtype=np.int64)
+        if runs:
+            u, v = unique_edges(u, v)
+        us.append(u)
+        vs.append(v)
+        expected |= set(part)
+    merged_u, merged_v = merge_edges(us, vs)
+    check_merged(merged_u, merged_v, expected)
+    again_u, again_v = merge_edges([merged_u, *us], [merged_v, *vs])  # a merged result is a run for the next merge
+    check_merged(again_u, again_v, expected)
+
+
+def test_merge_edges_separates_pairs_whose_hashes_share_their_top_bits() -> None:
+    """Rows of one source are merged by the top 32 bits of their pair hash: pairs that share them (found here by
+    search) must still be told apart, and their copies dropped."""
+    source = 7
+    targets = np.arange(300_000, dtype=np.int64)
+    top = pair_hashes(np.full(len(targets), source, dtype=np.int64), targets) >> np.uint64(32)
+    order = np.argsort(top, kind="stable")
+    equal = np.flatnonzero(top[order][1:] == top[order][:-1])
+    assert len(equal), "no two targets share the top hash bits in this range (widen it)"
+    a, b = (int(t) for t in targets[order[[equal[0], equal[0] + 1]]])
+    c = 1 if 1 not in (a, b) else 2
+    first = unique_edges(np.array([source] * 3, dtype=np.int64), np.array([a, b, c], dtype=np.int64))
+    second = unique_edges(np.array([source] * 2, dtype=np.int64), np.array([b, c], dtype=np.int64))
+    third = (np.array([source], dtype=np.int64), np.array([a], dtype=np.int64))
+    u, v = merge_edges([first[0], second[0], third[0]], [first[1], second[1], third[1]])
+    check_merged(u, v, {(source, a), (source, b), (source, c)})
