@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py generate --docs 1000000 --dir /tmp/scale/1M [--hub 0]
     python benchmarks/bench_scale.py run --dir /tmp/scale/1M [--in-memory-max-edges 0] [--rerun] [--grow 0.01]
     python benchmarks/bench_scale.py curve --docs 1000000,2000000,4000000,8000000 [--hub-at-largest 1000000]
+    python benchmarks/bench_scale.py report --dir /tmp/scale/1M     # after `run`: the report as a user writes it
 
 `generate` writes what phase A leaves (signature files in the engine's layout, a short staged text per document,
 `benchmarks/scale_data.py`), with a known duplicate structure. `run` drives the engine's own dedup driver
@@ -17,7 +18,10 @@ the driver probes their band rows against the dedup state the build left; `count
 files rewritten and the churn: `merged`, `better_copy`). `--change N` then rewrites N shards (their rows reversed:
 new content, same ground truth; this rewrites files of `--dir`) and measures that night, `--vanish N` then drops N
 other shards from the input (changed and vanished shards: docs/dedup-design.md 5.3).
-Appends one JSON line per measured run to benchmarks/results/scale.jsonl.
+Appends one JSON line per measured run to benchmarks/results/scale.jsonl. After each run the folder holds what
+`run_job` leaves after a dedup job (`stats.json`: the dedup's counters, cluster sizes among them; the resolved
+job), so `report` runs `python -m engine report DIR` in a fresh process, as a user would, and records its wall
+time and peak RSS (benchmarks/results/scale_report.jsonl).
 
 Timings are from a shared 2-core machine: compare ratios within one run of the script.
 """
@@ -30,6 +34,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,12 +48,18 @@ import storage_counter  # noqa: E402
 from measured import MeasuringExecutor, peak_rss_bytes, process_tree_cpu, reset_peak_rss  # noqa: E402
 
 from engine.dedup.plan import ShardInput  # noqa: E402
-from engine.io.layout import DEDUP, KEPT, REJECTED  # noqa: E402
+from engine.inspect.report import REPORT_FILE  # noqa: E402
+from engine.io.layout import DEDUP, KEPT, REJECTED, RESOLVED_JOB_FILE, STATS_FILE, join  # noqa: E402
+from engine.io.markers import write_json  # noqa: E402
 from engine.provenance import git_state, machine  # noqa: E402
-from engine.runner.dedup import run_dedup  # noqa: E402
+from engine.runner.dedup import DedupOutcome, run_dedup  # noqa: E402
+from engine.runner.run import write_resolved_job  # noqa: E402
 from engine.spec import JobSpec  # noqa: E402
+from engine.stats import DUPLICATE_ROWS, KEPT_ROWS, Stats  # noqa: E402
+from engine.version import __version__  # noqa: E402
 
 RESULTS = HERE / "results" / "scale.jsonl"
+REPORT_RESULTS = HERE / "results" / "scale_report.jsonl"
 
 
 def partition_count(job: JobSpec, shards: list[str]) -> int:
@@ -66,8 +77,10 @@ def identity(folder: Path, rel: str) -> list[Any]:
     return ["synthetic", rel, Path(signatures_file(str(folder), scale_data.dedup_spec(), rel)).stat().st_mtime_ns]
 
 
-def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> tuple[dict[str, int], dict[str, int]]:
-    """Run one design's driver; duplicates removed per shard, and the counts it chose.
+def run_design(
+    design: str, job: JobSpec, shards: list[str], executor: Any
+) -> tuple[dict[str, int], dict[str, int], DedupOutcome | None]:
+    """Run one design's driver; duplicates removed per shard, the counts it chose and (engine) its outcome.
 
     `segments` (the engine's) gets each shard's signature rows and an identity, as `run` passes phase A's results;
     `reference` is the design before segments (tests/dedup/reference), which fingerprints every file itself.
@@ -79,13 +92,34 @@ def run_design(design: str, job: JobSpec, shards: list[str], executor: Any) -> t
             update={"output": job.output.model_copy(update={"path": job.output.path.split("://")[-1]})}
         )
         counts = {"band_partitions": partition_count(local, shards)}  # uncounted: not part of the run
-        return reference.run_dedup(job, shards, executor), counts
+        return reference.run_dedup(job, shards, executor), counts, None
     folder = Path(job.output.path.split("://", 1)[-1])
     inputs = {rel: ShardInput(rows=staged_rows(folder, rel), identity=identity(folder, rel)) for rel in shards}
     outcome = run_dedup(job, shards, executor, inputs=inputs)
     found = {"clusters": outcome.clusters, "largest_cluster": outcome.largest_cluster, "night": outcome.mode == "night"}
     found |= {f"churn_{name}": count for name, count in outcome.churn.items()}  # merged, better_copy on a night
-    return outcome.removed(), outcome.counts | found
+    return outcome.removed(), outcome.counts | found, outcome
+
+
+def write_run_stats(folder: Path, job: JobSpec, outcome: DedupOutcome, docs: int, seconds: float) -> None:
+    """`OUT/stats.json` and the resolved job, as `run_job` leaves them after a dedup job, so `corpus-engine report
+    OUT` reads this run as a user's. Phase A is the generator here: every document passed it (no step ran)."""
+    total = Stats(shards_total=len(outcome.shards), docs_in=docs, seconds=seconds)
+    total.docs_kept = outcome.kept
+    total.duplicates = outcome.duplicates
+    total.written[KEPT_ROWS] += outcome.kept
+    total.written[DUPLICATE_ROWS] += outcome.duplicates_written
+    for removal in outcome.shards.values():
+        total.duplicates_by_language.update(removal.duplicates_by_language)
+    total.cluster_sizes.update(outcome.cluster_sizes)
+    total.largest_cluster = outcome.largest_cluster
+    total.churn.update(outcome.churn)
+    total.check_conservation(f"bench_scale {folder}")
+    data = total.to_dict() | {"conserved": total.is_conserved(), "failed_shards": {}, "job": job.name}
+    data["engine_version"] = __version__
+    local = job.model_copy(update={"output": job.output.model_copy(update={"path": str(folder)})})
+    write_json(join(str(folder), STATS_FILE), data, {})
+    write_resolved_job(local)
 
 
 def append_record(record: dict[str, Any], path: Path) -> None:
@@ -127,6 +161,8 @@ def clean_outputs(folder: Path) -> None:
     dedup = [*folder.glob(f"{DEDUP}/*/work"), *folder.glob(f"{DEDUP}/*/shuffle"), *folder.glob(f"{DEDUP}/*/state")]
     for path in [*dedup, folder / KEPT, folder / REJECTED]:
         shutil.rmtree(path, ignore_errors=True)
+    for name in (STATS_FILE, RESOLVED_JOB_FILE, REPORT_FILE):
+        (folder / name).unlink(missing_ok=True)
 
 
 def folder_state(folder: Path) -> dict[str, dict[str, int]]:
@@ -154,9 +190,9 @@ def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, execu
     reset_peak_rss()
     before = storage_counter.snapshot()
     tree_cpu, cpu, started = process_tree_cpu(), time.process_time(), time.perf_counter()
-    error, counts = None, {}
+    error, counts, outcome = None, {}, None
     try:
-        removed, counts = run_design(args.design, job, shards, measuring)
+        removed, counts, outcome = run_design(args.design, job, shards, measuring)
     except Exception as failure:  # noqa: BLE001 - a benchmark records where the design breaks
         error, removed = f"{type(failure).__name__}: {failure}"[:2000], {}
     wall = time.perf_counter() - started
@@ -169,6 +205,8 @@ def measure_run(folder: Path, shards: list[str], args: argparse.Namespace, execu
     all_counts = Counter(totals.counts)
     all_counts.update({k: v for k, v in driver_counts.items() if v})
     n = sum(staged_rows(folder, rel) for rel in shards)
+    if outcome is not None:  # after the measured window: what `run_job` writes last, for `report`
+        write_run_stats(folder, job, outcome, n, wall)
     cpu_total = totals.cpu + driver_cpu
     by_area: dict[str, dict[str, int]] = {}
     for key, value in all_counts.items():
@@ -315,6 +353,48 @@ def cmd_run(args: argparse.Namespace) -> None:
             break
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """`python -m engine report DIR` in a fresh process, as a user runs it, on the run `run` left in DIR; its wall
+    time and peak RSS (the child's own, from wait4), with the sizes of what it reads."""
+    import subprocess
+
+    folder = Path(args.dir).resolve()
+    stats = folder / STATS_FILE
+    if not stats.exists():
+        sys.exit(f"{stats} does not exist: run `bench_scale.py run --dir {folder}` first")
+    truth = scale_data.load(str(folder))
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "engine", "report", str(folder)]
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": path}, stdout=log, stderr=log)  # noqa: S603
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    data = json.loads(stats.read_text())
+    record = {
+        "benchmark": "scale_report",
+        "git": git_state(),
+        "machine": machine(),
+        "synthetic": truth["spec"],
+        "docs": data.get("docs_in"),
+        "command": " ".join(command),
+        "exit_status": os.waitstatus_to_exitcode(status),
+        "wall_s": round(wall, 2),
+        "report_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "stats_json_bytes": stats.stat().st_size,
+        "report_bytes": (folder / REPORT_FILE).stat().st_size if (folder / REPORT_FILE).exists() else None,
+        "clusters_in_stats": sum(int(v) for v in (data.get("cluster_sizes") or {}).values()),
+        "corpus_bytes": sum(p.stat().st_size for p in folder.rglob("*.parquet")),
+    }
+    append_record(record, Path(args.results))
+    shown = ("docs", "exit_status", "wall_s", "report_peak_rss_mb", "stats_json_bytes")
+    print(json.dumps({k: record[k] for k in shown}))
+    if record["exit_status"] != 0:
+        sys.exit(output[-2000:])
+
+
 def cmd_curve(args: argparse.Namespace) -> None:
     """`generate` then `run` at each size, each run in a fresh process (so driver memory is its own)."""
     import subprocess
@@ -404,6 +484,9 @@ def main_parser() -> argparse.ArgumentParser:
             p.add_argument("--shard-docs", type=int, default=100_000)
             p.add_argument("--work", default="/tmp/scale")
             p.add_argument("--keep", action="store_true", help="keep the generated folders")
+    p = sub.add_parser("report", help="time `python -m engine report` on the run `run` left in --dir")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--results", default=str(REPORT_RESULTS))
     p = sub.add_parser("table")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--design", default="segments", help="the recorded design to show (`current`: the baseline lines)")
@@ -412,7 +495,8 @@ def main_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = main_parser().parse_args(argv)
-    {"generate": cmd_generate, "run": cmd_run, "curve": cmd_curve, "table": cmd_table}[args.command](args)
+    commands = {"generate": cmd_generate, "run": cmd_run, "report": cmd_report, "curve": cmd_curve, "table": cmd_table}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -160,3 +160,28 @@ def test_the_dump_model_reads_a_measured_run(tmp_path: Path, capsys: pytest.Capt
     assert found is not None
     predicted, measured = (int(x.replace(",", "")) for x in found.groups())
     assert abs(predicted - measured) <= 0.2 * measured
+
+
+def test_a_measured_run_can_be_reported_as_a_user_reports_it(tmp_path: Path) -> None:
+    """`run` leaves what `run_job` leaves (stats.json with the dedup's counters, the resolved job), so `report`
+    runs `python -m engine report DIR` on it: the page shows the cluster sizes, its peak RSS is recorded."""
+    import json
+
+    truth = scale_data.generate(str(tmp_path), scale_data.Synthetic(docs=3000, shard_docs=1000, hub=50, seed=5))
+    args = bench_scale.main_parser().parse_args(["run", "--dir", str(tmp_path)])
+    record = bench_scale.measure_run(tmp_path, truth["shards"], args, SerialExecutor())
+    assert record["error"] is None
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["conserved"] is True
+    assert stats["duplicates"] == truth["expected_duplicates"]
+    assert sum(stats["cluster_sizes"].values()) == truth["clusters"]
+    results = tmp_path / "report.jsonl"
+    bench_scale.main(["report", "--dir", str(tmp_path), "--results", str(results)])
+    (line,) = results.read_text().splitlines()
+    measured = json.loads(line)
+    assert measured["exit_status"] == 0
+    assert measured["docs"] == 3000
+    assert measured["report_peak_rss_mb"] > 0
+    page = (tmp_path / "report.html").read_text()
+    assert "Dedup" in page or "dedup" in page
+    assert f"{truth['expected_duplicates']:,}" in page
