@@ -403,3 +403,34 @@ def signatures_of(job: JobSpec, rel: str) -> str:
 
     assert job.dedup is not None
     return signatures_file(job.output.path, job.dedup, rel)
+
+
+def test_collisions_write_both_directions_as_distinct_runs_sorted_by_source(tmp_path: Path) -> None:
+    """The components' reads merge sorted runs (`merge_edges`) instead of sorting: every segment the collisions
+    write holds distinct edges, both directions of each, sorted by source."""
+    import numpy as np
+
+    from engine.dedup.components import DST, SRC
+    from engine.dedup.plan import ShardInput, make_plan
+    from engine.dedup.shuffle import BandShuffle, find_edges, map_bands
+    from engine.io.segments import gather_index, read_object
+
+    rows = corpus(21, originals=40, copies=3)
+    job = make_job(str(tmp_path / "out"), {"type": "minhash", "partitions": 2})
+    shards = stage(job, split(rows, 3))
+    inputs = {rel: ShardInput(rows=read_table(signatures_of(job, rel), {}).num_rows, identity=rel) for rel in shards}
+    plan, _ = make_plan(job, shards, inputs)
+    maps = [map_bands(plan, task) for task in range(plan.maps)]
+    index = str(tmp_path / "bands.index")
+    gather_index([m.url for m in maps], [m.size for m in maps], plan.partitions, index, {})
+    shuffle = BandShuffle(tuple(m.url for m in maps), index, ())
+    found: list[tuple[int, int]] = []
+    for partition in range(plan.partitions):
+        result = find_edges(plan, shuffle, plan.heavy_degree, partition)
+        for table in read_object(result.url, result.size, plan.edge_partitions, {}):
+            src, dst = table[SRC].to_numpy(), table[DST].to_numpy()
+            assert (np.diff(src) >= 0).all()
+            assert len(set(zip(src.tolist(), dst.tolist(), strict=True))) == len(src)
+            found += zip(src.tolist(), dst.tolist(), strict=True)
+    assert found
+    assert set(found) == {(v, u) for u, v in found}  # both directions
