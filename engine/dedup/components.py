@@ -105,21 +105,25 @@ def unique_edges(u: I64, v: I64) -> tuple[I64, I64]:
     return u, v
 
 
-def merge_edges(us: Sequence[I64], vs: Sequence[I64]) -> tuple[I64, I64]:
-    """Distinct edges of several parts, sorted by source (exact for any parts).
+def merge_edges(us: list[I64], vs: list[I64]) -> tuple[I64, I64]:
+    """Distinct edges of several parts, sorted by source (exact for any parts); empties the lists it is given.
 
     Fast when each part is sorted as `unique_edges` leaves edges (by source, then `pair_hashes`), which every
-    edge object's segments are: two stable sorts (timsort, which finds the parts' runs and merges them) instead of the
-    two full sorts of `unique_edges`. First by source; then by `(source rank, top 32 bits of the pair hash)`,
+    edge object's segments are: two stable sorts (timsort, which finds the parts' runs and merges them) instead of
+    the two full sorts of `unique_edges`. First by source; then by `(source rank, top 32 bits of the pair hash)`,
     which each source's rows from one part already follow, so equal pairs become adjacent. Pairs of one source
-    whose hashes share their top 32 bits (rare) are ordered by target before duplicates are dropped.
+    whose hashes share their top 32 bits (rare) are ordered by target before duplicates are dropped. Memory: the
+    rows and about three more 8-byte columns (the parts are released once concatenated, columns gathered one by one).
     """
     u = us[0] if len(us) == 1 else np.concatenate(us)
     v = vs[0] if len(vs) == 1 else np.concatenate(vs)
+    us.clear()
+    vs.clear()
     if len(u) == 0:
         return u.astype(np.int64), v.astype(np.int64)
     order = np.argsort(u, kind="stable")
-    u, v = u[order], v[order]
+    u = u[order]
+    v = v[order]
     del order
     new = np.empty(len(u), dtype=bool)
     new[0] = True
@@ -129,19 +133,26 @@ def merge_edges(us: Sequence[I64], vs: Sequence[I64]) -> tuple[I64, I64]:
     if int(key[-1]) >= 1 << 32:  # more distinct sources than a task could hold: the general sort
         return unique_edges(u, v)
     np.left_shift(key, np.uint64(32), out=key)
-    np.bitwise_or(key, pair_hashes(u, v) >> np.uint64(32), out=key)
+    hashes = pair_hashes(u, v)
+    np.right_shift(hashes, np.uint64(32), out=hashes)
+    np.bitwise_or(key, hashes, out=key)
+    del hashes
     order = np.argsort(key, kind="stable")
-    u, v, key = u[order], v[order], key[order]
+    u = u[order]
+    v = v[order]
+    key = key[order]
     del order
     same = key[1:] == key[:-1]
-    if (same & (v[1:] != v[:-1])).any():  # a source's pairs with equal top hash bits: order them by target
-        group = np.concatenate([[0], np.cumsum(~same)])
-        ambiguous = same & (v[1:] != v[:-1])
-        rows = np.flatnonzero(np.isin(group, group[1:][ambiguous]))
-        v[rows] = v[rows[np.lexsort((v[rows], group[rows]))]]
     del key
+    differ = v[1:] != v[:-1]
+    if (same & differ).any():  # a source's pairs with equal top hash bits: order them by target
+        group = np.concatenate([[0], np.cumsum(~same)])
+        rows = np.flatnonzero(np.isin(group, group[1:][same & differ]))
+        v[rows] = v[rows[np.lexsort((v[rows], group[rows]))]]
+        differ = v[1:] != v[:-1]
     first = np.ones(len(u), dtype=bool)
-    first[1:] = ~same | (v[1:] != v[:-1])
+    first[1:] = ~same | differ
+    del same, differ
     return u[first], v[first]
 
 
@@ -411,13 +422,19 @@ def read_edges(plan: Plan, graph: Graph, source: EdgeSource, partition: int, par
         waiting += table.num_rows
         del table
         if waiting > max(len(kept_u), 1 << 20):
-            kept_u, kept_v = merge_edges([kept_u, *us], [kept_v, *vs])
-            us, vs, waiting = [], [], 0
+            us.insert(0, kept_u)
+            vs.insert(0, kept_v)
+            kept_u = kept_v = _EMPTY  # held by the lists only, which merge_edges empties
+            kept_u, kept_v = merge_edges(us, vs)
+            waiting = 0
     if not us:
         return kept_u, kept_v
     if not len(kept_u) and len(us) == 1 and is_sorted(us[0]):
         return us[0], vs[0]  # one producer's segment: distinct and sorted already
-    return merge_edges([kept_u, *us], [kept_v, *vs])
+    us.insert(0, kept_u)
+    vs.insert(0, kept_v)
+    del kept_u, kept_v
+    return merge_edges(us, vs)
 
 
 def write_labels(plan: Plan, url: str, nodes: I64, labels: I64) -> int:
