@@ -7,6 +7,7 @@ with benchmarks/compare_fineweb2.py), one test per rule the regular-expression a
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -122,3 +123,82 @@ def test_nothing_is_lost_or_added(text: str) -> None:
 def test_empty_and_blank_texts() -> None:
     assert sp.split_words(pl.Series(["", " \n\t "]), "fr").to_list() == [[], []]
     assert {"el", "fr", "xx"} <= set(sp.languages())
+
+
+# Pieces of text that reach every branch of the algorithm, in groups drawn equally often: letters of several
+# scripts (and those some languages' prefixes start with: "USD", "Rp", "US$"), punctuation (elisions,
+# apostrophes, hyphens, brackets, quotes, dots), numbers and units, URLs, e-mails, emoji and a combining accent,
+# whitespace, and each language's own special cases.
+FRAGMENT_GROUPS = [
+    [*"aeéZßıİΩλΓжЖאñçαάşğ", "Rp", "USD", "IDR", "km", "kg", "ΗΠΑ", "nya", "aujourd", "grand", "États", "Flynn"],
+    [*"'’ʼ`´-–—‐/\\.,:;!?¿¡()[]{}\"«»„“”‚‘…%$€£°+*=&@#_^~|<>", "..", "...", "n°", "US$", "C$"],
+    [*"0123456789½²٣", "35", "1935", "3,5", "80-90", "10.000"],
+    ["http://", "https://www.", "example.com", "/path?q=1", "a@b.org", "😀", "👍🏽", "\u0301", "\u200b"],
+    [" ", " ", "\n", "\t"],
+]
+
+
+def tricky_texts(code: str) -> st.SearchStrategy[str]:
+    specials = sorted(orth for orth in sp.SpacyTokenizer(code).specials if not orth.isspace())
+    pieces = st.one_of(*(st.sampled_from(group) for group in [*FRAGMENT_GROUPS, specials]))
+    return st.lists(pieces, max_size=10).map("".join)
+
+
+@pytest.mark.parametrize("code", ["el", "fr", "de", "id", "tr", "hu", "ro", "pl", "ru", "he", "xx"])
+def test_fast_paths_give_the_full_algorithms_words(code: str) -> None:
+    """The fast paths (plain words, prefixes skipped before letters, a suffix looked for at the last character
+    only) are proven from each language's rules; on texts built from every kind of piece the rules handle they
+    give exactly the words of the full algorithm, new chunks and remembered ones alike."""
+    fast, full = sp.SpacyTokenizer(code), sp.SpacyTokenizer(code, fast=False)
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(text=tricky_texts(code))
+    def check(text: str) -> None:
+        assert fast.words(text) == full.words(text)
+        assert fast.words(text) == full.words(text)  # remembered
+
+    check()
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "expected"),
+    [
+        # Indonesian prefixes include the letters "Rp", "USD", "IDR": a word starting with them is no plain word
+        ("id", "Rp5000 USDnya Rpku rumahnya.", ["Rp", "5000", "USD", "nya", "Rp", "ku", "rumahnya", "."]),
+        # every language's currency prefixes: "US$" and "C$" start with a letter
+        ("de", "US$5 C$3 Haus.", ["US$", "5", "C$", "3", "Haus", "."]),
+        # a suffix only after a digit: "km" stays on a word, is split from a number
+        ("ru", "5km km.", ["5", "km", "km", "."]),
+        # Greek elision prefix: letters and an apostrophe
+        ("el", "απ' τ'αυτιά", ["απ'", "τ'", "αυτιά"]),
+    ],
+)
+def test_letters_that_start_rules_are_not_plain_words(code: str, text: str, expected: list[str]) -> None:
+    assert words(code, text) == expected
+    assert sp.SpacyTokenizer(code, fast=False).words(text) == expected
+
+
+def test_fast_paths_are_proven_where_the_rules_allow() -> None:
+    """Which shortcuts each language may take, as proven from its rules (the fast paths are what make the
+    tokenizer fast; a rule change that disables them shows here)."""
+    proofs = {code: sp.SpacyTokenizer(code) for code in ("de", "id", "el", "hu")}
+    assert all(t.plain_words for t in proofs.values())
+    assert proofs["de"].prefix_first == frozenset("UCA")  # "US$", "C$", "A$"
+    assert {"R", "U", "I", "S"} <= set(proofs["id"].prefix_first or ())
+    assert "α" in (proofs["el"].prefix_first or ())
+    assert sp._suffix_only_at_last("de", ",")
+    assert sp._suffix_only_at_last("fr", ".")
+
+
+# Every chunk of one to three of these atoms (9,723 chunks): each rule the fast paths reason about (a prefix
+# starting with a letter, a suffix after a digit or starting with a letter, an infix between letters and
+# digits, elisions) meets each neighbour it can have. Breaking any of the three proofs fails this test.
+ATOMS = ["a", "Γ", "Flynn", "Rp", "US", "km", "\u0301", "😀", *"'-.,()\":/%$+", "5"]
+
+
+@pytest.mark.parametrize("code", ["el", "de", "id", "ru", "tr"])
+def test_fast_paths_on_every_chunk_of_up_to_three_atoms(code: str) -> None:
+    fast, full = sp.SpacyTokenizer(code), sp.SpacyTokenizer(code, fast=False)
+    chunks = ["".join(parts) for size in (1, 2, 3) for parts in itertools.product(ATOMS, repeat=size)]
+    different = [c for c in chunks if fast.chunk_words(c) != full.chunk_words(c)]
+    assert different == []
